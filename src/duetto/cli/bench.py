@@ -1,0 +1,7 @@
+"""`duetto bench …`: offline benchmarks (routing on recorded outputs)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,30 @@
+"""The `duetto` command. Thin: each subcommand module parses arguments and calls the library.
+
+Subcommand modules import their heavy dependencies inside the command functions so that
+`duetto --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from duetto.cli import bench, privacy, run
+
+app = typer.Typer(
+    name="duetto",
+    help="Small/large language model collaboration, measured on five axes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+run.register(app)  # demo, eval, validate, serve
+app.add_typer(bench.app, name="bench", help="Offline benchmarks on recorded model outputs.")
+app.add_typer(privacy.app, name="privacy", help="PII detection: evaluate, redact.")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The error tree of duetto.
+
+    DuettoError
+    ├── UserError              a developer mistake: fix the code or the config, retrying won't help
+    │   ├── ConfigError        bad YAML/config; `path` names the offending key (e.g. "strategies.c1.models[0]")
+    │   └── DataError          a data file that is missing or malformed; names the file and the format
+    └── ModelError             a runtime failure of a model call; may succeed on retry or fallback
+        ├── ModelUnavailable   the backend cannot be reached or loaded (connection refused, weights missing)
+        ├── ModelTimeout       connect/read timeout
+        ├── UpstreamError      the upstream answered with an error status (`status`, `body`)
+        │   └── RateLimited    HTTP 429
+        └── BrokenStream       a stream ended before its final chunk
+
+Errors from lower libraries (httpx, llama_cpp) are translated into this tree at the boundary.
+"""
+
+from __future__ import annotations
+
+
+class DuettoError(Exception):
+    """Base of every error duetto raises on purpose."""
+
+
+class UserError(DuettoError):
+    """A developer mistake: fix the call, the config or the data."""
+
+
+class ConfigError(UserError):
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class DataError(UserError):
+    def __init__(self, message: str, file: str = "", expected: str = "") -> None:
+        self.file = file
+        self.expected = expected
+        text = f"{file}: {message}" if file else message
+        if expected:
+            text += f" (expected {expected})"
+        super().__init__(text)
+
+
+class ModelError(DuettoError):
+    """A model call failed at run time."""
+
+    retryable: bool = False
+
+
+class ModelUnavailable(ModelError):
+    retryable = True
+
+
+class ModelTimeout(ModelError):
+    retryable = True
+
+
+class UpstreamError(ModelError):
+    def __init__(self, message: str, status: int = 0, body: str = "") -> None:
+        self.status = status
+        self.body = body
+        super().__init__(message)
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return self.status == 429 or self.status >= 500
+
+
+class RateLimited(UpstreamError):
+    pass
+
+
+class BrokenStream(ModelError):
+    retryable = True

@@ -1,0 +1,204 @@
+"""The one seam every model and strategy implements: `ChatModel.complete` (and `stream`).
+
+`LeafModel` is the base of real backends: it times the call and turns raw token and byte
+counts into cost, energy and privacy figures from the frozen `ModelCard`, so every backend
+accounts the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from duetto.messages import ChatRequest, ChatResponse, StreamChunk
+from duetto.trace import Step
+from duetto.usage import Usage
+
+# Default energy figures, always reported as estimates.
+# Local: process CPU seconds × watts per busy core. 10 W/core is a mid-range desktop/laptop
+# figure (e.g. a 65 W TDP 6-8 core part under load); RAPL replaces it where readable.
+DEFAULT_WATTS_PER_CORE = 10.0
+# Remote: joules per token. Samsi et al., "From Words to Watts: Benchmarking the Energy Costs of
+# Large Language Model Inference" (IEEE HPEC 2023, arXiv:2310.03003) measure about 3-4 J per
+# generated token for LLaMA-65B on A100/V100 GPUs; prefill is roughly 10x cheaper per token.
+DEFAULT_REMOTE_J_PER_TOKEN_OUT = 3.0
+DEFAULT_REMOTE_J_PER_TOKEN_IN = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCard:
+    """What a model is and what it costs: fixed for the life of the model."""
+
+    name: str
+    location: Literal["local", "remote"] = "local"
+    trusted: bool = True  # inside the trusted zone: PII sent to it is not a leak
+    price_in_per_mtok: float = 0.0  # USD per million input tokens
+    price_out_per_mtok: float = 0.0
+    energy_j_per_token_in: float = DEFAULT_REMOTE_J_PER_TOKEN_IN
+    energy_j_per_token_out: float = DEFAULT_REMOTE_J_PER_TOKEN_OUT
+    watts_per_core: float = DEFAULT_WATTS_PER_CORE
+    context_size: int = 8192
+    label: str = ""  # shown in reports, e.g. "offline stand-in for a remote LLM"
+    source: str = ""  # where prices/energy figures come from
+
+    @property
+    def is_remote(self) -> bool:
+        return self.location == "remote"
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.price_in_per_mtok + tokens_out * self.price_out_per_mtok) / 1e6
+
+    def energy(self, tokens_in: int, tokens_out: int, cpu_seconds: float) -> float:
+        if self.is_remote:
+            return tokens_in * self.energy_j_per_token_in + tokens_out * self.energy_j_per_token_out
+        return cpu_seconds * self.watts_per_core
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+class ChatModel(ABC):
+    """A model or a strategy: anything that answers a chat request with a traced response."""
+
+    card: ModelCard
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @abstractmethod
+    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """Stream the answer. The default completes first and yields it as one chunk."""
+        response = await self.complete(request)
+        yield StreamChunk(delta=response.text)
+        yield StreamChunk(delta="", response=response)
+
+    async def aclose(self) -> None:
+        """Release connections, processes or weights."""
+
+    def complete_sync(self, request: ChatRequest) -> ChatResponse:
+        """Thin sync helper for scripts and notebooks without a running loop."""
+        return asyncio.run(self.complete(request))
+
+
+@dataclass(slots=True)
+class RawResult:
+    """What a backend measured for one call, before accounting."""
+
+    text: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str = "stop"
+    logprobs: list[float] | None = None
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    ttft_ms: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _rapl_energy_uj() -> int | None:
+    try:
+        with open("/sys/class/powercap/intel-rapl:0/energy_uj") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class LeafModel(ChatModel):
+    """Base for real backends: implement `_call` (and optionally `_stream_raw`)."""
+
+    def __init__(self, card: ModelCard) -> None:
+        self.card = card
+
+    @abstractmethod
+    async def _call(self, request: ChatRequest) -> RawResult: ...
+
+    async def _stream_raw(self, request: ChatRequest) -> AsyncIterator[str | RawResult]:
+        """Yield text deltas, then one RawResult. Default: no streaming, one delta."""
+        raw = await self._call(request)
+        yield raw.text
+        yield raw
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        meter = _Meter()
+        raw = await self._call(request)
+        return self._account(request, raw, meter)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        meter = _Meter()
+        first: float | None = None
+        async for item in self._stream_raw(request):
+            if isinstance(item, RawResult):
+                if item.ttft_ms is None and first is not None:
+                    item.ttft_ms = first
+                yield StreamChunk(delta="", response=self._account(request, item, meter))
+                return
+            if first is None and item:
+                first = (time.perf_counter() - meter.t0) * 1000
+            yield StreamChunk(delta=item)
+
+    def _account(self, request: ChatRequest, raw: RawResult, meter: _Meter) -> ChatResponse:
+        from duetto.scoring.pii import count_pii  # leaf module, cheap regexes by default
+
+        latency_ms, cpu_s, rapl_j = meter.stop()
+        card = self.card
+        energy = card.energy(raw.tokens_in, raw.tokens_out, cpu_s)
+        if not card.is_remote and rapl_j is not None and rapl_j > 0:
+            energy = rapl_j
+        usage = Usage(
+            tokens_in=raw.tokens_in,
+            tokens_out=raw.tokens_out,
+            bytes_sent=raw.bytes_sent if card.is_remote else 0,
+            bytes_received=raw.bytes_received if card.is_remote else 0,
+            latency_ms=latency_ms,
+            ttft_ms=raw.ttft_ms if raw.ttft_ms is not None else latency_ms,
+            cost_usd=card.cost(raw.tokens_in, raw.tokens_out),
+            energy_j=energy,
+            pii_sent=0 if card.trusted else count_pii(request.text),
+            calls=1,
+            remote_calls=1 if card.is_remote else 0,
+        )
+        step = Step(name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=raw.extra)
+        return ChatResponse(
+            text=raw.text,
+            model=card.name,
+            usage=usage,
+            trace=step,
+            finish_reason=raw.finish_reason,
+            logprobs=raw.logprobs,
+        )
+
+
+class _Meter:
+    """Wall time, process CPU time and (where readable) RAPL energy of one call."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.cpu0 = time.process_time()
+        self.rapl0 = _rapl_energy_uj()
+
+    def stop(self) -> tuple[float, float, float | None]:
+        latency_ms = (time.perf_counter() - self.t0) * 1000
+        cpu_s = time.process_time() - self.cpu0
+        rapl1 = _rapl_energy_uj()
+        rapl_j = (rapl1 - self.rapl0) / 1e6 if (rapl1 is not None and self.rapl0 is not None) else None
+        return latency_ms, cpu_s, rapl_j
+
+
+def iter_sync(agen: AsyncIterator[StreamChunk]) -> Iterator[StreamChunk]:
+    """Drive an async stream from sync code (thin helper; do not call inside a running loop)."""
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(agen.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.close()

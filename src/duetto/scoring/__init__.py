@@ -1,0 +1,1 @@
+"""Scorers return numbers (router scores, verifier confidences, PII counts); policies compare them."""

@@ -1,0 +1,41 @@
+"""Usage: what one call (or a whole request) cost on each axis. Usages add up."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(slots=True)
+class Usage:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    bytes_sent: int = 0  # bytes that crossed to a remote model (HTTP request bodies + headers)
+    bytes_received: int = 0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    cost_usd: float = 0.0
+    energy_j: float = 0.0  # an estimate: see duetto.models.base.estimate_energy
+    pii_sent: int = 0  # PII entities of the user's input that reached an untrusted model
+    calls: int = 0
+    remote_calls: int = 0  # calls to models outside this process (the "LLM calls")
+
+    def __add__(self, other: Usage) -> Usage:
+        out = Usage()
+        for f in fields(Usage):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            # Latency of a composite is measured by the composite itself (Step.latency_ms);
+            # the sum here is the sequential upper bound used when nothing better is known.
+            if f.name == "ttft_ms":
+                setattr(out, f.name, a if a is not None else b)
+            else:
+                setattr(out, f.name, a + b)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Usage:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
