@@ -93,6 +93,38 @@ class Config(_Strict):
     def names(self) -> set[str]:
         return set(self.models) | set(self.strategies)
 
+    def llm_name(self) -> str:
+        if self.llm:
+            return self.llm
+        remote = [n for n, m in self.models.items() if m.card.location == "remote"]
+        if not remote:
+            raise ConfigError("no remote model: name one with `llm:`", "llm")
+        return remote[0]
+
+    def slm_name(self) -> str:
+        if self.slm:
+            return self.slm
+        local = [n for n, m in self.models.items() if m.card.location != "remote"]
+        if not local:
+            raise ConfigError("no local model: name one with `slm:`", "slm")
+        return local[0]
+
+    def with_llm_endpoint(self, base_url: str, model: str, api_key_env: str | None) -> Config:
+        """The same config with its LLM replaced by a real OpenAI-compatible endpoint."""
+        cfg = self.model_copy(deep=True)
+        name = cfg.llm_name()
+        old = cfg.models[name].card
+        cfg.endpoints["llm-endpoint"] = EndpointConfig(base_url=base_url, api_key_env=api_key_env)
+        cfg.models[name] = ModelConfig(
+            backend="openai",
+            endpoint="llm-endpoint",
+            model=model,
+            card=old.model_copy(update={"name": model, "location": "remote", "trusted": False,
+                                        "label": f"remote LLM at {base_url}"}),
+        )
+        validate(cfg)
+        return cfg
+
 
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
@@ -223,6 +255,14 @@ def load_config(path: str | Path) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", str(p)) from exc
     return parse_config(data or {}, str(p))
+
+
+def load_default_config() -> Config:
+    """The embedded defaults that `duetto demo` and `duetto serve` run."""
+    from importlib.resources import files
+
+    text = files("duetto.data").joinpath("defaults.yaml").read_text()
+    return parse_config(yaml.safe_load(text), "duetto/data/defaults.yaml")
 
 
 def all_errors(path: str | Path) -> list[str]:

@@ -74,3 +74,33 @@ class Step:
 
 def new_trace_id() -> str:
     return "dt-" + uuid.uuid4().hex
+
+
+def service_latency_ms(step: Step) -> float:
+    """Latency of a request rebuilt from its leaves' measured service times.
+
+    Used by the evaluator, where model calls are cached and reused across strategies: a
+    strategy's wall time then says nothing, but its leaves' recorded latencies do. Children of
+    a step marked `extra["concurrent"]` ran at the same time (the slowest counts); other
+    children ran one after the other (they add up)."""
+    if not step.children:
+        return step.usage.latency_ms if step.kind == "model" else (step.latency_ms or 0.0)
+    parts = [service_latency_ms(c) for c in step.children]
+    if step.extra.get("concurrent"):
+        # Concurrent candidates, then any sequential tail (judge/aggregator) after them.
+        tail_roles = ("judge", "aggregator", "aggregate")
+        cand = [p for p, c in zip(parts, step.children, strict=True) if c.role not in tail_roles]
+        rest = [p for p, c in zip(parts, step.children, strict=True) if c.role in tail_roles]
+        return (max(cand) if cand else 0.0) + sum(rest)
+    return sum(parts)
+
+
+def service_ttft_ms(step: Step) -> float:
+    """Time to first token: everything before the last model call, plus that call's TTFT."""
+    leaves = [s for s in step.leaves() if s.kind == "model"]
+    if not leaves:
+        return service_latency_ms(step)
+    last = leaves[-1]
+    before = service_latency_ms(step) - last.usage.latency_ms
+    ttft = last.usage.ttft_ms if last.usage.ttft_ms is not None else last.usage.latency_ms
+    return max(0.0, before) + ttft

