@@ -1,0 +1,443 @@
+"""A backend for any OpenAI-compatible chat endpoint, over httpx.
+
+What it measures, per call and summed over retries: the HTTP bytes of each request (request line
++ headers + body) and of each response (status line + headers + body as it came off the socket;
+`Accept-Encoding: identity` keeps the body uncompressed, so raw and decoded are the same),
+tokens from the response's `usage` block (a flagged estimate when the server sends none), and
+for streams the time to the first token. Chunked-transfer framing and TLS overhead are not
+counted.
+
+Failures are translated into duetto.errors at this boundary. 429, 5xx, connection errors,
+timeouts and cut streams are retried with exponential backoff and jitter (Retry-After is honoured,
+capped); other statuses raise `UpstreamError` at once. A stream is retried only while nothing has
+been yielded to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from duetto.errors import (
+    BrokenStream,
+    ModelError,
+    ModelTimeout,
+    ModelUnavailable,
+    RateLimited,
+    UpstreamError,
+    UserError,
+)
+from duetto.messages import ChatRequest
+from duetto.models.base import LeafModel, ModelCard, RawResult
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=10.0, pool=30.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+CHARS_PER_TOKEN = 4  # the rough estimate used when a server reports no usage
+
+
+@dataclass(slots=True)
+class _Tally:
+    """HTTP bytes and attempts of one logical call, over all its retries."""
+
+    attempts: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    body_sent: int = 0
+    body_received: int = 0
+
+    def count_response(self, response: httpx.Response) -> None:
+        self.bytes_received += response_head_size(response) + response.num_bytes_downloaded
+        self.body_received += response.num_bytes_downloaded
+
+    def extra(self) -> dict[str, Any]:
+        return {
+            "attempts": self.attempts,
+            "body_bytes_sent": self.body_sent,
+            "body_bytes_received": self.body_received,
+        }
+
+
+class _AttemptFailed(Exception):
+    """One attempt failed with `error`; `retry_after` is the server's hint in seconds."""
+
+    def __init__(self, error: ModelError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class OpenAIModel(LeafModel):
+    """Any OpenAI-compatible `/chat/completions` endpoint (OpenAI, vLLM, llama.cpp server, ...)."""
+
+    def __init__(
+        self,
+        card: ModelCard,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        retries: int = 2,
+        backoff_s: float = 0.25,
+        max_retry_after_s: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        logprobs: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(card)
+        if api_key is None and api_key_env:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
+                raise UserError(
+                    f"model {card.name!r}: environment variable {api_key_env} is not set "
+                    "(it should hold the API key)"
+                )
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_retry_after_s = max_retry_after_s
+        self.logprobs = logprobs
+        self.extra_body = dict(extra_body or {})
+        self._headers = {"Accept-Encoding": "identity", **(headers or {})}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._transport = transport
+        self._limits = limits
+        self._rng = random.Random()
+        self._http: httpx.AsyncClient | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIModel({self.card.name!r}, {self.base_url!r}, {self.model!r})"
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        # A client's pool is bound to the event loop that used it: make one per loop so that
+        # `complete_sync` (a fresh loop per call) keeps working.
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http_loop is not loop:
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=self._headers,
+                timeout=self.timeout,
+                transport=self._transport,
+                limits=self._limits,
+            )
+            self._http_loop = loop
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def _payload(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.to_dict() for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if self.logprobs:
+            body["logprobs"] = True
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        body.update(self.extra_body)
+        return body
+
+    async def _open(self, content: bytes, tally: _Tally) -> httpx.Response:
+        """Send one attempt and return a streaming response with a 2xx status."""
+        client = self._client()
+        http_request = client.build_request(
+            "POST",
+            "chat/completions",
+            content=content,
+            headers={"Content-Type": "application/json"},
+        )
+        tally.attempts += 1
+        try:
+            response = await client.send(http_request, stream=True)
+        except httpx.UnsupportedProtocol as exc:
+            raise UserError(f"model {self.card.name!r}: bad base_url {self.base_url!r}") from exc
+        except httpx.HTTPError as exc:
+            if not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+                tally.bytes_sent += request_size(http_request)  # it left before failing
+                tally.body_sent += len(content)
+            raise _AttemptFailed(self._translate(exc)) from exc
+        tally.bytes_sent += request_size(http_request)
+        tally.body_sent += len(content)
+        if response.status_code < 300:
+            return response
+        try:
+            body = (await response.aread()).decode("utf-8", "replace")
+        except httpx.HTTPError as exc:
+            body = f"<body unreadable: {exc}>"
+        finally:
+            await response.aclose()
+            tally.count_response(response)
+        raise _AttemptFailed(self._status_error(response, body), _retry_after(response))
+
+    def _status_error(self, response: httpx.Response, body: str) -> UpstreamError:
+        status = response.status_code
+        message = f"{self.card.name}: HTTP {status} from {response.request.url}: {body[:300]}"
+        if status == 429:
+            return RateLimited(message, status=status, body=body)
+        return UpstreamError(message, status=status, body=body)
+
+    def _translate(self, exc: httpx.HTTPError, *, mid_stream: bool = False) -> ModelError:
+        where = f"{self.card.name} ({self.base_url})"
+        if isinstance(exc, httpx.TimeoutException):
+            return ModelTimeout(f"{where}: {type(exc).__name__}: {exc}")
+        if mid_stream:
+            return BrokenStream(f"{where}: stream cut: {type(exc).__name__}: {exc}")
+        return ModelUnavailable(f"{where}: {type(exc).__name__}: {exc}")
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        base = self.backoff_s * 2.0**attempt
+        delay = base * (0.5 + 0.5 * self._rng.random())  # jitter: spread synchronized clients
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return min(delay, self.max_retry_after_s)
+
+    async def _backoff_or_raise(self, failed: _AttemptFailed, attempt: int) -> None:
+        if not failed.error.retryable or attempt >= self.retries:
+            raise failed.error from failed.__cause__
+        await asyncio.sleep(self._delay(attempt, failed.retry_after))
+
+    # ---- non-streaming -------------------------------------------------------------------
+
+    async def _call(self, request: ChatRequest) -> RawResult:
+        content = json.dumps(self._payload(request, stream=False)).encode()
+        tally = _Tally()
+        attempt = 0
+        while True:
+            try:
+                data = await self._fetch_json(content, tally)
+                break
+            except _AttemptFailed as failed:
+                await self._backoff_or_raise(failed, attempt)
+                attempt += 1
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            finish = choice.get("finish_reason") or "stop"
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise UpstreamError(
+                f"{self.card.name}: malformed completion ({exc!r}): {str(data)[:300]}",
+                status=200,
+                body=str(data)[:2000],
+            ) from exc
+        return self._result(request, text, finish, _logprobs(choice.get("logprobs")),
+                            data.get("usage"), tally, ttft_ms=None)
+
+    async def _fetch_json(self, content: bytes, tally: _Tally) -> dict[str, Any]:
+        response = await self._open(content, tally)
+        try:
+            raw = await response.aread()
+        except httpx.HTTPError as exc:
+            raise _AttemptFailed(self._translate(exc)) from exc
+        finally:
+            await response.aclose()
+            tally.count_response(response)
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            text = raw[:300].decode("utf-8", "replace")
+            error = UpstreamError(f"{self.card.name}: response is not JSON: {text}", status=200)
+            raise _AttemptFailed(error) from exc
+        if not isinstance(data, dict) or "error" in data:
+            error = UpstreamError(f"{self.card.name}: error in body: {str(data)[:300]}",
+                                  status=200, body=str(data)[:2000])
+            raise _AttemptFailed(error)
+        return data
+
+    # ---- streaming -----------------------------------------------------------------------
+
+    async def _stream_raw(self, request: ChatRequest) -> AsyncIterator[str | RawResult]:
+        content = json.dumps(self._payload(request, stream=True)).encode()
+        tally = _Tally()
+        t0 = time.perf_counter()
+        attempt = 0
+        while True:
+            state = _StreamState()
+            try:
+                async with aclosing(self._stream_attempt(content, tally, state)) as deltas:
+                    async for delta in deltas:
+                        if state.ttft_ms is None:
+                            state.ttft_ms = (time.perf_counter() - t0) * 1000
+                        yield delta
+                break
+            except _AttemptFailed as failed:
+                if state.ttft_ms is not None:  # the caller already has part of the answer
+                    raise failed.error from failed.__cause__
+                await self._backoff_or_raise(failed, attempt)
+                attempt += 1
+        yield self._result(request, "".join(state.parts), state.finish or "stop",
+                           state.logprobs or None, state.usage, tally, ttft_ms=state.ttft_ms)
+
+    async def _stream_attempt(
+        self, content: bytes, tally: _Tally, state: _StreamState
+    ) -> AsyncGenerator[str, None]:
+        response = await self._open(content, tally)
+        try:
+            async for line in response.aiter_lines():
+                delta = state.feed(line)
+                if state.error is not None:
+                    raise _AttemptFailed(UpstreamError(
+                        f"{self.card.name}: error event in stream: {state.error[:300]}",
+                        status=200, body=state.error))
+                if delta:
+                    yield delta
+                if state.done:
+                    break
+        except httpx.HTTPError as exc:
+            raise _AttemptFailed(self._translate(exc, mid_stream=True)) from exc
+        finally:
+            await response.aclose()
+            tally.count_response(response)
+        if not state.done and state.finish is None:
+            raise _AttemptFailed(BrokenStream(
+                f"{self.card.name}: stream ended without a finish reason or [DONE]"))
+
+    # ---- shared --------------------------------------------------------------------------
+
+    def _result(
+        self,
+        request: ChatRequest,
+        text: str,
+        finish: str,
+        logprobs: list[float] | None,
+        usage: Any,
+        tally: _Tally,
+        ttft_ms: float | None,
+    ) -> RawResult:
+        extra = tally.extra()
+        tokens_in = tokens_out = None
+        if isinstance(usage, dict):
+            tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if not isinstance(tokens_in, int) or not isinstance(tokens_out, int):
+            tokens_in = estimate_tokens(request.text)
+            tokens_out = estimate_tokens(text)
+            extra["tokens_estimated"] = True
+        return RawResult(
+            text=text,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            finish_reason=finish,
+            logprobs=logprobs,
+            bytes_sent=tally.bytes_sent,
+            bytes_received=tally.bytes_received,
+            ttft_ms=ttft_ms,
+            extra=extra,
+        )
+
+
+@dataclass(slots=True)
+class _StreamState:
+    """What one streamed attempt has received so far (SSE parsing, free of I/O)."""
+
+    parts: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish: str | None = None
+    usage: Any = None
+    done: bool = False
+    error: str | None = None
+    ttft_ms: float | None = None
+
+    def feed(self, line: str) -> str:
+        """Take one SSE line; return the text delta it carried ("" if none)."""
+        line = line.strip()
+        if not line.startswith("data:"):
+            return ""  # blank separators, comments (":"), `event:`/`id:` fields
+        data = line[5:].strip()
+        if data == "[DONE]":
+            self.done = True
+            return ""
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            self.error = f"undecodable event: {data[:200]}"
+            return ""
+        if not isinstance(chunk, dict):
+            return ""
+        if "error" in chunk:
+            self.error = json.dumps(chunk["error"])
+            return ""
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        delta = ""
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = (choice.get("delta") or {}).get("content") or ""
+            if choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+            lps = _logprobs(choice.get("logprobs"))
+            if lps:
+                self.logprobs.extend(lps)
+        if delta:
+            self.parts.append(delta)
+        return delta
+
+
+def _logprobs(block: Any) -> list[float] | None:
+    """Per-token log-probabilities from an OpenAI `logprobs` block, or None."""
+    if not isinstance(block, dict) or not isinstance(block.get("content"), list):
+        return None
+    out = [float(t["logprob"]) for t in block["content"] if isinstance(t, dict) and "logprob" in t]
+    return out or None
+
+
+def estimate_tokens(text: str) -> int:
+    return max(1, round(len(text) / CHARS_PER_TOKEN)) if text else 0
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def request_size(request: httpx.Request) -> int:
+    """Bytes of an HTTP/1.1 request on the wire: request line, headers, blank line, body."""
+    line = len(request.method) + 1 + len(request.url.raw_path) + len(" HTTP/1.1\r\n")
+    headers = sum(len(k) + 2 + len(v) + 2 for k, v in request.headers.raw)
+    return line + headers + 2 + len(request.content)
+
+
+def response_head_size(response: httpx.Response) -> int:
+    """Bytes of a response's status line and headers (the body is counted as it arrives)."""
+    line = len(f"{response.http_version} {response.status_code} {response.reason_phrase}\r\n")
+    headers = sum(len(k) + 2 + len(v) + 2 for k, v in response.headers.raw)
+    return line + headers + 2

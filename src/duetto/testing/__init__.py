@@ -1,0 +1,24 @@
+"""Test tools shipped with duetto: a real fake OpenAI server and a guard against remote calls.
+
+Importing this package is cheap: uvicorn is imported only when a server starts.
+"""
+
+from duetto.testing.fake_server import Exchange, FakeOpenAIServer, Fault
+from duetto.testing.guard import (
+    RemoteNetworkBlocked,
+    allow_remote_network,
+    block_remote_network,
+    blocked_attempts,
+    no_remote_network,
+)
+
+__all__ = [
+    "Exchange",
+    "FakeOpenAIServer",
+    "Fault",
+    "RemoteNetworkBlocked",
+    "allow_remote_network",
+    "block_remote_network",
+    "blocked_attempts",
+    "no_remote_network",
+]

@@ -1,0 +1,532 @@
+"""A real HTTP server on loopback that speaks the OpenAI chat protocol, for tests and benchmarks.
+
+`FakeOpenAIServer` runs uvicorn in a background thread around a bare ASGI app (no framework:
+the handler must stay cheap enough for ~10,000 requests at 200 concurrent clients). It answers
+from a script, injects faults (latency, error statuses, hangs past the client's timeout, cut
+streams) from a seeded generator or an exact queue, and records what it received.
+
+    with FakeOpenAIServer(script={"2+2?": "4"}) as server:
+        model = OpenAIModel(card, server.base_url, "fake-llm")
+        server.fail_next(2, status=500)   # the next two requests get a 500
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import socket
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+Script = Callable[[list[dict[str, Any]]], str] | Mapping[str, str] | str | None
+FaultKind = Literal["error", "timeout", "broken"]
+
+_Scope = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+_REASONS = {400: "bad request", 404: "not found", 429: "rate limited", 500: "server error"}
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One injected failure. `error`: answer `status`; `timeout`: hang for `hang_s` before
+    answering; `broken`: cut the connection in the middle of the body."""
+
+    kind: FaultKind = "error"
+    status: int = 500
+    retry_after: float | None = None  # sent as a Retry-After header with an error status
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the server saw of one request and how much body it sent back."""
+
+    path: str
+    body: dict[str, Any] | None
+    request_bytes: int  # request line + headers + body, as received
+    response_body_bytes: int = 0
+    status: int = 200
+    fault: FaultKind | None = None
+
+
+@dataclass(slots=True)
+class _Settings:
+    latency_s: float = 0.0
+    latency_jitter_s: float = 0.0
+    chunk_delay_s: float = 0.0
+    error_rate: float = 0.0
+    error_status: int = 500
+    timeout_rate: float = 0.0
+    broken_rate: float = 0.0
+    hang_s: float = 30.0
+    retry_after: float | None = None
+    logprob: float = -0.1
+    models: tuple[str, ...] = ("fake-llm",)
+    record: bool = True
+    forced: deque[Fault] = field(default_factory=deque)
+
+
+class _CutConnection(Exception):
+    """Raised inside the app after the response started: uvicorn then drops the connection."""
+
+
+class _QuietCut(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, _CutConnection)
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible server on 127.0.0.1 (a free port), run in a background thread."""
+
+    def __init__(
+        self,
+        script: Script = None,
+        *,
+        latency_s: float = 0.0,
+        latency_jitter_s: float = 0.0,
+        chunk_delay_s: float = 0.0,
+        error_rate: float = 0.0,
+        error_status: int = 500,
+        timeout_rate: float = 0.0,
+        broken_rate: float = 0.0,
+        hang_s: float = 30.0,
+        retry_after: float | None = None,
+        seed: int = 0,
+        logprob: float = -0.1,
+        models: tuple[str, ...] = ("fake-llm",),
+        record: bool = True,
+    ) -> None:
+        self.script = script
+        self.settings = _Settings(
+            latency_s=latency_s,
+            latency_jitter_s=latency_jitter_s,
+            chunk_delay_s=chunk_delay_s,
+            error_rate=error_rate,
+            error_status=error_status,
+            timeout_rate=timeout_rate,
+            broken_rate=broken_rate,
+            hang_s=hang_s,
+            retry_after=retry_after,
+            logprob=logprob,
+            models=models,
+            record=record,
+        )
+        self.rng = random.Random(seed)
+        self.exchanges: list[Exchange] = []
+        self.counts: Counter[str] = Counter()
+        self.port = 0
+        self._ids = 0
+        self._thread: threading.Thread | None = None
+        self._server: Any = None  # uvicorn.Server, imported lazily
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    # ---- control -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Parsed JSON bodies of the chat requests received, in arrival order."""
+        return [e.body for e in self.exchanges if e.body is not None]
+
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 500,
+        *,
+        kind: FaultKind = "error",
+        retry_after: float | None = None,
+    ) -> None:
+        """Make exactly the next `n` chat requests fail this way (before any random fault)."""
+        for _ in range(n):
+            self.settings.forced.append(Fault(kind, status, retry_after))
+
+    def reset(self) -> None:
+        """Forget recorded exchanges, counters and queued faults."""
+        self.exchanges.clear()
+        self.counts.clear()
+        self.settings.forced.clear()
+
+    def start(self) -> FakeOpenAIServer:
+        import uvicorn
+
+        if self._thread is not None:
+            return self
+        logging.getLogger("uvicorn.error").addFilter(_QUIET)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app,
+            log_config=None,
+            log_level=None,
+            access_log=False,
+            lifespan="off",
+            interface="asgi3",
+            http="h11",
+            proxy_headers=False,
+            backlog=4096,
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=2,
+            server_header=False,
+            date_header=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._ready.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(sock,), name=f"fake-openai-{self.port}", daemon=True
+        )
+        self._thread.start()
+        if not self._ready.wait(10) or self._error is not None:
+            raise RuntimeError(f"fake OpenAI server did not start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._server.should_exit = True
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)  # wake hanging handlers
+        self._thread.join(10)
+        self._thread = None
+
+    def _run(self, sock: socket.socket) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stopping = asyncio.Event()
+            server = self._server
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            # uvicorn exposes only a `started` flag, no event to wait on
+            while not server.started and not task.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            self._ready.set()
+            await task
+
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # reported to the thread that called start()
+            self._error = exc
+        finally:
+            sock.close()
+            self._ready.set()
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> FakeOpenAIServer:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # ---- the ASGI app --------------------------------------------------------------------
+
+    async def _app(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        path: str = scope["path"]
+        self.counts["requests"] += 1
+        exchange = Exchange(path=path, body=None, request_bytes=_request_size(scope, body))
+        if self.settings.record:
+            self.exchanges.append(exchange)
+        if path.endswith("/v1/models") and scope["method"] == "GET":
+            self.counts["models"] += 1
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "duetto"}
+                    for m in self.settings.models]
+            await _send_json(send, exchange, 200, {"object": "list", "data": data})
+        elif path.endswith("/v1/chat/completions") and scope["method"] == "POST":
+            await self._chat(body, exchange, send)
+        else:
+            await _send_error(send, exchange, 404, f"no route {scope['method']} {path}")
+
+    async def _chat(self, raw: bytes, exchange: Exchange, send: _Send) -> None:
+        try:
+            body = json.loads(raw)
+            messages = body["messages"]
+            if not isinstance(messages, list):
+                raise TypeError("messages must be a list")
+        except (ValueError, KeyError, TypeError) as exc:
+            self.counts["bad_requests"] += 1
+            await _send_error(send, exchange, 400, f"invalid request: {exc}")
+            return
+        exchange.body = body
+        self.counts["chat"] += 1
+        s = self.settings
+        delay = s.latency_s + (self.rng.uniform(0, s.latency_jitter_s) if s.latency_jitter_s else 0)
+        if delay:
+            await asyncio.sleep(delay)
+        fault = self._pick_fault()
+        if fault is not None:
+            exchange.fault = fault.kind
+            self.counts[fault.kind] += 1
+        if fault is not None and fault.kind == "error":
+            headers = []
+            if fault.retry_after is not None:
+                headers.append((b"retry-after", f"{fault.retry_after:g}".encode()))
+            await _send_error(send, exchange, fault.status, "injected failure", headers)
+            return
+        if fault is not None and fault.kind == "timeout":
+            assert self._stopping is not None
+            # hang past the client's timeout, but let stop() end it at once
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), s.hang_s)
+        text, finish = self._answer(body)
+        broken = fault is not None and fault.kind == "broken"
+        if body.get("stream"):
+            self.counts["streams"] += 1
+            await self._send_stream(send, exchange, body, text, finish, broken)
+        else:
+            await self._send_completion(send, exchange, body, text, finish, broken)
+
+    def _pick_fault(self) -> Fault | None:
+        s = self.settings
+        if s.forced:
+            try:
+                return s.forced.popleft()
+            except IndexError:  # emptied by a concurrent request
+                pass
+        if not (s.error_rate or s.timeout_rate or s.broken_rate):
+            return None
+        r = self.rng.random()
+        if r < s.error_rate:
+            return Fault("error", s.error_status, s.retry_after)
+        if r < s.error_rate + s.timeout_rate:
+            return Fault("timeout")
+        if r < s.error_rate + s.timeout_rate + s.broken_rate:
+            return Fault("broken")
+        return None
+
+    def _answer(self, body: dict[str, Any]) -> tuple[str, str]:
+        messages: list[dict[str, Any]] = body["messages"]
+        last_user = next(
+            (str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"),
+            "",
+        )
+        s = self.script
+        if callable(s):
+            text = s(messages)
+        elif isinstance(s, str):
+            text = s
+        elif isinstance(s, Mapping) and last_user in s:
+            text = s[last_user]
+        else:
+            text = f"echo: {last_user}"
+        finish = "stop"
+        for stop in _as_list(body.get("stop")):
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        words = _tokens(text)
+        if isinstance(max_tokens, int) and len(words) > max_tokens:
+            text, finish = "".join(words[:max_tokens]), "length"
+        return text, finish
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return f"chatcmpl-fake-{self._ids}"
+
+    def _usage(self, body: dict[str, Any], text: str) -> dict[str, int]:
+        prompt = sum(len(str(m.get("content") or "").split()) + 1 for m in body["messages"])
+        completion = len(_tokens(text))
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def _logprobs(self, tokens: list[str]) -> dict[str, Any]:
+        lp = self.settings.logprob
+        return {
+            "content": [
+                {"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
+                for t in tokens
+            ]
+        }
+
+    async def _send_completion(
+        self,
+        send: _Send,
+        exchange: Exchange,
+        body: dict[str, Any],
+        text: str,
+        finish: str,
+        broken: bool,
+    ) -> None:
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": self._logprobs(_tokens(text)) if body.get("logprobs") else None,
+            "finish_reason": finish,
+        }
+        payload = {
+            "id": self._next_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", self.settings.models[0]),
+            "choices": [choice],
+            "usage": self._usage(body, text),
+            "system_fingerprint": None,
+        }
+        data = json.dumps(payload).encode()
+        if not broken:
+            await _send_bytes(send, exchange, 200, _JSON, data)
+            return
+        headers = [*_JSON, (b"content-length", str(len(data)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        half = data[: len(data) // 2]
+        await send({"type": "http.response.body", "body": half, "more_body": True})
+        exchange.response_body_bytes += len(half)
+        raise _CutConnection
+
+    async def _send_stream(
+        self,
+        send: _Send,
+        exchange: Exchange,
+        body: dict[str, Any],
+        text: str,
+        finish: str,
+        broken: bool,
+    ) -> None:
+        cid, created = self._next_id(), int(time.time())
+        model = body.get("model", self.settings.models[0])
+        want_logprobs = bool(body.get("logprobs"))
+
+        def event(delta: dict[str, Any], finish_reason: str | None, lp: Any = None) -> bytes:
+            chunk = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish_reason}
+                ],
+            }
+            return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+        async def emit(data: bytes) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+            exchange.response_body_bytes += len(data)
+
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+        await emit(event({"role": "assistant", "content": ""}, None))
+        tokens = _tokens(text)
+        cut_at = max(1, len(tokens) // 2) if broken else -1
+        for i, token in enumerate(tokens):
+            if i == cut_at:
+                raise _CutConnection
+            if self.settings.chunk_delay_s:
+                await asyncio.sleep(self.settings.chunk_delay_s)
+            lp = self._logprobs([token]) if want_logprobs else None
+            await emit(event({"content": token}, None, lp))
+        if broken:  # an answer too short to cut in the middle: cut before the finish
+            raise _CutConnection
+        await emit(event({}, finish))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": self._usage(body, text),
+            }
+            await emit(b"data: " + json.dumps(usage).encode() + b"\n\n")
+        await emit(b"data: [DONE]\n\n")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_QUIET = _QuietCut()
+
+
+def _tokens(text: str) -> list[str]:
+    """Whitespace-preserving word pieces: "a b" -> ["a", " b"]; they concatenate to `text`."""
+    out: list[str] = []
+    start = 0
+    for i in range(1, len(text)):
+        if text[i].isspace() and not text[i - 1].isspace():
+            out.append(text[start:i])
+            start = i
+    if text:
+        out.append(text[start:])
+    return out
+
+
+def _as_list(stop: Any) -> list[str]:
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else [str(s) for s in stop]
+
+
+def _request_size(scope: _Scope, body: bytes) -> int:
+    """Bytes of the request as it came over the wire (HTTP/1.1 framing, Content-Length body)."""
+    target = len(scope.get("raw_path") or scope["path"].encode())
+    if scope.get("query_string"):
+        target += 1 + len(scope["query_string"])
+    line = len(scope["method"]) + 1 + target + len(" HTTP/") + len(scope["http_version"]) + 2
+    headers = sum(len(k) + 2 + len(v) + 2 for k, v in scope["headers"])
+    return line + headers + 2 + len(body)
+
+
+async def _send_bytes(
+    send: _Send,
+    exchange: Exchange,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    data: bytes,
+) -> None:
+    exchange.status = status
+    exchange.response_body_bytes += len(data)
+    headers = [*headers, (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data, "more_body": False})
+
+
+async def _send_json(send: _Send, exchange: Exchange, status: int, payload: Any) -> None:
+    await _send_bytes(send, exchange, status, _JSON, json.dumps(payload).encode())
+
+
+async def _send_error(
+    send: _Send,
+    exchange: Exchange,
+    status: int,
+    message: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    kind = "rate_limit_error" if status == 429 else (
+        "invalid_request_error" if status < 500 else "server_error"
+    )
+    payload = {"error": {"message": message, "type": kind, "param": None,
+                         "code": _REASONS.get(status)}}
+    data = json.dumps(payload).encode()
+    await _send_bytes(send, exchange, status, [*_JSON, *(extra_headers or [])], data)
