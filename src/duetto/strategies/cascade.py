@@ -1,0 +1,196 @@
+"""Cascade: the cheap model answers first; a verifier scores the answer; below the threshold the
+request escalates to the next model.
+
+    models      [cheap, strong] or a multi-level [m0, m1, ..., mk]: every level but the last is
+                verified; the last level's answer is taken as is.
+    verifier    see duetto.scoring.verifiers (`score(request, response) -> Verdict`).
+    calibrator  optional: maps the raw verifier score to P(correct) before the comparison.
+    threshold   one shared float, or one per verified level (len(models) - 1); None means it must
+                be calibrated first (`complete` raises UserError until then). `self.threshold` is
+                the level-0 threshold that calibration sets.
+    policy      online adaptation: `policy.threshold` is read at decision time (for every level)
+                and `policy.observe(escalated, cost_usd, None)` is called after each request.
+    pass_draft  on escalation, give the next model the rejected draft as a hint (a system note).
+    rules       consulted first; a match sends the request straight to the named model ("rule").
+
+Trace: the cascade node records the level-0 score, threshold and decision ("accepted",
+"escalated" or "rule") with `extra["answered_by"]`; below it, one node per verified level
+(role "draft", decision accepted/escalated, score, threshold) holding the model call and the
+verifier's calls, then the unverified last model's call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from duetto.errors import ConfigError, UserError
+from duetto.messages import ChatRequest, ChatResponse
+from duetto.models.base import ChatModel
+from duetto.scoring.verifiers import Calibrator, Verifier
+from duetto.strategies.base import Branches, Strategy
+from duetto.strategies.pipeline import add_system_note, group_response
+from duetto.strategies.route import Policy, current_threshold
+from duetto.strategies.rules import Rule, Rules
+
+DRAFT_HINT = (
+    "A smaller model drafted the answer below; it may be wrong or incomplete. "
+    "Use it only if it helps.\nDraft:\n{draft}"
+)
+
+
+def accept(probability: float, threshold: float) -> bool:
+    return probability >= threshold
+
+
+class Cascade(Strategy):
+    mode = "cascade"
+
+    def __init__(
+        self,
+        name: str,
+        models: Sequence[ChatModel],
+        verifier: Verifier,
+        threshold: float | Sequence[float] | None = None,
+        policy: Policy | None = None,
+        pass_draft: bool = False,
+        calibrator: Calibrator | None = None,
+        rules: Rules | Sequence[Rule | Mapping[str, Any]] | None = None,
+    ) -> None:
+        if len(models) < 2:
+            raise ConfigError("a cascade needs at least two models", "models")
+        super().__init__(name, [*models, *verifier.models])
+        self.levels = list(models)
+        self.verifier = verifier
+        self.calibrator = calibrator
+        self.policy = policy
+        self.pass_draft = pass_draft
+        self.level_thresholds: list[float] | None = None
+        if threshold is None or isinstance(threshold, (int, float)):
+            self.threshold: float | None = None if threshold is None else float(threshold)
+        else:
+            if len(threshold) != len(models) - 1:
+                raise ConfigError(
+                    f"expected one threshold per verified level ({len(models) - 1})", "threshold"
+                )
+            self.level_thresholds = [float(t) for t in threshold]
+            self.threshold = self.level_thresholds[0]
+        self.rules = rules if isinstance(rules, Rules) or rules is None else Rules(rules)
+        if self.rules is not None:
+            self.rules.check_targets([m.name for m in self.levels], name)
+
+    def threshold_at(self, level: int) -> float:
+        if self.policy is None and self.level_thresholds is not None and level > 0:
+            return self.level_thresholds[level]
+        return current_threshold(self.name, self.threshold, self.policy)
+
+    async def _verify(
+        self, request: ChatRequest, level: int, t0: float
+    ) -> tuple[ChatResponse, ChatResponse, float, float]:
+        """Answer at `level` and verify: (level node without decision, answer, prob, raw)."""
+        answer = await self.levels[level].complete(request)
+        raw, used = await self.verifier.score(request, answer)
+        prob = self.calibrator(raw) if self.calibrator is not None else raw
+        node = group_response(
+            f"{self.name}.level{level}",
+            self.mode,
+            [answer, *used],
+            text=answer.text,
+            role="draft",
+            score=prob,
+            extra={"raw_score": raw},
+            t0=t0,
+        )
+        node.logprobs, node.finish_reason = answer.logprobs, answer.finish_reason
+        return node, answer, prob, raw
+
+    def _escalated_request(self, request: ChatRequest, draft: str) -> ChatRequest:
+        return (
+            add_system_note(request, DRAFT_HINT.format(draft=draft)) if self.pass_draft else request
+        )
+
+    async def _by_rule(self, request: ChatRequest, t0: float) -> tuple[ChatResponse, int] | None:
+        """The pinned model's response when a rule matches."""
+        if self.rules is None or (target := self.rules.match(request)) is None:
+            return None
+        level = [m.name for m in self.levels].index(target)
+        out = await self.levels[level].complete(request)
+        extra = {"rule_target": target, "answered_by": target, "level": level}
+        return self.respond(out.text, t0, [out], decision="rule", extra=extra, base=out), level
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        t0 = time.perf_counter()
+        if (pinned := await self._by_rule(request, t0)) is not None:
+            self._observe(pinned[1] > 0, pinned[0])
+            return pinned[0]
+        thresholds = [self.threshold_at(i) for i in range(len(self.levels) - 1)]
+        nodes: list[ChatResponse] = []
+        scores: list[float] = []
+        current = request
+        final: ChatResponse | None = None
+        level = 0
+        for level in range(len(self.levels) - 1):
+            node, answer, prob, _ = await self._verify(current, level, time.perf_counter())
+            scores.append(prob)
+            ok = accept(prob, thresholds[level])
+            node.trace.decision = "accepted" if ok else "escalated"
+            node.trace.threshold = thresholds[level]
+            nodes.append(node)
+            if ok:
+                final = answer
+                break
+            current = self._escalated_request(current, answer.text)
+        if final is None:
+            level = len(self.levels) - 1
+            final = await self.levels[level].complete(current)
+            final.trace.role = "answer"
+            nodes.append(final)
+        resp = self.respond(
+            final.text,
+            t0,
+            nodes,
+            decision="accepted" if level == 0 else "escalated",
+            score=scores[0],
+            threshold=thresholds[0],
+            extra={"answered_by": self.levels[level].name, "level": level, "scores": scores},
+            base=final,
+        )
+        self._observe(level > 0, resp)
+        return resp
+
+    def _observe(self, escalated: bool, response: ChatResponse) -> None:
+        if self.policy is not None:
+            self.policy.observe(escalated, response.usage.cost_usd, None)
+
+    async def branches(self, request: ChatRequest) -> Branches:
+        """Both outcomes of a two-model cascade on one request: `cheap` = draft accepted (draft +
+        verification cost), `strong` = escalated (draft + verification + strong answer). `score`
+        is the calibrated probability compared with the threshold. No policy is told."""
+        if len(self.levels) != 2:
+            n = len(self.levels)
+            raise UserError(f"branches() needs a two-model cascade; {self.name!r} has {n}")
+        t0 = time.perf_counter()
+        if (pinned := await self._by_rule(request, t0)) is not None:
+            return Branches(score=1.0 - pinned[1], cheap=pinned[0], strong=pinned[0])
+        node, answer, prob, _ = await self._verify(request, 0, t0)
+        accepted = replace(node, trace=replace(node.trace, decision="accepted"))
+        extra = {"answered_by": self.levels[0].name, "level": 0, "scores": [prob]}
+        cheap = self.respond(
+            answer.text, t0, [accepted], decision="accepted", score=prob, extra=extra, base=answer
+        )
+        node.trace.decision = "escalated"
+        strong_out = await self.levels[1].complete(self._escalated_request(request, answer.text))
+        strong_out.trace.role = "answer"
+        extra = {"answered_by": self.levels[1].name, "level": 1, "scores": [prob]}
+        strong = self.respond(
+            strong_out.text,
+            t0,
+            [node, strong_out],
+            decision="escalated",
+            score=prob,
+            extra=extra,
+            base=strong_out,
+        )
+        return Branches(score=prob, cheap=cheap, strong=strong)
