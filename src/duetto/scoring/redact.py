@@ -1,0 +1,97 @@
+"""Reversible redaction: detected entities become typed, numbered placeholders and come back.
+
+    text, mapping = redact("Mail bob@x.org or bob@x.org", entities)
+    # "Mail <EMAIL_ADDRESS_1> or <EMAIL_ADDRESS_1>", {"<EMAIL_ADDRESS_1>": "bob@x.org"}
+    restore(answer, mapping)
+
+The same value gets the same placeholder; passing an earlier `mapping` continues its numbering
+(one mapping across the messages of a conversation). `StreamRestorer` restores a streamed answer
+in which a placeholder may be split across chunks: it holds back only a tail that could still
+become a placeholder. Pure: no I/O, no detector (pass the entities in).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from duetto.scoring.pii import Entity
+
+PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_(\d+)>")
+
+
+def _kind(entity_type: str) -> str:
+    return re.sub(r"[^A-Z0-9_]", "_", entity_type.upper()) or "PII"
+
+
+def placeholder(entity_type: str, n: int) -> str:
+    return f"<{_kind(entity_type)}_{n}>"
+
+
+def redact(
+    text: str, entities: Iterable[Entity], mapping: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, str]]:
+    """Replace each entity span by its placeholder. Returns the text and the full mapping
+    placeholder → original (the given `mapping` extended). Overlapping spans: the earliest
+    (then longest) wins."""
+    out_map = dict(mapping or {})
+    by_value: dict[tuple[str, str], str] = {}  # (value, kind) → placeholder
+    counts: dict[str, int] = {}
+    for k, v in out_map.items():
+        m = PLACEHOLDER.fullmatch(k)
+        if m:
+            by_value[(v, m.group(1))] = k
+            counts[m.group(1)] = max(counts.get(m.group(1), 0), int(m.group(2)))
+    parts: list[str] = []
+    pos = 0
+    for e in sorted(entities, key=lambda e: (e.start, -(e.end - e.start))):
+        if e.start < pos or e.end <= e.start:
+            continue
+        value = text[e.start : e.end]
+        kind = _kind(e.type)
+        ph = by_value.get((value, kind))
+        if ph is None:
+            counts[kind] = counts.get(kind, 0) + 1
+            ph = placeholder(kind, counts[kind])
+            by_value[(value, kind)] = ph
+            out_map[ph] = value
+        parts.append(text[pos : e.start])
+        parts.append(ph)
+        pos = e.end
+    parts.append(text[pos:])
+    return "".join(parts), out_map
+
+
+def restore(text: str, mapping: Mapping[str, str]) -> str:
+    """Put the original values back; unknown placeholders stay as they are."""
+    if not mapping:
+        return text
+    return PLACEHOLDER.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
+
+
+class StreamRestorer:
+    """Restore placeholders in a stream of deltas: `feed(delta)` returns what can be shown now,
+    `flush()` what is left at the end."""
+
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        self.mapping = dict(mapping)
+        self._buf = ""
+
+    def _could_grow(self, tail: str) -> bool:
+        return any(p.startswith(tail) and p != tail for p in self.mapping)
+
+    def feed(self, delta: str) -> str:
+        self._buf += delta
+        if not self.mapping:
+            out, self._buf = self._buf, ""
+            return out
+        cut = self._buf.rfind("<")
+        if cut >= 0 and ">" not in self._buf[cut:] and self._could_grow(self._buf[cut:]):
+            ready, self._buf = self._buf[:cut], self._buf[cut:]
+        else:
+            ready, self._buf = self._buf, ""
+        return restore(ready, self.mapping)
+
+    def flush(self) -> str:
+        out, self._buf = restore(self._buf, self.mapping), ""
+        return out
