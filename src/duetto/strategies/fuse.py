@@ -1,0 +1,295 @@
+"""Fuse: several candidate answers combined into one.
+
+Candidates come from every model in `models`, `samples` times each (samples after the first use
+`temperature` and seeds seed+1, seed+2, ...), all called concurrently. A candidate whose model
+fails is dropped (noted in the trace); if all fail, the first error is raised.
+
+    method="vote"       majority over normalised answers (the `normalise` callable maps an answer
+                        to a comparable key such as a label or a number; None = abstain).
+    method="weighted"   like vote, each candidate weighted by its confidence (exp mean token
+                        log-probability, else its `score`, else 1) times its model's weight.
+    method="judge"      the judge model sees the numbered candidates and names the best one;
+                        an unreadable verdict falls back to the vote (decision "fallback").
+    method="aggregate"  the aggregator model fuses the candidates into one answer
+                        (Mixture-of-Agents); `stream` streams the aggregator's output.
+
+Ties in a vote go to the key whose first candidate came first (models in the given order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
+from typing import Literal
+
+from duetto.errors import ConfigError, ModelError
+from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk
+from duetto.models.base import ChatModel
+from duetto.strategies.base import Strategy
+
+Method = Literal["vote", "weighted", "judge", "aggregate"]
+Normaliser = Callable[[str], str | None]
+
+# --- normalisers ----------------------------------------------------------------------------
+
+
+def normalise_text(text: str) -> str | None:
+    """Case, spacing and trailing punctuation do not make answers different."""
+    key = re.sub(r"\s+", " ", text.strip().lower()).strip(" .!")
+    return key or None
+
+
+def extract_number(text: str) -> str | None:
+    """The last number in the answer (GSM8K style), commas removed; '3.0' and '3' are equal."""
+    nums = re.findall(r"-?\d[\d,]*(?:\.\d+)?", text)
+    if not nums:
+        return None
+    value = float(nums[-1].replace(",", ""))
+    return str(int(value)) if value.is_integer() else str(value)
+
+
+def extract_choice(text: str, letters: str = "ABCD") -> str | None:
+    """A multiple-choice letter: 'B', '(B)', 'B)', 'Answer: B', 'The answer is B.'."""
+    m = re.search(rf"(?:answer\s*(?:is)?\s*[:\-]?\s*)\(?([{letters}])\b", text, re.I)
+    if m:
+        return m.group(1).upper()
+    m = re.match(rf"\s*\(?([{letters}])(?:[).:\s]|$)", text)
+    return m.group(1) if m else None
+
+
+# --- decision logic (pure) ------------------------------------------------------------------
+
+
+def vote(keys: Sequence[str | None], weights: Sequence[float]) -> tuple[int | None, float]:
+    """Index of the first candidate of the winning key, and the winner's share of the weight.
+    None when every candidate abstained."""
+    totals: dict[str, float] = {}
+    first: dict[str, int] = {}
+    for i, (k, w) in enumerate(zip(keys, weights, strict=True)):
+        if k is None:
+            continue
+        totals[k] = totals.get(k, 0.0) + w
+        first.setdefault(k, i)
+    if not totals:
+        return None, 0.0
+    best = max(totals, key=lambda k: (totals[k], -first[k]))
+    whole = sum(totals.values())
+    return first[best], (totals[best] / whole if whole > 0 else 0.0)
+
+
+def candidate_weight(response: ChatResponse) -> float:
+    if response.confidence is not None:
+        return response.confidence
+    return response.score if response.score is not None else 1.0
+
+
+JUDGE_SYSTEM = "You compare answers. Reply with the number of the best answer only."
+AGGREGATE_SYSTEM = (
+    "You have been given answers from several models to the user's latest request. Critically "
+    "evaluate them (some may be wrong) and write one single, accurate, well-formed answer. Do not "
+    "mention the candidates."
+)
+
+
+def numbered(candidates: Sequence[ChatResponse]) -> str:
+    return "\n\n".join(f"[{i + 1}] {c.text.strip()}" for i, c in enumerate(candidates))
+
+
+def parse_pick(text: str, n: int) -> int | None:
+    m = re.search(r"\d+", text)
+    if not m:
+        return None
+    k = int(m.group())
+    return k - 1 if 1 <= k <= n else None
+
+
+# --- the strategy -----------------------------------------------------------------------------
+
+
+class Fuse(Strategy):
+    mode = "fuse"
+
+    def __init__(
+        self,
+        name: str,
+        models: Sequence[ChatModel],
+        method: Method = "vote",
+        judge: ChatModel | None = None,
+        aggregator: ChatModel | None = None,
+        samples: int = 1,
+        normalise: Normaliser | None = None,
+        temperature: float = 0.7,
+        weights: Sequence[float] | None = None,
+    ) -> None:
+        """`weights`: one per model, multiplying candidates' weights in the weighted vote."""
+        if method not in ("vote", "weighted", "judge", "aggregate"):
+            raise ConfigError("expected vote, weighted, judge or aggregate", "method")
+        if not models:
+            raise ConfigError("a fusion needs at least one model", "models")
+        if samples < 1:
+            raise ConfigError("expected at least 1", "samples")
+        if len(models) * samples < 2:
+            raise ConfigError(
+                "a fusion needs at least two candidates (models × samples)", "samples"
+            )
+        if method == "judge" and judge is None:
+            raise ConfigError("method judge needs a judge model", "judge")
+        if method == "aggregate" and aggregator is None:
+            raise ConfigError("method aggregate needs an aggregator model", "aggregator")
+        if weights is not None and len(weights) != len(models):
+            raise ConfigError(f"expected {len(models)} weights, one per model", "weights")
+        helpers = [m for m in (judge, aggregator) if m is not None]
+        super().__init__(name, [*models, *helpers])
+        self.candidates = list(models)
+        self.method = method
+        self.judge = judge
+        self.aggregator = aggregator
+        self.samples = samples
+        self.normalise: Normaliser = normalise or normalise_text
+        self.temperature = temperature
+        self.weights = list(weights) if weights is not None else [1.0] * len(models)
+
+    def _requests(self, request: ChatRequest) -> list[tuple[int, ChatRequest]]:
+        out: list[tuple[int, ChatRequest]] = []
+        seed = request.seed or 0
+        for i, _ in enumerate(self.candidates):
+            for j in range(self.samples):
+                r = (
+                    request
+                    if j == 0
+                    else replace(request, temperature=self.temperature, seed=seed + j)
+                )
+                out.append((i, r))
+        return out
+
+    async def _candidates(self, request: ChatRequest) -> tuple[list[ChatResponse], list[int], int]:
+        """(answers, model index of each, number of failed calls)."""
+        jobs = self._requests(request)
+        results = await asyncio.gather(
+            *(self.candidates[i].complete(r) for i, r in jobs), return_exceptions=True
+        )
+        answers: list[ChatResponse] = []
+        owners: list[int] = []
+        errors: list[BaseException] = []
+        for (i, _), res in zip(jobs, results, strict=True):
+            if isinstance(res, ModelError):
+                errors.append(res)
+            elif isinstance(res, BaseException):
+                raise res
+            else:
+                res.trace.role = "candidate"
+                answers.append(res)
+                owners.append(i)
+        if not answers:
+            raise errors[0]
+        return answers, owners, len(errors)
+
+    def _vote(self, answers: list[ChatResponse], owners: list[int]) -> tuple[int, float, bool]:
+        """(winner index, share, whether the vote had a winner)."""
+        keys = [self.normalise(a.text) for a in answers]
+        if self.method == "weighted":
+            w = [
+                candidate_weight(a) * self.weights[o] for a, o in zip(answers, owners, strict=True)
+            ]
+        else:
+            w = [1.0] * len(answers)
+        idx, share = vote(keys, w)
+        return (0, 0.0, False) if idx is None else (idx, share, True)
+
+    async def _judge(
+        self, request: ChatRequest, answers: list[ChatResponse]
+    ) -> tuple[int | None, ChatResponse]:
+        assert self.judge is not None
+        prompt = (
+            f"Request:\n{request.last_user}\n\nCandidate answers:\n{numbered(answers)}\n\n"
+            f"Which answer (1-{len(answers)}) is the best? Reply with its number only."
+        )
+        ask = ChatRequest.of(
+            prompt, system=JUDGE_SYSTEM, max_tokens=8, task=request.task, metadata=request.metadata
+        )
+        out = await self.judge.complete(ask)
+        out.trace.role = "judge"
+        return parse_pick(out.text, len(answers)), out
+
+    def aggregate_request(self, request: ChatRequest, answers: list[ChatResponse]) -> ChatRequest:
+        note = f"{AGGREGATE_SYSTEM}\n\nCandidate answers:\n{numbered(answers)}"
+        msgs = [m for m in request.messages if m.role != "system"]
+        return request.with_messages([Message("system", note), *msgs])
+
+    def _extra(
+        self, answers: list[ChatResponse], owners: list[int], failed: int
+    ) -> dict[str, object]:
+        return {
+            "method": self.method,
+            "candidates": len(answers),
+            "failed": failed,
+            "candidate_models": [self.candidates[o].name for o in owners],
+        }
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        t0 = time.perf_counter()
+        answers, owners, failed = await self._candidates(request)
+        extra = self._extra(answers, owners, failed)
+        if self.method == "aggregate":
+            assert self.aggregator is not None
+            out = await self.aggregator.complete(self.aggregate_request(request, answers))
+            out.trace.role = "aggregate"
+            return self.respond(
+                out.text, t0, [*answers, out], decision="aggregated", extra=extra, base=out
+            )
+        helpers: list[ChatResponse] = []
+        if self.method == "judge":
+            pick, verdict = await self._judge(request, answers)
+            helpers.append(verdict)
+            if pick is not None:
+                extra["chosen"] = pick
+                return self.respond(
+                    answers[pick].text,
+                    t0,
+                    [*answers, *helpers],
+                    decision="judged",
+                    extra=extra,
+                    base=answers[pick],
+                )
+        idx, share, agreed = self._vote(answers, owners)
+        extra["chosen"] = idx
+        decision = "fallback" if self.method == "judge" else ("voted" if agreed else "no_vote")
+        return self.respond(
+            answers[idx].text,
+            t0,
+            [*answers, *helpers],
+            decision=decision,
+            score=share,
+            extra=extra,
+            base=answers[idx],
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        if self.method != "aggregate":
+            async for chunk in super().stream(request):
+                yield chunk
+            return
+        assert self.aggregator is not None
+        t0 = time.perf_counter()
+        answers, owners, failed = await self._candidates(request)
+        t_call = time.perf_counter()
+        async for chunk in self.aggregator.stream(self.aggregate_request(request, answers)):
+            if chunk.response is None:
+                yield chunk
+                continue
+            out = chunk.response
+            out.trace.role = "aggregate"
+            resp = self.respond(
+                out.text,
+                t0,
+                [*answers, out],
+                decision="aggregated",
+                extra=self._extra(answers, owners, failed),
+                base=out,
+            )
+            if out.usage.ttft_ms is not None:
+                resp.usage.ttft_ms = (t_call - t0) * 1000 + out.usage.ttft_ms
+            yield StreamChunk(delta="", response=resp)
