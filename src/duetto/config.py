@@ -81,6 +81,30 @@ class PrivacyConfig(_Strict):
     policy: Literal["allow", "redact", "local_only"] = "allow"
 
 
+class GatewayKeyConfig(_Strict):
+    """One API key of `duetto serve`: the key itself is never in the config, only its env var
+    or its SHA-256."""
+
+    name: str
+    key_env: str | None = None
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    budget_usd: float | None = Field(None, ge=0)  # None: no budget
+    rpm: int | None = Field(None, gt=0)  # requests per minute, per replica; None: no limit
+
+
+class GatewayConfig(_Strict):
+    """`duetto serve` only: store, keys, fallback and failure handling (docs/gateway.md)."""
+
+    db: str | None = None  # SQLAlchemy URL; default: SQLite file duetto-gateway.db
+    keys: list[GatewayKeyConfig] = Field(default_factory=list)
+    fallback: str | None = None  # model or strategy answering when the requested one fails
+    request_timeout_s: float = Field(120.0, gt=0)
+    breaker_failures: int = Field(5, ge=1)
+    breaker_reset_s: float = Field(30.0, gt=0)
+    affinity: bool = False
+    redact_store: bool | None = None  # default: redact when privacy.policy is not "allow"
+
+
 class Config(_Strict):
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig]
@@ -89,6 +113,7 @@ class Config(_Strict):
     privacy: PrivacyConfig = Field(default_factory=lambda: PrivacyConfig())
     slm: str | None = None  # which model is "the SLM" for baselines (default: first local model)
     llm: str | None = None  # which model is "the LLM" (default: first remote model)
+    gateway: GatewayConfig = Field(default_factory=lambda: GatewayConfig())
 
     def names(self) -> set[str]:
         return set(self.models) | set(self.strategies)
@@ -191,6 +216,12 @@ def validate(cfg: Config) -> None:
                 "needs `threshold` or a calibration `target` (here or at the top level)",
                 f"strategies.{sname}.threshold",
             )
+    gw = cfg.gateway
+    if gw.fallback is not None and gw.fallback not in names:
+        raise ConfigError(f"unknown model or strategy {gw.fallback!r}", "gateway.fallback")
+    for i, k in enumerate(gw.keys):
+        if not (k.key_env or k.key_sha256):
+            raise ConfigError("a key needs `key_env` or `key_sha256`", f"gateway.keys[{i}]")
     for key in ("slm", "llm"):
         ref = getattr(cfg, key)
         if ref is not None and ref not in cfg.models:

@@ -8,6 +8,7 @@ strategies stay free of YAML and the surfaces (CLI, gateway) stay free of constr
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ class Engine:
         self.strategies: dict[str, ChatModel] = {}
         self._stack = contextlib.AsyncExitStack()
         self._started = False
+        # Applied to each model before strategies are built (the gateway's circuit breakers).
+        self.model_wrappers: list[Callable[[str, ChatModel], ChatModel]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> Engine:
@@ -57,6 +60,8 @@ class Engine:
                     from duetto.eval.cache import CachedModel
 
                     model = CachedModel(model)
+                for wrap in self.model_wrappers:
+                    model = wrap(name, model)
                 self.models[name] = model
             for name in build_order(self.cfg):
                 self.strategies[name] = self._build_strategy(name, self.cfg.strategies[name])
