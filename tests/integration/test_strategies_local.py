@@ -1,0 +1,133 @@
+"""Each collaboration mode once with the real embedded SLM (SmolLM2-135M through llama.cpp).
+
+No large model is reachable here: the "remote" side is a scripted model with a remote, priced
+card, so the accounting of what crossed is checked against real local generations.
+Run with: flock /tmp/duetto-cpu.lock .venv/bin/pytest -m local_model tests/integration
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import pytest
+
+from duetto.messages import ChatRequest
+from duetto.models.base import ChatModel, ModelCard
+from duetto.models.fake import ScriptedModel
+from duetto.scoring.verifiers import LogprobVerifier, SelfVerifier
+from duetto.strategies import (
+    Cascade,
+    CompressAssist,
+    Fuse,
+    HintAssist,
+    LengthScorer,
+    Pipeline,
+    RedactAssist,
+    Route,
+    Stage,
+    extract_choice,
+)
+
+pytestmark = pytest.mark.local_model
+
+REMOTE = ModelCard(
+    name="remote-llm",
+    location="remote",
+    trusted=False,
+    price_in_per_mtok=2.5,
+    price_out_per_mtok=10,
+)
+
+
+@pytest.fixture(scope="module")
+def slm() -> ChatModel:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama_cpp is not installed (pip install 'duetto[local]')")
+    try:
+        from duetto.models.local import LlamaCppModel, smollm2_path
+
+        smollm2_path()
+    except Exception as e:  # module not there yet, or weights missing
+        pytest.skip(f"embedded SmolLM2 unavailable: {e}")
+    return LlamaCppModel.smollm2(n_ctx=2048)
+
+
+def ask(prompt: str, **kw: object) -> ChatRequest:
+    return ChatRequest.of(prompt, max_tokens=kw.pop("max_tokens", 12), **kw)  # type: ignore[arg-type]
+
+
+async def test_pipeline_slm_extracts_then_remote_answers(slm: ChatModel) -> None:
+    llm = ScriptedModel(REMOTE, "Paris")
+    p = Pipeline(
+        "p",
+        [Stage(slm, "extractor", "Name the country the user asks about."), Stage(llm, "answerer")],
+    )
+    r = await p.complete(ask("What is the capital of France?"))
+    notes = llm.calls[0].messages[0].content
+    assert notes.startswith("Notes from extractor:") and len(notes) > len("Notes from extractor:\n")
+    assert r.text == "Paris" and r.usage.calls == 2 and r.usage.remote_calls == 1
+    assert r.trace.children[0].children[0].name == "smollm2-135m"
+    assert r.trace.children[0].usage.energy_j == 0  # the stage node's own usage: none
+    assert r.trace.children[0].total().energy_j > 0  # the SLM call: measured CPU energy
+
+
+async def test_route_keeps_short_requests_local(slm: ChatModel) -> None:
+    llm = ScriptedModel(REMOTE, "long answer")
+    route = Route("r", [slm, llm], LengthScorer(scale_chars=200), threshold=0.5)
+    short = await route.complete(ask("Say hello."))
+    assert short.trace.decision == "cheap" and short.usage.remote_calls == 0 and short.text
+    long = await route.complete(ask("Explain, in detail, " + "why the sky is blue; " * 20))
+    assert long.trace.decision == "strong" and long.usage.cost_usd > 0
+    chunks = [c async for c in route.stream(ask("Say hi."))]
+    assert chunks[-1].response is not None
+    assert "".join(c.delta for c in chunks) == chunks[-1].response.text
+
+
+async def test_cascade_scores_real_logprobs_and_self_verification(slm: ChatModel) -> None:
+    llm = ScriptedModel(REMOTE, "4")
+    req = ask("What is 2 + 2? Reply with a number.", max_tokens=6)
+    low = await Cascade("c", [slm, llm], LogprobVerifier(), threshold=0.0).complete(req)
+    p = low.trace.score
+    assert p is not None and 0.0 < p <= 1.0 and low.trace.decision == "accepted"
+    assert low.usage.remote_calls == 0
+    high = await Cascade(
+        "c", [slm, llm], LogprobVerifier(), threshold=1.01, pass_draft=True
+    ).complete(req)
+    assert high.trace.decision == "escalated" and high.text == "4" and high.usage.remote_calls == 1
+    assert "drafted" in llm.calls[0].messages[0].content
+    sv = Cascade("c", [slm, llm], SelfVerifier(slm, max_tokens=2), threshold=0.5)
+    r = await sv.complete(req)
+    assert 0.0 <= (r.trace.score or 0.0) <= 1.0 and r.usage.calls in (2, 3)
+    assert [s.name for s in r.trace.children[0].children] == ["smollm2-135m", "smollm2-135m"]
+
+
+async def test_assist_modes(slm: ChatModel) -> None:
+    # SLM → LLM: redaction before the untrusted model, and LLM-mode compression by the SLM.
+    llm = ScriptedModel(REMOTE, lambda req: "Noted: <EMAIL_ADDRESS_1>")
+    red = await RedactAssist("ra", llm).complete(ask("My e-mail is ann@example.com, note it."))
+    assert red.usage.pii_sent == 0 and red.text == "Noted: ann@example.com"
+    text = "I have a question about my order. " * 6 + "When will order 5521 arrive?"
+    comp = CompressAssist("ca", slm, ScriptedModel(REMOTE, "tomorrow"), mode="llm", min_chars=100)
+    r = await comp.complete(ask(text, max_tokens=40))
+    assert (
+        r.trace.decision in ("compressed", "not_shorter") and r.trace.children[0].role == "compress"
+    )
+    assert r.trace.extra["bytes_saved"] >= 0
+    # LLM → SLM: hints written once, used by the real SLM.
+    teacher = ScriptedModel(REMOTE, "Reply with one word.")
+    ha = HintAssist("ha", teacher, slm)
+    a = await ha.complete(ask("What colour is grass?", task="colour"))
+    b = await ha.complete(ask("What colour is the sky?", task="colour"))
+    assert a.trace.extra["cache"] == "miss" and b.trace.extra["cache"] == "hit"
+    assert len(teacher.calls) == 1 and b.usage.remote_calls == 0 and b.text
+
+
+async def test_fuse_votes_over_real_samples(slm: ChatModel) -> None:
+    f = Fuse("f", [slm], samples=3, normalise=extract_choice)
+    req = ask("Which is a fruit? A) apple B) stone C) car. Answer with the letter.", max_tokens=4)
+    r = await f.complete(req)
+    assert r.usage.calls == 3 and len(r.trace.children) == 3
+    assert r.trace.decision in ("voted", "no_vote")
+    assert r.score is None or 0.0 <= r.score <= 1.0
+    assert all(math.isfinite(c.total().latency_ms) for c in r.trace.children)
