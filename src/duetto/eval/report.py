@@ -352,7 +352,7 @@ def render_html(report: dict[str, Any], pareto_png: bytes,
               "<h2>Cost vs quality</h2>", _img(pareto_png, "cost versus quality, Pareto front"),
               "<h2>Per axis</h2>", '<div class="charts">']
     parts += [f"<div>{_img(png, name)}</div>" for name, png in charts]
-    parts.append("</div>")
+    parts.append('</div><p class="meta">* baseline (hatched grey bars)</p>')
     if report.get("calibration"):
         parts += ["<h2>Calibration</h2>", _kv_html(report["calibration"])]
     parts.append("</body></html>")
