@@ -158,3 +158,24 @@ async def test_branches_give_both_outcomes_sharing_the_draft_cost() -> None:
     assert len(slm.calls) == 1 and len(llm.calls) == 1  # the draft was made once
     with pytest.raises(UserError):
         await Cascade("c", [slm, llm, llm], LogprobVerifier()).branches(ChatRequest.of("q"))
+
+
+async def test_strategies_nest_with_nested_traces_and_summed_usage() -> None:
+    from duetto.strategies import Fuse, Pipeline, Stage, Thresholded
+
+    slm = slm_by_prompt({"q": 0.1})
+    voters = [ScriptedModel(LLM, "8"), ScriptedModel(LLM, "8"), ScriptedModel(LLM, "6")]
+    fuse = Fuse("vote", voters)  # a fusion as the cascade's last resort
+    cascade = Cascade("c", [slm, fuse], LogprobVerifier(), threshold=0.5)
+    assert isinstance(cascade, Thresholded)
+    formatter = ScriptedModel(SLM, "8.")
+    p = Pipeline("p", [Stage(cascade, "solver", pass_as="draft"), Stage(formatter, "formatter")])
+    r = await p.complete(ChatRequest.of("q"))
+    solver = r.trace.children[0].children[0]
+    assert solver.name == "c" and solver.mode == "cascade" and solver.decision == "escalated"
+    last_resort = solver.children[-1]
+    assert last_resort.mode == "fuse" and last_resort.decision == "voted"
+    assert len(last_resort.children) == 3
+    assert r.usage.calls == 1 + 3 + 1  # draft, three voters, formatter
+    assert r.usage.cost_usd == pytest.approx(3 * LLM.cost(1, 1))
+    assert "Draft answer from solver:\n8" in formatter.calls[0].messages[0].content

@@ -32,7 +32,7 @@ from duetto.models.base import ChatModel
 from duetto.scoring.pii import Entity, detect
 from duetto.scoring.redact import StreamRestorer, redact, restore
 from duetto.strategies.base import Strategy
-from duetto.strategies.pipeline import add_system_note
+from duetto.strategies.pipeline import add_system_note, distinct
 
 # --- redaction ------------------------------------------------------------------------------
 
@@ -206,7 +206,7 @@ class CompressAssist(Strategy):
             raise ConfigError("mode llm needs a compressor model", "compressor")
         if not 0.0 < ratio <= 1.0:
             raise ConfigError("expected a ratio in (0, 1]", "ratio")
-        super().__init__(name, [answerer] + ([compressor] if compressor else []))
+        super().__init__(name, distinct([answerer] + ([compressor] if compressor else [])))
         self.compressor = compressor
         self.answerer = answerer
         self.compress_mode = mode
@@ -305,7 +305,7 @@ class HintAssist(Strategy):
     ) -> None:
         if kind not in ("hints", "fewshot"):
             raise ConfigError("expected hints or fewshot", "kind")
-        super().__init__(name, [student, teacher])
+        super().__init__(name, distinct([student, teacher]))
         self.teacher = teacher
         self.student = student
         self.kind = kind

@@ -31,7 +31,7 @@ from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel
 from duetto.scoring.verifiers import Calibrator, Verifier
 from duetto.strategies.base import Branches, Strategy
-from duetto.strategies.pipeline import add_system_note, group_response
+from duetto.strategies.pipeline import add_system_note, distinct, group_response
 from duetto.strategies.route import Policy, current_threshold
 from duetto.strategies.rules import Rule, Rules
 
@@ -61,7 +61,7 @@ class Cascade(Strategy):
     ) -> None:
         if len(models) < 2:
             raise ConfigError("a cascade needs at least two models", "models")
-        super().__init__(name, [*models, *verifier.models])
+        super().__init__(name, distinct([*models, *verifier.models]))
         self.levels = list(models)
         self.verifier = verifier
         self.calibrator = calibrator

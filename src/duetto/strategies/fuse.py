@@ -29,6 +29,7 @@ from duetto.errors import ConfigError, ModelError
 from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk
 from duetto.models.base import ChatModel
 from duetto.strategies.base import Strategy
+from duetto.strategies.pipeline import distinct
 
 Method = Literal["vote", "weighted", "judge", "aggregate"]
 Normaliser = Callable[[str], str | None]
@@ -142,7 +143,7 @@ class Fuse(Strategy):
         if weights is not None and len(weights) != len(models):
             raise ConfigError(f"expected {len(models)} weights, one per model", "weights")
         helpers = [m for m in (judge, aggregator) if m is not None]
-        super().__init__(name, [*models, *helpers])
+        super().__init__(name, distinct([*models, *helpers]))
         self.candidates = list(models)
         self.method = method
         self.judge = judge

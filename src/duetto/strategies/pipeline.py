@@ -121,6 +121,11 @@ def group_response(
     )
 
 
+def distinct(models: Sequence[ChatModel]) -> list[ChatModel]:
+    """Each model once, in order (a model used in two roles is closed once)."""
+    return list({id(m): m for m in models}.values())
+
+
 # --- validators ------------------------------------------------------------------------------
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -216,7 +221,7 @@ class Pipeline(Strategy):
     def __init__(self, name: str, stages: Sequence[Stage]) -> None:
         if not stages:
             raise ConfigError("a pipeline needs at least one stage", "stages")
-        super().__init__(name, [s.model for s in stages])
+        super().__init__(name, distinct([s.model for s in stages]))
         self.stages = list(stages)
 
     async def _run_stages(
