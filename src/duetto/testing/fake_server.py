@@ -170,7 +170,9 @@ class FakeOpenAIServer:
         if self._thread is not None:
             return self
         logging.getLogger("uvicorn.error").addFilter(_QUIET)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when proto says
+        # TCP; without it Nagle + delayed ACK add ~40 ms to every keep-alive response.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
