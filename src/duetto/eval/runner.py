@@ -117,6 +117,11 @@ async def calibrate_strategy(
     label: str = "",
 ) -> dict[str, Any]:
     sem = asyncio.Semaphore(max(1, concurrency))
+    # A verifier calibrator (isotonic/Platt) is fitted on this split's raw scores first.
+    calibrator = getattr(strategy, "calibrator", None)
+    fit_calibrator = calibrator is not None and hasattr(calibrator, "fit")
+    if fit_calibrator:
+        strategy.calibrator = None  # type: ignore[attr-defined]
 
     async def one(item: WorkItem) -> tuple[float, float, float, float, float]:
         async with sem:
@@ -132,6 +137,11 @@ async def calibrate_strategy(
             )
 
     rows = np.array(await asyncio.gather(*(one(i) for i in items)), dtype=float)
+    if fit_calibrator:
+        assert calibrator is not None
+        calibrator.fit(rows[:, 0], rows[:, 1] >= 0.5)
+        rows[:, 0] = [calibrator(float(x)) for x in rows[:, 0]]
+        strategy.calibrator = calibrator  # type: ignore[attr-defined]
     op = choose_threshold(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4], target)
     strategy.threshold = op.threshold
     return {
@@ -201,7 +211,12 @@ async def evaluate(
     llm_all = await run_items(plan.llm, items, plan.concurrency, progress, "LLM-only")
 
     calibration: dict[str, Any] = {}
+    calib_ids = {i.id for i in calib}
+    slm_calib = [o for o in slm_all if o.item.id in calib_ids]
     for name, strat in thresholded.items():
+        scorer = getattr(strat, "scorer", None)
+        if scorer is not None and hasattr(scorer, "fit"):  # e.g. a task prior learned here
+            scorer.fit([o.item.task for o in slm_calib], [o.quality for o in slm_calib])
         calibration[name] = await calibrate_strategy(
             strat, calib, plan.targets[name], plan.concurrency, progress, f"calibrate {name}"
         )
