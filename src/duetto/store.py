@@ -23,6 +23,7 @@ SQLAlchemy is imported when a store starts, never by `import duetto`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import threading
@@ -303,11 +304,10 @@ class TraceStore:
         """Create a key or update its hash, budget and rate limit; never resets what it spent."""
 
         def q(conn: Any) -> None:
-            if self.dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert
-            stmt = insert(self._t.keys).values(
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            dialect: Any = postgresql if self.dialect == "postgresql" else sqlite
+            stmt = dialect.insert(self._t.keys).values(
                 name=key.name, key_hash=key.key_hash, budget_usd=key.budget_usd,
                 spent_usd=0.0, reserved_usd=0.0, rpm=key.rpm,
             )
@@ -417,10 +417,8 @@ def _resolve(job: _Job, result: Any, exc: BaseException | None) -> None:
         else:
             fut.set_result(result)
 
-    try:
+    with contextlib.suppress(RuntimeError):  # the loop is closed
         loop.call_soon_threadsafe(done)
-    except RuntimeError:
-        pass  # the loop is closed
 
 
 def _row(r: TraceRecord) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from duetto.cli import bench, privacy, run
+from duetto.cli import bench, privacy, run, serve
 
 app = typer.Typer(
     name="duetto",
@@ -18,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 run.register(app)  # demo, eval, validate, serve
+serve.register(app)
 app.add_typer(bench.app, name="bench", help="Offline benchmarks on recorded model outputs.")
 app.add_typer(privacy.app, name="privacy", help="PII detection: evaluate, redact.")
 

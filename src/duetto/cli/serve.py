@@ -1,0 +1,51 @@
+"""`duetto serve [CONFIG]`: the OpenAI-compatible gateway (needs the `serve` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+
+
+def serve(
+    config: Annotated[Path | None, typer.Argument(help="YAML config (default: the demo's)")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    db: Annotated[str | None, typer.Option(
+        help="Trace store: a SQLite path or a SQLAlchemy URL (postgresql://...)")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve the config's strategies and models behind an OpenAI-compatible API."""
+    import logging
+
+    from rich.console import Console
+
+    from duetto.config import load_config, load_default_config
+    from duetto.errors import UserError
+
+    console = Console(stderr=True)
+    try:
+        import uvicorn
+
+        from duetto.engine import Engine
+        from duetto.gateway import GatewaySettings, create_app
+    except ImportError as exc:
+        console.print(f"[bold red]error:[/] {exc.name} is missing: pip install 'duetto[serve]'")
+        raise typer.Exit(2) from exc
+    try:
+        cfg = load_config(config) if config else load_default_config()
+        settings = GatewaySettings.from_config(cfg, db=db)
+    except UserError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(Engine(cfg), settings)
+    console.print(f"duetto gateway on http://{host}:{port}/v1  (dashboard: /dashboard, "
+                  f"store: {settings.db or 'duetto-gateway.db'})")
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=10, backlog=4096)

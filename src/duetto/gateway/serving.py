@@ -1,0 +1,416 @@
+"""The life of one request in the gateway, free of HTTP:
+
+    admit     model lookup, session affinity, rate limit, budget reservation (worst case)
+    complete  / stream: the requested model or strategy under a deadline; on any failure the
+              configured fallback answers (a stream cut mid-way is continued by the fallback),
+              and the trace says so
+    finish    settle (actual cost) or release the reservation, metrics, and exactly one record
+              in the store (committed before the client gets the end of the answer)
+
+The HTTP layer (app.py) calls these in order and only shapes bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from duetto.errors import ModelError
+from duetto.gateway.auth import Budgets, KeyRing, Principal, partial_cost, worst_case_cost
+from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
+from duetto.gateway.metrics import GatewayMetrics, Outcome
+from duetto.gateway.settings import GatewaySettings
+from duetto.messages import ChatRequest, ChatResponse, Message
+from duetto.models.base import ChatModel, ModelCard
+from duetto.store import TraceRecord, TraceStore
+from duetto.trace import Step, new_trace_id
+from duetto.usage import Usage
+
+log = logging.getLogger("duetto.gateway")
+
+AFFINITY_MODES = ("route", "cascade")  # strategies whose answer comes from one chosen model
+CONTINUE = "Continue your previous answer exactly where it stopped. Do not repeat any of it."
+
+
+class Rejected(Exception):
+    """Refused before any model call (not stored: the request was not accepted)."""
+
+    def __init__(self, status: int, message: str, kind: str, code: str,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.code, self.retry_after = status, kind, code, retry_after
+
+
+class GatewayFailure(Exception):
+    """The requested model and its fallback both failed: a well-formed 502/504 for the client."""
+
+    def __init__(self, message: str, status: int = 502) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(slots=True)
+class Answer:
+    response: ChatResponse
+    answered_by: str
+    fallback: bool = False
+    primary_error: str | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    """One accepted request."""
+
+    trace_id: str
+    requested: str
+    model: ChatModel
+    request: ChatRequest
+    who: Principal
+    stream: bool
+    session: str | None
+    cards: list[ModelCard]
+    reservation: str | None
+    stored_request: dict[str, Any]
+    t0: float = field(default_factory=time.perf_counter)
+    ttft_s: float | None = None
+    streamed: list[str] = field(default_factory=list)
+    finished: bool = False
+
+
+def llm_only_cost(llm: ModelCard | None, response: ChatResponse) -> float:
+    """The counterfactual: the first model call's prompt and the last one's answer, on the LLM.
+    An estimate (tokenizers differ); without an LLM it is the actual cost."""
+    calls = [s for s in response.trace.leaves() if s.kind == "model" and s.usage.calls]
+    if llm is None or not calls:
+        return response.usage.cost_usd
+    return llm.cost(calls[0].usage.tokens_in, calls[-1].usage.tokens_out)
+
+
+def continuation(request: ChatRequest, partial: str) -> ChatRequest:
+    """The request a fallback gets after a stream was cut: the partial answer as context."""
+    return request.with_messages(
+        [*request.messages, Message("assistant", partial), Message("user", CONTINUE)])
+
+
+def fallback_trace(failed: ChatModel, error: BaseException, answer: ChatResponse,
+                   latency_ms: float, continued_after: int | None) -> ChatResponse:
+    note = f"{failed.name} failed: {type(error).__name__}: {error}"[:500]
+    failed_step = Step(name=failed.name, kind="strategy" if hasattr(failed, "mode") else "model",
+                       decision="failed", note=note)
+    extra: dict[str, Any] = {"fallback_to": answer.model}
+    if continued_after is not None:
+        extra["continued_after_chars"] = continued_after
+    step = Step(name="gateway", kind="strategy", mode="baseline", role="fallback",
+                decision="fallback", latency_ms=latency_ms, note=note,
+                children=[failed_step, answer.trace], extra=extra)
+    return ChatResponse(text=answer.text, model=answer.model, usage=step.total(), trace=step,
+                        finish_reason=answer.finish_reason, logprobs=answer.logprobs,
+                        score=answer.score)
+
+
+class Gateway:
+    def __init__(self, engine: Any, settings: GatewaySettings, store: TraceStore,
+                 metrics: GatewayMetrics) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.keys = KeyRing(store, settings.keys)
+        self.budgets = Budgets(store)
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.fallback: ChatModel | None = None
+        self.llm_card: ModelCard | None = None
+        self._by_card: dict[str, str] = {}
+        self._sessions: OrderedDict[tuple[str | None, str, str], str] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- setup -----------------------------------------------------------------------------
+
+    def wrap_model(self, name: str, model: ChatModel) -> ChatModel:
+        """Engine hook: a circuit breaker in front of every remote model (one per upstream)."""
+        if not model.card.is_remote:
+            return model
+        breaker = CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_reset_s)
+        self.breakers[name] = breaker
+        self.metrics.breaker_open.labels(name).set_function(
+            lambda: 1.0 if breaker.state == "open" else 0.0)
+        return BreakerModel(model, breaker)
+
+    async def start(self) -> None:
+        await self.keys.start()
+        swept = await self.store.sweep(self.settings.reservation_ttl_s)
+        if swept:
+            log.warning("released %d reservations left by a crashed replica", swept)
+        if self.settings.fallback:
+            self.fallback = self.engine.get(self.settings.fallback)
+        with contextlib.suppress(Exception):  # no LLM configured: no counterfactual
+            self.llm_card = self.engine.llm.card
+        self._by_card = {m.card.name: n for n, m in self.engine.models.items()}
+        if self.keys.open:
+            log.warning("no API keys configured: the gateway accepts every caller")
+
+    async def aclose(self) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=10)
+
+    def names(self) -> list[tuple[str, ChatModel]]:
+        return [*self.engine.strategies.items(), *self.engine.models.items()]
+
+    def lookup(self, name: str) -> ChatModel | None:
+        try:
+            model: ChatModel = self.engine.get(name)
+            return model
+        except KeyError:
+            return None
+
+    # ---- admit -----------------------------------------------------------------------------
+
+    async def admit(self, who: Principal, requested: str, request: ChatRequest, *, stream: bool,
+                    session: str | None, stored_request: dict[str, Any]) -> Call:
+        model = self.lookup(requested)
+        if model is None:
+            self.metrics.rejected.labels("model_not_found").inc()
+            raise Rejected(404, f"The model `{requested}` does not exist (see GET /v1/models)",
+                           "invalid_request_error", "model_not_found")
+        wait = self.keys.rate_limit(who)
+        if wait > 0:
+            self.metrics.rejected.labels("rate_limit").inc()
+            raise Rejected(429, f"Rate limit of {who.rpm} requests per minute reached",
+                           "rate_limit_error", "rate_limit_exceeded", retry_after=wait)
+        if self.settings.affinity and session and getattr(model, "mode", None) in AFFINITY_MODES:
+            pinned = self._sessions.get((who.name, requested, session))
+            if pinned is not None:
+                self._sessions.move_to_end((who.name, requested, session))
+                model = self.engine.get(pinned)
+        cards = [m.card for m in leaves(model, distinct=False)]
+        if self.fallback is not None and self.fallback is not model:
+            cards += [m.card for m in leaves(self.fallback, distinct=False)]
+        reservation = await self.budgets.reserve(who, worst_case_cost(cards, request))
+        if reservation is False or reservation is True:
+            self.metrics.rejected.labels("budget").inc()
+            raise Rejected(429, f"Budget of key {who.name!r} (USD {who.budget_usd}) would be "
+                           "exceeded by this request's worst-case cost",
+                           "insufficient_quota", "insufficient_quota")
+        self.metrics.in_flight.inc()
+        return Call(new_trace_id(), requested, model, request, who, stream, session, cards,
+                    reservation, stored_request)
+
+    # ---- answer ----------------------------------------------------------------------------
+
+    def _fallback_for(self, model: ChatModel) -> ChatModel | None:
+        return self.fallback if self.fallback is not None and self.fallback is not model else None
+
+    async def complete(self, call: Call) -> Answer:
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                response = await call.model.complete(call.request)
+            return Answer(response, call.model.name)
+        except Exception as exc:
+            error: Exception = exc
+        self._log_failure(call, error)
+        fb = self._fallback_for(call.model)
+        if fb is None:
+            raise GatewayFailure(_describe(call.model, error), _status(error)) from error
+        try:
+            async with asyncio.timeout(self.settings.fallback_timeout_s):
+                response = await fb.complete(call.request)
+        except Exception as exc:
+            raise GatewayFailure(f"{_describe(call.model, error)}; fallback "
+                                 f"{_describe(fb, exc)}", _status(exc)) from exc
+        latency = (time.perf_counter() - call.t0) * 1000
+        return Answer(fallback_trace(call.model, error, response, latency, None), fb.name,
+                      True, f"{type(error).__name__}: {error}")
+
+    async def stream(self, call: Call) -> AsyncIterator[str | Answer]:
+        """Text deltas, then one Answer. Raises GatewayFailure when nothing can answer."""
+        loop = asyncio.get_running_loop()
+        try:
+            deadline = loop.time() + self.settings.request_timeout_s
+            async for item in _deltas(call.model, call.request, deadline):
+                if isinstance(item, ChatResponse):
+                    yield Answer(item, call.model.name)
+                    return
+                self._first_token(call)
+                call.streamed.append(item)
+                yield item
+            raise ModelError(f"{call.model.name}: stream ended without a response")
+        except Exception as exc:
+            error: Exception = exc
+        self._log_failure(call, error)
+        fb = self._fallback_for(call.model)
+        if fb is None:
+            raise GatewayFailure(_describe(call.model, error), _status(error)) from error
+        sent = "".join(call.streamed)
+        request = continuation(call.request, sent) if sent else call.request
+        try:
+            deadline = loop.time() + self.settings.fallback_timeout_s
+            async for item in _deltas(fb, request, deadline):
+                if isinstance(item, ChatResponse):
+                    latency = (time.perf_counter() - call.t0) * 1000
+                    if sent:  # the client saw both parts: the answer is their concatenation
+                        item.text = sent + item.text
+                    response = fallback_trace(call.model, error, item, latency,
+                                              len(sent) if sent else None)
+                    yield Answer(response, fb.name, True, f"{type(error).__name__}: {error}")
+                    return
+                self._first_token(call)
+                call.streamed.append(item)
+                yield item
+            raise ModelError(f"{fb.name}: stream ended without a response")
+        except Exception as exc:
+            raise GatewayFailure(f"{_describe(call.model, error)}; fallback "
+                                 f"{_describe(fb, exc)}", _status(exc)) from exc
+
+    def _first_token(self, call: Call) -> None:
+        if call.ttft_s is None:
+            call.ttft_s = time.perf_counter() - call.t0
+
+    def _log_failure(self, call: Call, error: BaseException) -> None:
+        if isinstance(error, ModelError | TimeoutError):
+            log.info("%s %s failed: %s", call.trace_id, call.model.name, error)
+        else:  # a bug in a strategy: rescued, but loudly
+            log.error("%s %s raised", call.trace_id, call.model.name, exc_info=error)
+
+    # ---- finish ----------------------------------------------------------------------------
+
+    async def finish(self, call: Call, answer: Answer | None, *, status: str = "ok",
+                     http_status: int = 200, error: str | None = None) -> None:
+        """Settle or release, observe, and store the request (exactly once per Call)."""
+        if call.finished:
+            return
+        call.finished = True
+        self.metrics.in_flight.dec()
+        latency_s = time.perf_counter() - call.t0
+        if answer is not None:
+            response = answer.response
+            usage = response.usage
+            cost = usage.cost_usd
+            counterfactual = llm_only_cost(self.llm_card, response)
+        else:
+            usage, response, counterfactual = Usage(), None, 0.0
+            cost = (partial_cost(call.cards, call.request, sum(map(len, call.streamed)))
+                    if status == "cancelled" else 0.0)
+            usage.cost_usd = cost
+        try:
+            if status == "error":
+                await self.budgets.release(call.reservation)
+            else:
+                await self.budgets.settle(call.reservation, cost)
+        except Exception:
+            log.exception("%s: could not settle the budget reservation", call.trace_id)
+        fallback = None
+        if answer is not None and answer.fallback:
+            fallback = "rescued"
+        elif status == "error" and self._fallback_for(call.model) is not None:
+            fallback = "failed"
+        self.metrics.observe(Outcome(call.requested, status, usage, counterfactual, latency_s,
+                                     call.ttft_s, fallback, call.stream))
+        if answer is not None and status == "ok":
+            self._pin(call, answer.response)
+        record = self._record(call, answer, status, http_status, error, latency_s, counterfactual)
+        try:
+            if status == "cancelled":
+                self.store.append_nowait(record)
+            else:
+                await self.store.append(record)
+        except Exception:
+            log.exception("%s: could not store the trace", call.trace_id)
+
+    def finish_cancelled(self, call: Call) -> None:
+        """The client went away: account for it from a task of its own (the caller is being
+        cancelled and cannot await)."""
+        if call.finished:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.finish(call, None, status="cancelled", http_status=499,
+                        error="client disconnected"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _pin(self, call: Call, response: ChatResponse) -> None:
+        if not (self.settings.affinity and call.session):
+            return
+        root = response.trace
+        if root.mode not in AFFINITY_MODES or not root.children:
+            return
+        name = self._by_card.get(root.children[-1].name)
+        if name is None:
+            return
+        self._sessions[(call.who.name, call.requested, call.session)] = name
+        while len(self._sessions) > self.settings.max_sessions:
+            self._sessions.popitem(last=False)
+
+    def _record(self, call: Call, answer: Answer | None, status: str, http_status: int,
+                error: str | None, latency_s: float, counterfactual: float) -> TraceRecord:
+        body: dict[str, Any] = {"request": call.stored_request, "session": call.session}
+        if answer is not None:
+            r = answer.response
+            body.update(response=r.text, finish_reason=r.finish_reason,
+                        usage=r.usage.to_dict(), trace=r.trace.to_dict())
+            if answer.primary_error:
+                body["primary_error"] = answer.primary_error
+        else:
+            body["response"] = "".join(call.streamed) or None
+        if error:
+            body["error"] = error
+        if self.settings.redact_store:
+            body = redact_for_storage(body)
+        return TraceRecord(
+            id=call.trace_id, model=call.requested, status=status, http_status=http_status,
+            key=call.who.name, answered_by=answer.answered_by if answer else None,
+            stream=call.stream, fallback=bool(answer and answer.fallback),
+            cost_usd=answer.response.usage.cost_usd if answer else 0.0,
+            llm_only_cost_usd=counterfactual, latency_ms=latency_s * 1000, body=body)
+
+
+async def _deltas(model: ChatModel, request: ChatRequest,
+                  deadline: float) -> AsyncIterator[str | ChatResponse]:
+    """A model's stream as text deltas then its ChatResponse, each chunk under the deadline."""
+    agen = model.stream(request).__aiter__()
+    try:
+        while True:
+            async with asyncio.timeout_at(deadline):
+                try:
+                    chunk = await anext(agen)
+                except StopAsyncIteration:
+                    return
+            if chunk.response is not None:
+                yield chunk.response
+                return
+            if chunk.delta:
+                yield chunk.delta
+    finally:
+        aclose = getattr(agen, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _describe(model: ChatModel, error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return f"{model.name} timed out"
+    return f"{model.name} failed: {type(error).__name__}: {error}"[:500]
+
+
+def _status(error: BaseException) -> int:
+    return 504 if isinstance(error, TimeoutError) else 502
+
+
+def redact_for_storage(value: Any) -> Any:
+    """Every string in a stored body with its PII replaced by typed placeholders."""
+    from duetto.scoring.pii import detect
+    from duetto.scoring.redact import redact
+
+    if isinstance(value, str):
+        entities = detect(value)
+        return redact(value, entities)[0] if entities else value
+    if isinstance(value, dict):
+        return {k: redact_for_storage(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_for_storage(v) for v in value]
+    return value
