@@ -162,7 +162,7 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
         headers = {TRACE_HEADER: call.trace_id}
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await _stream(call, body.model, include_usage, headers)
+            return await _stream(call, body.model, include_usage, headers, request.receive)
         task = asyncio.ensure_future(gw.complete(call))
         if not await _done_unless_disconnected(task, request.receive):
             gw.finish_cancelled(call)
@@ -178,11 +178,16 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
         return JSONResponse(completion(call.trace_id, body.model, answer.response, extra),
                             headers=headers)
 
-    async def _stream(call: Call, model: str, include_usage: bool,
-                      headers: dict[str, str]) -> Response:
+    async def _stream(call: Call, model: str, include_usage: bool, headers: dict[str, str],
+                      receive: Callable[[], Awaitable[Any]]) -> Response:
         events = gw.stream(call)
-        try:  # the first item before any byte: a failure here is still a proper HTTP error
-            first: str | Answer = await anext(events)
+        # The first item before any byte: a failure here is still a proper HTTP error.
+        task = asyncio.ensure_future(anext(events))
+        if not await _done_unless_disconnected(task, receive):
+            gw.finish_cancelled(call)
+            return Response(status_code=499, headers=headers)
+        try:
+            first: str | Answer = task.result()
         except GatewayFailure as exc:
             await gw.finish(call, None, status="error", http_status=exc.status, error=str(exc))
             return error(exc.status, str(exc), "upstream_error", "upstream_failed",
