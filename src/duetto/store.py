@@ -304,7 +304,16 @@ class TraceStore:
         """Create a key or update its hash, budget and rate limit; never resets what it spent."""
 
         def q(conn: Any) -> None:
+            import hashlib
+
             from sqlalchemy.dialects import postgresql, sqlite
+
+            t = self._t.keys
+            # the same key under another name (a renamed key): retire the old row's hash
+            for (other,) in conn.execute(t.select().with_only_columns(t.c.name).where(
+                    t.c.key_hash == key.key_hash, t.c.name != key.name)):
+                retired = hashlib.sha256(f"retired:{other}".encode()).hexdigest()
+                conn.execute(t.update().where(t.c.name == other).values(key_hash=retired))
 
             dialect: Any = postgresql if self.dialect == "postgresql" else sqlite
             stmt = dialect.insert(self._t.keys).values(
