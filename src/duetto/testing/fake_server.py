@@ -287,7 +287,7 @@ class FakeOpenAIServer:
         s = self.settings
         delay = s.latency_s + (self.rng.uniform(0, s.latency_jitter_s) if s.latency_jitter_s else 0)
         if delay:
-            await asyncio.sleep(delay)
+            await self._pause(delay)
         fault = self._pick_fault()
         if fault is not None:
             exchange.fault = fault.kind
@@ -299,10 +299,7 @@ class FakeOpenAIServer:
             await _send_error(send, exchange, fault.status, "injected failure", headers)
             return
         if fault is not None and fault.kind == "timeout":
-            assert self._stopping is not None
-            # hang past the client's timeout, but let stop() end it at once
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), s.hang_s)
+            await self._pause(s.hang_s)  # past the client's timeout
         text, finish = self._answer(body)
         broken = fault is not None and fault.kind == "broken"
         if body.get("stream"):
@@ -310,6 +307,14 @@ class FakeOpenAIServer:
             await self._send_stream(send, exchange, body, text, finish, broken)
         else:
             await self._send_completion(send, exchange, body, text, finish, broken)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but end at once when stop() is called (no waiting out a 30 s hang)."""
+        assert self._stopping is not None
+        if self._stopping.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _pick_fault(self) -> Fault | None:
         s = self.settings
@@ -448,7 +453,7 @@ class FakeOpenAIServer:
             if i == cut_at:
                 raise _CutConnection
             if self.settings.chunk_delay_s:
-                await asyncio.sleep(self.settings.chunk_delay_s)
+                await self._pause(self.settings.chunk_delay_s)
             lp = self._logprobs([token]) if want_logprobs else None
             await emit(event({"content": token}, None, lp))
         if broken:  # an answer too short to cut in the middle: cut before the finish
