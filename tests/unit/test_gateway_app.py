@@ -70,7 +70,9 @@ def chat(model: str = "llm", content: str = "hello", **kw: Any) -> dict[str, Any
 
 
 @contextlib.asynccontextmanager
-async def gateway(engine: Any, tmp_path: Path, **kw: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+async def gateway(
+    engine: Any, tmp_path: Path, **kw: Any
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     keys = kw.pop("keys", [ApiKey("alpha", hash_key(KEY)), ApiKey("beta", hash_key(OTHER))])
     settings = GatewaySettings(db=str(tmp_path / "gw.db"), keys=keys, **kw)
     app = create_app(engine, settings)
@@ -142,7 +144,7 @@ async def test_completion_trace_and_exactly_once_storage(tmp_path: Path) -> None
 
 async def test_fallback_rescues_failures_and_the_trace_says_so(tmp_path: Path) -> None:
     failing = ScriptedModel(LLM_CARD, "never", fail_first=10**6)
-    async with gateway(TinyEngine(models(failing)), tmp_path, fallback="slm") as (app, c):
+    async with gateway(TinyEngine(models(failing)), tmp_path, fallback="slm") as (_, c):
         r = await c.post("/v1/chat/completions", json=chat(), headers=AUTH)
         assert r.status_code == 200
         assert r.json()["choices"][0]["message"]["content"] == "local answer"
@@ -157,7 +159,9 @@ async def test_fallback_rescues_failures_and_the_trace_says_so(tmp_path: Path) -
             await c.get("/metrics")).text
 
 
-async def test_no_fallback_gives_a_well_formed_502_and_releases_the_budget(tmp_path: Path) -> None:
+async def test_no_fallback_gives_a_well_formed_502_and_releases_the_budget(
+    tmp_path: Path,
+) -> None:
     failing = ScriptedModel(LLM_CARD, "never", fail_first=10**6)
     keys = [ApiKey("alpha", hash_key(KEY), budget_usd=1.0)]
     async with gateway(TinyEngine(models(failing)), tmp_path, keys=keys) as (app, c):

@@ -103,7 +103,8 @@ def test_request_conversion_keeps_the_whole_conversation() -> None:
         "model": "m", "max_completion_tokens": 7, "stop": "END", "temperature": 0.3,
         "messages": [
             {"role": "developer", "content": "be brief"},
-            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "user",
+             "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
             {"role": "assistant", "content": None},
             {"role": "user", "content": "c"},
         ],

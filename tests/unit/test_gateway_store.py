@@ -53,7 +53,7 @@ async def test_appends_are_committed_once(store: TraceStore) -> None:
                                                     body={"response": i})) for i in ids])
     assert await store.count() == 300
     assert sorted(await store.ids()) == sorted(ids)
-    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         await store.append(TraceRecord(id="dt-7", model="m", status="ok"))
     got = await store.get("dt-7")
     assert got is not None and got.body == {"response": "dt-7"} and got.cost_usd == 0.5
