@@ -1,12 +1,14 @@
 """Call cache for evaluations: each (model, request) is computed once and reused by every
 strategy that asks for it, so a report over many strategies costs one pass of real calls.
 
-A hit returns the originally measured response (its usage and latency are those of the real
-call, which is what a strategy making that call in production would pay)."""
+A hit returns a copy of the originally measured response (its usage and latency are those of
+the real call, which is what a strategy making that call in production would pay). Copies,
+because strategies annotate their children's trace steps (roles) in place."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 
 from duetto.messages import ChatRequest, ChatResponse, StreamChunk
@@ -26,10 +28,10 @@ class CachedModel(ChatModel):
         key = request.key()
         if key in self._done:
             self.hits += 1
-            return self._done[key]
+            return copy.deepcopy(self._done[key])
         if key in self._pending:  # the same call is in flight: wait for it
             self.hits += 1
-            return await asyncio.shield(self._pending[key])
+            return copy.deepcopy(await asyncio.shield(self._pending[key]))
         self.misses += 1
         fut: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
         self._pending[key] = fut
@@ -43,7 +45,7 @@ class CachedModel(ChatModel):
             self._pending.pop(key, None)
         self._done[key] = resp
         fut.set_result(resp)
-        return resp
+        return copy.deepcopy(resp)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         async for chunk in self.inner.stream(request):

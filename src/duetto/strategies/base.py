@@ -27,7 +27,7 @@ class Strategy(ChatModel):
 
     def __init__(self, name: str, models: list[ChatModel]) -> None:
         self.models = models
-        # A strategy is remote/untrusted if any model it may call is; prices are per call, so 0 here.
+        # Remote/untrusted if any model it may call is; prices are per call, so 0 here.
         remote = any(m.card.is_remote for m in models)
         trusted = all(m.card.trusted for m in models)
         self.card = ModelCard(name=name, location="remote" if remote else "local", trusted=trusted)
