@@ -56,32 +56,34 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
 def print_summary(report: dict[str, Any], console: Console | None = None) -> None:
     """One rich table: every strategy and baseline on every axis."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=str(report.get("title") or "duetto evaluation"))
-    table.add_column("strategy", min_width=12)
-    table.add_column("mode", min_width=8)
-    for col in ("quality [95% CI]", "LLM", "$/1k req", "p50/p95 ms", "remote B/req",
-                "J/req (est.)", "PII leaks", "n"):
+    table = Table(title=str(report.get("title") or "duetto evaluation"), box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False)
+    # Narrow enough for an 80-column terminal: the HTML report has every axis in full.
+    table.add_column("strategy", min_width=12, overflow="fold")
+    for col in ("quality (CI)", "LLM", "$/1k", "ms p50/p95", "B/req", "J/req", "leaks"):
         table.add_column(col, justify="right", no_wrap=True)
     for label, s, is_baseline in _entries(report):
         q = s.get("quality") or {}
+        lat = s.get("latency_ms") or {}
+        ci = f"{_fmt(q.get('ci_low'), 2)}-{_fmt(q.get('ci_high'), 2)}".replace("0.", ".")
         table.add_row(
             f"[dim]{label.replace(' [baseline]', '*')}[/dim]" if is_baseline else label,
-            str(s.get("mode") or ""),
-            f"{_fmt(q.get('mean'), 2)} [{_fmt(q.get('ci_low'), 2)}, {_fmt(q.get('ci_high'), 2)}]",
+            f"{_fmt(q.get('mean'), 2)} {ci}",
             _fmt(s.get("llm_call_share"), pct=True),
-            _fmt(s.get("cost_usd_per_1k"), 4),
-            f"{_fmt(s['latency_ms'].get('p50'), 0)} / {_fmt(s['latency_ms'].get('p95'), 0)}",
-            _fmt(s.get("remote_bytes_per_request"), 0),
-            _fmt(s.get("energy_j_per_request"), 2),
-            f"{s.get('privacy_leaks', 0)} ({_fmt(s.get('leak_rate'), pct=True)})",
-            str(s.get("n", "")),
+            _fmt(s.get("cost_usd_per_1k"), 3),
+            f"{_fmt(lat.get('p50'), 0)}/{_fmt(lat.get('p95'), 0)}".replace(",", ""),
+            _fmt(s.get("remote_bytes_per_request"), 0).replace(",", ""),
+            _fmt(s.get("energy_j_per_request"), 1),
+            str(s.get("privacy_leaks", 0)),
         )
     console.print(table)
-    console.print("* baseline")
+    console.print("* baseline · quality: mean and 95% bootstrap CI · LLM: share of requests "
+                  "calling the LLM · leaks: PII entities sent to untrusted models · J: estimate")
     rec = report.get("recommendation")
     if rec:
         console.print(f"Recommendation: {_recommendation_headline(rec)}")
