@@ -1,0 +1,228 @@
+"""Dependency-free recognizers that fill Presidio's gaps, and the overlap resolution.
+
+Presidio has no street-address recognizer, its phone recognizer only knows a handful of regions,
+and its card regex misses valid Luhn numbers with rarer prefixes. These run on plain text with
+`re` only, so they also serve without Presidio. Scores follow Presidio's scale (0..1).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from duetto.scoring.pii import Entity, _luhn_ok
+
+# --- street addresses -------------------------------------------------------------------------
+
+# Street-type words that follow the street name ("90 Whitchurch Road").
+_SUFFIX_TYPES = (
+    r"Street|St|Road|Rd|Avenue|Ave|Av|Drive|Dr|Lane|Ln|Way|Court|Ct|Boulevard|Blvd|Place|Pl|"
+    r"Terrace|Square|Sq|Crescent|Close|Grove|Gardens|Parkway|Pkwy|Highway|Hwy|Circle|Cir|"
+    r"Trail|Row|Walk|Hill|Park|Flats|Mews|Rise|Vale|View|Green|Heights|Plaza|Loop|Pike|"
+    r"Alley|Path|Estate|Quay|Wharf|Track|Route|Passage|Bypass|Cove|Coves|Mill|Mills|Turnpike|"
+    r"Union|Junction|Crossing|Ridge|Ford|Forge|Fork|Glen|Harbor|Harbour|Haven|Hollow|Knoll|"
+    r"Landing|Manor|Meadow|Meadows|Orchard|Oval|Overpass|Ranch|Skyway|Spring|Springs|Summit|"
+    r"Trace|Valley|Vista|Expressway|Freeway|Causeway|Str\.?|str\.?|Ville|Village|Crest|Dale"
+)
+# Street words that come first (Romance, Slavic, Greek, ...): "Rua Igreja 25", "ul. Słowicza 10".
+_PREFIX_TYPES = (
+    r"Rua|Rúa|Via|Viale|Vicolo|Piazza|Corso|Largo|Calle|Carrer|Avenida|Avda\.?|Av\.|Paseo|"
+    r"Plaza|Camino|Travessa|Praça|Estrada|Rue|Boulevard|Bd\.?|Chemin|Allée|Impasse|Quai|"
+    r"Place|ul\.|ulica|trg|Λ\.|Οδός|Strada|Calea|Aleea|Str\."
+)
+# Compound endings of Germanic, Nordic, Dutch, Finnish, Hungarian street names.
+_COMPOUND_ENDINGS = (
+    r"stra(?:ss|ß)e|str\.|gasse|weg|allee|platz|ring|damm|ufer|katu|tie|kuja|polku|väylä|"
+    r"vej|gade|gata|gatan|vägen|veien|vegur|braut|stræti|straeti|laan|straat|plein|gracht|"
+    r"dreef|kade|steeg|singel|utca|út|tér|körút|sor"
+)
+_WORD = r"[^\W\d_][\w'’.-]*"
+_NUM = r"\d{1,5}[A-Za-z]?"
+
+_ADDRESS_CORES: list[tuple[re.Pattern[str], float]] = [
+    # [number] Name(s) Suffix [number]: "1317 Kimberly Way", "18 McPherson Road"
+    (re.compile(rf"\b(?:{_NUM} )?(?:{_WORD} ){{1,3}}(?:{_SUFFIX_TYPES})\b\.?(?: {_NUM}\b)?"), 0.6),
+    # Prefix-type street: "Rua Cyro Schmutzer Franco 1213", "Via Roma 131", "ul. Słowicza 10"
+    (re.compile(rf"(?<!\w)(?:{_PREFIX_TYPES}) (?:{_WORD} ){{0,4}}{_WORD},? {_NUM}\b", re.I), 0.6),
+    # Compound street name + number: "Friedhofstrasse 33", "Kiannonkatu 98", "hegyalja út 98."
+    (re.compile(rf"\b(?:{_WORD} )?\w*(?:{_COMPOUND_ENDINGS}),? {_NUM}\b\.?", re.I), 0.6),
+    # Number + capitalised word(s) + number: "4596 Tylova 285", "947 trg revolucije 17"
+    (re.compile(rf"\b\d{{1,6}} (?:{_WORD} ){{1,4}}{_NUM}\b"), 0.5),
+    # Capitalised word(s) + house number, weakest: "Golfskálinn 78", "Peter Zuidhove 188"
+    (
+        re.compile(
+            r"\b[A-ZÀ-ÖØ-Þ][^\W\d_]{3,}(?: [A-ZÀ-ÖØ-Þ][^\W\d_]+)? \d{1,4}[A-Za-z]?\b(?![.,:/-]\d)"
+        ),
+        0.35,
+    ),
+    # Secondary units and postal boxes: "Apt. 425", "Suite 828", "P.O. Box 242", "Postbox 53"
+    (
+        re.compile(
+            r"\b(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|Room|Floor|P\.? ?O\.? Box|Postbox|"
+            r"Box|PO Box)\s?#?\d{1,6}\b",
+            re.I,
+        ),
+        0.6,
+    ),
+    # US military addresses: "PSC 3294, Box 9168\nAPO AA 61487", "USNS Bergman\nFPO AP 93757"
+    (re.compile(r"\b(?:PSC|CMR|Unit) \d{3,5},? Box \d{3,5}\b", re.I), 0.7),
+    (re.compile(r"\b(?:USNS|USNV|USS|USCGC) [A-Z][a-z]+\b"), 0.6),
+    (re.compile(r"\b[AFD]PO A[AEP] \d{5}\b", re.I), 0.7),
+]
+# A following line or comma part that still belongs to an address: a town, "ST 12345", a
+# country with a postcode. Short, no sentence punctuation, starts with a capital or a digit.
+_CONTINUATION = re.compile(
+    r"(?:[ \t]*(?:,[ \t]*|\n[ \t]*(?:,[ \t]*)?)|[ \t]+)"
+    r"(?:(?:Apt\.?|Suite|Unit|Box) ?\d{1,6}"
+    r"|[A-ZÀ-ÖØ-ÞΑ-Ω][\w'’.() -]{0,38}?(?: \d{4,6}(?:-\d{3,4})?)?"
+    r"|\d{4,6}(?:-\d{3,4})?)(?=[ \t]*(?:\n|,|$))"
+)
+_ADDRESS_CONTEXT = re.compile(
+    r"(?:address|live[sd]? (?:at|on|in)|located (?:at|on)|send\b.*\bto|ship\b.*\bto|"
+    r"meet me at|deliver\w* to|return to|\bat|\bon)\s*:?\s*$",
+    re.I,
+)
+
+
+def street_addresses(text: str) -> list[Entity]:
+    """Street addresses, extended over the town/postcode/country lines that follow them."""
+    found: list[Entity] = []
+    for pattern, score in _ADDRESS_CORES:
+        for m in pattern.finditer(text):
+            start, end = m.start(), m.end()
+            # A leading house or building number on the same line belongs to the address.
+            lead = re.search(r"\d{1,6}[ \t]+$", text[max(0, start - 8) : start])
+            if lead:
+                start -= len(lead.group())
+            if score < 0.5:
+                if not _ADDRESS_CONTEXT.search(text[max(0, start - 40) : start]) and not lead:
+                    continue  # the weak "Word 12" shape needs an address context
+                score = 0.5
+            end = _extend(text, end)
+            found.append(Entity("STREET_ADDRESS", start, end, text[start:end], score))
+    return _merge_same_type(found)
+
+
+def _extend(text: str, end: int, max_parts: int = 4) -> int:
+    for _ in range(max_parts):
+        m = _CONTINUATION.match(text, end)
+        if not m or "\n\n" in m.group():
+            break
+        end = m.end()
+    return end
+
+
+def _merge_same_type(entities: list[Entity]) -> list[Entity]:
+    """Union overlapping spans of one type into one span (keeps the best score)."""
+    merged: list[Entity] = []
+    for e in sorted(entities, key=lambda x: (x.start, -x.end)):
+        if merged and e.start <= merged[-1].end and e.type == merged[-1].type:
+            last = merged[-1]
+            end = max(last.end, e.end)
+            text = last.text + e.text[last.end - e.start :] if end > last.end else last.text
+            merged[-1] = Entity(last.type, last.start, end, text, max(last.score, e.score))
+        else:
+            merged.append(e)
+    return merged
+
+
+# --- phone numbers and card numbers --------------------------------------------------------------
+
+_PHONE = re.compile(
+    r"(?<![\w+./-])(?:\+\d{1,3}[ .-]?(?:\(0\)[ .-]?)?)?(?:\(\d{1,5}\)[ .-]?)?"
+    r"\d{2,5}(?:[ .-]\d{2,6}){1,4}(?:x\d{1,5})?(?!\w|/|[-:.]\d)"
+    r"|(?<![\w+./-])\+?\d{9,13}(?:x\d{1,5})?(?!\w|/|[-:.]\d)"
+)
+_DATE_LIKE = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})\b")
+_CARD = re.compile(r"(?<![\w+-])\d(?:[ -]?\d){11,18}(?![\w-])")
+
+
+def phone_numbers(text: str) -> list[Entity]:
+    """International phone numbers in the common national formats (7 to 15 digits)."""
+    found: list[Entity] = []
+    for m in _PHONE.finditer(text):
+        value = m.group()
+        digits = re.sub(r"\D", "", value)
+        if not 7 <= len(digits) <= 15 or _DATE_LIKE.match(value):
+            continue
+        if re.fullmatch(r"\d{3}-\d{2}-\d{4}", value):
+            continue  # SSN shape
+        score = 0.6 if (value.startswith("+") or "(" in value or len(digits) >= 9) else 0.45
+        found.append(Entity("PHONE_NUMBER", m.start(), m.end(), value, score))
+    return found
+
+
+def card_numbers(text: str) -> list[Entity]:
+    """12-19 digit numbers that pass the Luhn checksum (Presidio's regex only knows some brands)."""
+    found: list[Entity] = []
+    for m in _CARD.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if 12 <= len(digits) <= 19 and _luhn_ok(digits) and len(set(digits)) > 2:
+            found.append(Entity("CREDIT_CARD", m.start(), m.end(), m.group(), 0.7))
+    return found
+
+
+# --- overlap resolution ----------------------------------------------------------------------
+
+# Which type wins when two detections overlap: checksummed and structured types first, then the
+# fuzzier ones. Types not listed rank after all listed ones.
+TYPE_PRIORITY = (
+    "EMAIL_ADDRESS",
+    "URL",
+    "IBAN_CODE",
+    "CREDIT_CARD",
+    "US_SSN",
+    "IP_ADDRESS",
+    "STREET_ADDRESS",
+    "PHONE_NUMBER",
+    "PERSON",
+    "DATE_TIME",
+    "LOCATION",
+    "ORGANIZATION",
+    "NRP",
+)
+_RANK = {t: i for i, t in enumerate(TYPE_PRIORITY)}
+
+
+def resolve_overlaps(entities: Iterable[Entity], min_score: float = 0.0) -> list[Entity]:
+    """One entity per stretch of text: the higher-priority type, then the longer span, wins.
+
+    A loser that sticks out of the winner keeps its uncovered part, so resolution never
+    un-redacts characters that some detector flagged.
+    """
+    pool = [e for e in entities if e.score >= min_score and e.end > e.start]
+    pool.sort(key=lambda e: (_RANK.get(e.type, len(_RANK)), -(e.end - e.start), -e.score))
+    kept: list[Entity] = []
+    for e in pool:
+        for part in _subtract(e, kept):
+            if part.text.strip():
+                kept.append(part)
+    return sorted(kept, key=lambda e: e.start)
+
+
+def _subtract(e: Entity, kept: list[Entity]) -> list[Entity]:
+    pieces = [(e.start, e.end)]
+    for k in kept:
+        nxt: list[tuple[int, int]] = []
+        for s, t in pieces:
+            if k.end <= s or t <= k.start:
+                nxt.append((s, t))
+                continue
+            if s < k.start:
+                nxt.append((s, k.start))
+            if k.end < t:
+                nxt.append((k.end, t))
+        pieces = nxt
+    out = []
+    for s, t in pieces:
+        if (s, t) == (e.start, e.end):
+            out.append(e)
+            continue
+        # Trim whitespace/punctuation left at the cut so a fragment stays a clean span.
+        frag = e.text[s - e.start : t - e.start]
+        lstrip = len(frag) - len(frag.lstrip(" \t\n,.;:-"))
+        rstrip = len(frag) - len(frag.rstrip(" \t\n,;:-"))
+        s2, t2 = s + lstrip, t - rstrip
+        if t2 - s2 >= 2:
+            out.append(Entity(e.type, s2, t2, e.text[s2 - e.start : t2 - e.start], e.score))
+    return out
