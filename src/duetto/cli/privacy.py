@@ -2,6 +2,89 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("eval")
+def eval_cmd(
+    data: Annotated[Path, typer.Option("--data", help="presidio-research JSON or generic JSONL")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the scores here")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="first N rows only")] = None,
+    match: Annotated[str, typer.Option(help="overlap | exact")] = "overlap",
+    detector: Annotated[str, typer.Option(help="presidio (privacy extra) | regex")] = "presidio",
+    min_score: Annotated[float, typer.Option(help="drop detections scored below this")] = 0.4,
+) -> None:
+    """Per-entity-type precision, recall and F2 of the PII detector on labelled text."""
+    from rich.console import Console
+
+    from duetto.errors import UserError
+    from duetto.privacy.evaluate import evaluate, load_labelled
+
+    console = Console()
+    try:
+        if match not in ("overlap", "exact"):
+            raise UserError(f"--match must be overlap or exact, not {match!r}")
+        detect = _detector(detector, min_score)
+        samples = load_labelled(data, limit=limit)
+        report = evaluate(samples, detect, match=match)  # type: ignore[arg-type]
+    except UserError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    result = report.to_dict()
+    result["detector"] = detector
+    result["data"] = str(data)
+    console.print(_table(result))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+
+
+def _detector(name: str, min_score: float) -> Any:
+    from duetto.errors import UserError
+
+    if name == "regex":
+        from duetto.scoring.pii import regex_detect
+
+        return regex_detect
+    if name == "presidio":
+        from duetto.scoring.pii_presidio import PresidioDetector
+
+        det = PresidioDetector(min_score=min_score)
+        det.load()
+        return det
+    raise UserError(f"--detector must be presidio or regex, not {name!r}")
+
+
+def _table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result['samples']} texts, {result['match']} match, {result['detector']}",
+        caption="P/R/F2 by type; chars: share of gold characters covered; any: found as any type",
+    )
+    table.add_column("type", no_wrap=True)
+    for col in ("support", "pred", "P", "R", "F2", "chars", "any"):
+        table.add_column(col, justify="right", no_wrap=True)
+    rows = [*result["entities"].items(), ("micro", result["micro"])]
+    for etype, s in rows:
+        table.add_row(
+            etype,
+            str(s["support"]),
+            str(s["predicted"]),
+            f"{s['precision']:.3f}",
+            f"{s['recall']:.3f}",
+            f"{s['f2']:.3f}",
+            f"{s['char_recall']:.3f}",
+            f"{s['any_type_recall']:.3f}",
+        )
+    if result["unlabelled_predictions"]:
+        extra = ", ".join(f"{t} {n}" for t, n in result["unlabelled_predictions"].items())
+        table.caption = f"{table.caption}\nunscored (types the data never labels): {extra}"
+    return table

@@ -1,0 +1,150 @@
+"""What may leave the device: `allow`, `redact` or `local_only`, decided per request.
+
+The decision is a pure function of the detected entities and the target `ModelCard`:
+
+- a trusted target (inside the trusted zone, e.g. the local SLM) always gets the text as is;
+- a request with no entity that counts (type in `entity_types`, score >= `min_score`) is sent
+  as is;
+- otherwise `allow` sends it anyway (the privacy axis counts the entities as leaked),
+  `redact` replaces them with placeholders first, and `local_only` keeps the request on the
+  device (the local model answers, zero bytes reach the remote one).
+
+Which policy applies to a request is looked up in a `PolicyTable`: the API key's policy
+beats the route's, which beats the strategy's, which beats the default. Each is optional.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, cast, get_args
+
+from duetto.errors import ConfigError
+from duetto.models.base import ModelCard
+from duetto.scoring.pii import Entity
+
+Mode = Literal["allow", "redact", "local_only"]
+MODES: tuple[str, ...] = get_args(Mode)
+
+
+class Action(StrEnum):
+    SEND = "send"  # send the request as is
+    REDACT = "redact"  # send it with the entities replaced by placeholders
+    LOCAL = "local"  # do not send it: answer with the local model
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyDecision:
+    action: Action
+    entities: tuple[Entity, ...]  # the entities that count for this decision
+    reason: str
+
+    @property
+    def leaks(self) -> int:
+        """Entities that reach an untrusted model if the caller follows the decision."""
+        return len(self.entities) if self.action is Action.SEND else 0
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyPolicy:
+    mode: Mode = "redact"
+    entity_types: frozenset[str] | None = None  # None: every detected type counts
+    min_score: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown privacy mode {self.mode!r}; expected one of {MODES}")
+
+    def relevant(self, entities: Iterable[Entity]) -> tuple[Entity, ...]:
+        return tuple(
+            e
+            for e in entities
+            if e.score >= self.min_score
+            and (self.entity_types is None or e.type in self.entity_types)
+        )
+
+    def decide(self, entities: Sequence[Entity], target: ModelCard) -> PrivacyDecision:
+        found = self.relevant(entities)
+        if target.trusted:
+            return PrivacyDecision(Action.SEND, (), f"{target.name} is trusted")
+        if not found:
+            return PrivacyDecision(Action.SEND, (), "no personal data detected")
+        types = ", ".join(sorted({e.type for e in found}))
+        if self.mode == "allow":
+            return PrivacyDecision(Action.SEND, found, f"policy allow: sending {types}")
+        if self.mode == "redact":
+            return PrivacyDecision(Action.REDACT, found, f"redacting {types}")
+        return PrivacyDecision(Action.LOCAL, found, f"local_only: {types} stays on the device")
+
+    @classmethod
+    def parse(cls, spec: str | Mapping[str, Any] | PrivacyPolicy, path: str = "") -> PrivacyPolicy:
+        """From config: "redact", or {mode: redact, entity_types: [...], min_score: 0.5}."""
+        if isinstance(spec, PrivacyPolicy):
+            return spec
+        if isinstance(spec, str):
+            spec = {"mode": spec}
+        if not isinstance(spec, Mapping):
+            raise ConfigError("a privacy policy is a mode name or a mapping", path)
+        unknown = set(spec) - {"mode", "entity_types", "min_score"}
+        if unknown:
+            raise ConfigError(f"unknown keys {sorted(unknown)}", path)
+        mode = spec.get("mode", "redact")
+        if mode not in MODES:
+            raise ConfigError(f"unknown privacy mode {mode!r}; expected one of {MODES}", path)
+        types = spec.get("entity_types")
+        try:
+            return cls(
+                mode=cast(Mode, mode),
+                entity_types=frozenset(str(t) for t in types) if types is not None else None,
+                min_score=float(spec.get("min_score", 0.0)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc), path) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTable:
+    """The policy for each API key, route and strategy; the most specific one applies."""
+
+    default: PrivacyPolicy = field(default_factory=PrivacyPolicy)
+    by_api_key: Mapping[str, PrivacyPolicy] = field(default_factory=dict)
+    by_route: Mapping[str, PrivacyPolicy] = field(default_factory=dict)
+    by_strategy: Mapping[str, PrivacyPolicy] = field(default_factory=dict)
+
+    def for_request(
+        self, *, api_key: str | None = None, route: str | None = None, strategy: str | None = None
+    ) -> PrivacyPolicy:
+        for table, key in (
+            (self.by_api_key, api_key),
+            (self.by_route, route),
+            (self.by_strategy, strategy),
+        ):
+            if key is not None and key in table:
+                return table[key]
+        return self.default
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any] | None, path: str = "privacy") -> PolicyTable:
+        """From config: {default, api_keys: {key: policy}, routes: {...}, strategies: {...}}."""
+        if not spec:
+            return cls()
+        if not isinstance(spec, Mapping):
+            raise ConfigError("expected a mapping", path)
+        unknown = set(spec) - {"default", "api_keys", "routes", "strategies"}
+        if unknown:
+            raise ConfigError(f"unknown keys {sorted(unknown)}", path)
+
+        def table(name: str) -> dict[str, PrivacyPolicy]:
+            raw = spec.get(name) or {}
+            if not isinstance(raw, Mapping):
+                raise ConfigError("expected a mapping of name to policy", f"{path}.{name}")
+            return {str(k): PrivacyPolicy.parse(v, f"{path}.{name}.{k}") for k, v in raw.items()}
+
+        default = spec.get("default", "redact")
+        return cls(
+            default=PrivacyPolicy.parse(default, f"{path}.default"),
+            by_api_key=table("api_keys"),
+            by_route=table("routes"),
+            by_strategy=table("strategies"),
+        )
