@@ -42,7 +42,7 @@ def routing(
     try:
         recorded = load_suite(suite, data).limit(limit, seed)
     except UserError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         raise typer.Exit(2) from e
     with console.status(f"embedding {len(recorded)} prompts (cached after the first run)…"):
         inputs = suite_inputs(recorded)
