@@ -63,6 +63,15 @@ def test_choice_lettered(output: str, expected: float) -> None:
     assert score(MC, output) == expected
 
 
+def test_choice_echoed_options_pick_nothing() -> None:
+    # A model that lists the options back has not chosen: no luck of the first line.
+    assert score(MC, "B) Paris\nA) Lyon\nC) Nice") == 0.0
+    assert pick_choice("A) Lyon\nB) Paris", MC.choices) is None
+    # ... unless it then says which one.
+    assert score(MC, "A) Lyon\nB) Paris\n\nThe answer is B) Paris.") == 1.0
+    assert score(MC, "B) Paris\n\nParis is the capital.") == 1.0
+
+
 def test_choice_text_reference_with_listed_letters() -> None:
     # Reference given as option text; the prompt lists lettered options, so letters count.
     it = item("choice", "Paris", ("Lyon", "Paris", "Nice"), MC_PROMPT)

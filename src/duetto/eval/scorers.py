@@ -184,13 +184,22 @@ def _first_choice(text: str, choices: tuple[str, ...], letters: bool) -> int | N
 
 def pick_choice(output: str, choices: tuple[str, ...], letters: bool = True) -> int | None:
     """The choice an output gives: the first label or option text mentioned, looking first
-    after the last "the answer is"/"answer:" marker. None when no choice is mentioned."""
+    after the last "the answer is"/"answer:" marker. None when no choice is mentioned, or when
+    the output only echoes the lettered options one per line."""
     markers = list(_ANSWER_MARKER.finditer(output))
     if markers:
         found = _first_choice(output[markers[-1].end():], choices, letters)
         if found is not None:
             return found
+    if letters and _lists_options(output, len(choices)):
+        return None  # the options echoed back one per line: no choice was made
     return _first_choice(output, choices, letters)
+
+
+def _lists_options(output: str, n: int) -> bool:
+    """Does the output list two or more different option labels at line starts ("A) …\nB) …")?"""
+    labels = {m.group(1) for m in re.finditer(r"(?m)^\s*[\(\[]?([A-Z])[\)\.:\]]", output)}
+    return len({c for c in labels if ord(c) - ord("A") < n}) >= 2
 
 
 def score_choice(item: WorkItem, output: str) -> float:
