@@ -57,3 +57,8 @@ def test_validate_lists_errors(tmp_path: Path) -> None:
     p.write_text("models:\n  slm: {backend: fake}\nstrategies:\n  c: {mode: cascade, models: [slm, x]}\n")
     errs = all_errors(p)
     assert errs and "strategies.c.models[1]" in errs[0]
+
+
+def test_reference_config_is_valid() -> None:
+    ref = Path(__file__).resolve().parents[2] / "examples" / "duetto.yaml"
+    assert all_errors(ref) == []
