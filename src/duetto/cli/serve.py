@@ -47,5 +47,7 @@ def serve(
     app = create_app(Engine(cfg), settings)
     console.print(f"duetto gateway on http://{host}:{port}/v1  (dashboard: /dashboard, "
                   f"store: {settings.db or 'duetto-gateway.db'})")
+    # keep-alive longer than the usual load-balancer idle timeout (60 s): otherwise a client can
+    # reuse a connection in the instant the server closes it
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=10, backlog=4096)
+                timeout_graceful_shutdown=10, timeout_keep_alive=75, backlog=4096)
