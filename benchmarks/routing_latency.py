@@ -41,8 +41,10 @@ def sample_prompts(data: Path, n: int, seed: int) -> tuple[list[str], str]:
     return [prompts[i] for i in idx], source
 
 
-def embedding_throughput(prompts: list[str], batch_size: int) -> dict[str, float]:
-    emb = MiniLMEmbedder(batch_size=batch_size, use_cache=False)
+def embedding_throughput(
+    prompts: list[str], batch_size: int, max_seq_length: int | None
+) -> dict[str, float]:
+    emb = MiniLMEmbedder(batch_size=batch_size, use_cache=False, max_seq_length=max_seq_length)
     emb.embed_uncached(prompts[:8])  # load + warm up
     t0 = time.perf_counter()
     emb.embed_uncached(prompts)
@@ -55,6 +57,8 @@ def embedding_throughput(prompts: list[str], batch_size: int) -> dict[str, float
     return {
         "prompts": len(prompts),
         "mean_chars": float(np.mean([len(p) for p in prompts])),
+        "batch_size": batch_size,
+        "max_seq_length": emb._load().max_seq_length,
         "prompts_per_s": len(prompts) / batch_s,
         "single_prompt_ms_p50": float(np.percentile(single, 50)),
     }
@@ -75,14 +79,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=Path("../shared/datasets"))
     ap.add_argument("--n-embed", type=int, default=1000)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-seq-length", type=int, default=None)
     ap.add_argument("--n-queries", type=int, default=1000)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
     prompts, source = sample_prompts(args.data, args.n_embed, seed=0)
     result: dict[str, object] = {"prompt_source": source}
-    result["embedding"] = embedding_throughput(prompts, args.batch_size)
+    result["embedding"] = embedding_throughput(prompts, args.batch_size, args.max_seq_length)
 
     try:  # fit on real recorded outputs (MMLU: 14k prompts, cached embeddings)
         suite = load_suite("routellm-mmlu", args.data)

