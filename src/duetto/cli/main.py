@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from duetto.cli import bench, privacy, run, serve
+from duetto.cli import bench, distill, privacy, run, serve
 
 app = typer.Typer(
     name="duetto",
@@ -21,6 +21,7 @@ run.register(app)  # demo, eval, validate, serve
 serve.register(app)
 app.add_typer(bench.app, name="bench", help="Offline benchmarks on recorded model outputs.")
 app.add_typer(privacy.app, name="privacy", help="PII detection: evaluate, redact.")
+app.add_typer(distill.app, name="distill", help="Distillation: the LLM's answers train the SLM.")
 
 
 def main() -> None:

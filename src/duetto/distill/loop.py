@@ -1,0 +1,306 @@
+"""The distillation loop: the LLM's answers train the small model, round after round.
+
+Round 0 is the starting point: no student, every query goes to the LLM (the teacher). In round
+r = 1..R, queries of the training split arrive as traffic; the currently deployed system
+answers the confident ones locally and escalates the rest to the teacher, whose answers are the
+traces the student learns from (traces="escalated"; "all" labels every query). The round takes
+`train / R` new traces, retrains the student on all traces so far, re-calibrates the escalation
+threshold on a held-out audit sample labelled by the teacher to the same target (by default:
+agreement with the teacher >= 95%, as cheaply as possible), and is scored on the test set
+against the gold labels: the LLM-call share, the quality of the whole system (student where it
+answered, teacher elsewhere), the teacher's own quality, and the student's accuracy everywhere.
+Queries the student labels out-of-scope always escalate: the small model never answers them.
+
+Decision and scoring functions are pure (arrays in, numbers out); labelling and prediction go
+through an Executor (this process or Ray).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from duetto.calibrate import Operating, Target, choose_threshold
+from duetto.distill.data import Example, IntentDataset, sample, stratified_sample
+from duetto.distill.ray_exec import Executor, LocalExecutor, label_all, predict_all
+from duetto.distill.students import Student
+from duetto.distill.teachers import Teacher
+
+TracesMode = Literal["escalated", "all"]
+DEFAULT_TARGET = Target("quality", 0.95)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopConfig:
+    train: int = 1000  # teacher labels (traces) the student learns from, over all rounds
+    rounds: int = 3
+    target: Target = DEFAULT_TARGET  # agreement with the teacher on held-out data
+    calib: int = 500  # held-out audit sample, labelled by the teacher, for the threshold
+    test: int | None = None  # stratified test subsample; None: the whole test set
+    traffic: int = 6000  # training-split queries that arrive as traffic
+    traces: TracesMode = "escalated"
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class RoundRecord:
+    round: int
+    llm_call_share: float  # on the test set
+    quality: float  # accuracy of the deployed system on the test set (gold labels)
+    teacher_quality: float  # the teacher alone on the same test set
+    student_accuracy: float | None  # the student on the whole test set
+    local_share: float
+    student_agreement: float | None = None  # student == teacher on the test set
+    oos_escalated: float | None = None  # share of out-of-scope test queries escalated
+    threshold: float | None = None
+    calib_quality: float | None = None  # agreement with the teacher on held-out data
+    calib_llm_share: float | None = None
+    traces: int = 0  # teacher labels the student was trained on
+    traffic_seen: int = 0  # traffic queries served this round
+    traffic_llm_share: float | None = None  # their share escalated (the LLM calls of the round)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class LoopResult:
+    task: str
+    teacher: str
+    upper_bound: bool
+    student: str
+    config: dict[str, Any]
+    rounds: list[RoundRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "teacher": self.teacher,
+            "teacher_is_upper_bound": self.upper_bound,
+            "student": self.student,
+            "config": self.config,
+            "rounds": [r.to_dict() for r in self.rounds],
+        }
+
+
+# --------------------------------------------------------------------------- pure decisions
+
+
+def escalation_scores(
+    confidence: Sequence[float], predicted: Sequence[str], out_of_scope: str | None
+) -> np.ndarray:
+    """The score the threshold applies to: the student's confidence, or -1 (always below any
+    threshold >= 0) where the student itself says out-of-scope."""
+    conf = np.asarray(confidence, dtype=float)
+    if out_of_scope is None:
+        return conf
+    return np.where(np.asarray(predicted) == out_of_scope, -1.0, conf)
+
+
+def answers_locally(scores: np.ndarray, threshold: float) -> np.ndarray:
+    return np.asarray(scores, dtype=float) >= threshold
+
+
+def with_margin(target: Target, n: int, z: float) -> Target:
+    """A quality target raised by z binomial standard errors at n samples (capped at 1)."""
+    if target.kind != "quality" or n == 0 or z <= 0:
+        return target
+    p = target.value
+    return Target("quality", min(1.0, p + z * float(np.sqrt(p * (1 - p) / n))))
+
+
+def calibrate(
+    scores: np.ndarray,
+    predicted: Sequence[str],
+    teacher_labels: Sequence[str],
+    target: Target,
+    z: float = 1.28,
+) -> tuple[float, Operating]:
+    """The threshold meeting `target` on held-out data where only the teacher's labels are known:
+    quality of a local answer = agreement with the teacher; an escalated one is the teacher's.
+    A quality target is met with a one-sided margin of z standard errors (z=1.28: 90%), so that
+    it still holds on unseen traffic rather than only on the few hundred held-out queries."""
+    pred, ref = np.asarray(predicted), np.asarray(teacher_labels)
+    agree = (pred == ref).astype(float)
+    agree[np.asarray(scores) < 0] = 0.0  # out-of-scope predictions are never answered
+    n = len(agree)
+    op = choose_threshold(
+        np.asarray(scores, dtype=float),
+        agree,
+        np.ones(n),
+        np.zeros(n),
+        np.ones(n),
+        with_margin(target, n, z),
+    )
+    # -inf means "answer everything": 0 still escalates the out-of-scope predictions (score -1).
+    return max(op.threshold, 0.0), op
+
+
+def score_round(
+    scores: np.ndarray,
+    threshold: float,
+    predicted: Sequence[str],
+    teacher_labels: Sequence[str],
+    gold: Sequence[str],
+    out_of_scope: str | None,
+) -> dict[str, float | None]:
+    local = answers_locally(scores, threshold)
+    pred, teach, ref = np.asarray(predicted), np.asarray(teacher_labels), np.asarray(gold)
+    final = np.where(local, pred, teach)
+    oos = ref == out_of_scope if out_of_scope is not None else np.zeros(len(ref), dtype=bool)
+    return {
+        "quality": float((final == ref).mean()),
+        "teacher_quality": float((teach == ref).mean()),
+        "student_accuracy": float((pred == ref).mean()),
+        "student_agreement": float((pred == teach).mean()),
+        "local_share": float(local.mean()),
+        "llm_call_share": float(1.0 - local.mean()),
+        "oos_escalated": float((~local[oos]).mean()) if oos.any() else None,
+    }
+
+
+def split_data(
+    ds: IntentDataset, cfg: LoopConfig
+) -> tuple[list[Example], list[Example], list[Example]]:
+    """(traffic, held-out audit sample, test): traffic and audit are disjoint parts of train."""
+    shuffled = sample(ds.train, None, cfg.seed)
+    calib = shuffled[: cfg.calib]
+    traffic = shuffled[cfg.calib : cfg.calib + cfg.traffic]
+    test = stratified_sample(ds.test, cfg.test, cfg.seed + 1)
+    return traffic, calib, test
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def run_rounds(
+    ds: IntentDataset,
+    teacher: Teacher,
+    make_student: Callable[[], Student],
+    cfg: LoopConfig,
+    executor: Executor | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> LoopResult:
+    ex = executor or LocalExecutor()
+    oos = ds.out_of_scope
+    traffic, calib, test = split_data(ds, cfg)
+    if len(traffic) < cfg.train:
+        raise ValueError(f"only {len(traffic)} traffic queries for {cfg.train} traces")
+    test_texts, gold = [e.text for e in test], [e.label for e in test]
+    calib_texts = [e.text for e in calib]
+
+    t0 = time.perf_counter()
+    log(f"teacher {teacher.name}: labelling {len(test)} test and {len(calib)} held-out queries")
+    teacher_test = label_all(ex, teacher, test_texts)
+    teacher_calib = label_all(ex, teacher, calib_texts)
+    base = score_round(np.full(len(test), -1.0), 0.0, teacher_test, teacher_test, gold, oos)
+    result = LoopResult(
+        task=ds.name,
+        teacher=teacher.name,
+        upper_bound=teacher.upper_bound,
+        student=make_student().name,
+        config={**asdict(cfg), "target": str(cfg.target)},
+    )
+    result.rounds.append(
+        RoundRecord(
+            round=0,
+            llm_call_share=1.0,
+            quality=float(base["quality"] or 0.0),
+            teacher_quality=float(base["teacher_quality"] or 0.0),
+            student_accuracy=None,
+            local_share=0.0,
+            oos_escalated=1.0 if oos is not None and oos in gold else None,
+            seconds=round(time.perf_counter() - t0, 2),
+        )
+    )
+
+    trace_texts: list[str] = []
+    trace_labels: list[str] = []
+    student: Student | None = None
+    threshold = 0.0
+    pos = 0
+    for rnd in range(1, cfg.rounds + 1):
+        t_round = time.perf_counter()
+        quota = cfg.train * rnd // cfg.rounds - cfg.train * (rnd - 1) // cfg.rounds
+        new, seen, escalated = _collect_traces(
+            ex, student, threshold, traffic, pos, quota, cfg, oos
+        )
+        pos += seen
+        trace_texts += new
+        trace_labels += label_all(ex, teacher, new)
+        student = make_student()
+        student.fit(trace_texts, trace_labels)
+        calib_pred, calib_conf = predict_all(ex, student, calib_texts)
+        threshold, op = calibrate(
+            escalation_scores(calib_conf, calib_pred, oos), calib_pred, teacher_calib, cfg.target
+        )
+        test_pred, test_conf = predict_all(ex, student, test_texts)
+        s = score_round(
+            escalation_scores(test_conf, test_pred, oos),
+            threshold,
+            test_pred,
+            teacher_test,
+            gold,
+            oos,
+        )
+        record = RoundRecord(
+            round=rnd,
+            llm_call_share=float(s["llm_call_share"] or 0.0),
+            quality=float(s["quality"] or 0.0),
+            teacher_quality=float(s["teacher_quality"] or 0.0),
+            student_accuracy=s["student_accuracy"],
+            local_share=float(s["local_share"] or 0.0),
+            student_agreement=s["student_agreement"],
+            oos_escalated=s["oos_escalated"],
+            threshold=threshold,
+            calib_quality=op.quality,
+            calib_llm_share=op.llm_share,
+            traces=len(trace_texts),
+            traffic_seen=seen,
+            traffic_llm_share=escalated / seen if seen else None,
+            seconds=round(time.perf_counter() - t_round, 2),
+        )
+        result.rounds.append(record)
+        log(
+            f"round {rnd}: traces {record.traces}, llm share {record.llm_call_share:.3f}, "
+            f"quality {record.quality:.3f} (teacher {record.teacher_quality:.3f})"
+        )
+    return result
+
+
+def _collect_traces(
+    ex: Executor,
+    student: Student | None,
+    threshold: float,
+    traffic: Sequence[Example],
+    start: int,
+    quota: int,
+    cfg: LoopConfig,
+    oos: str | None,
+) -> tuple[list[str], int, int]:
+    """Serve traffic from `start` until `quota` queries went to the LLM.
+
+    Returns (the escalated texts, queries seen, queries escalated). Without a student, or with
+    traces="all", every query is a trace."""
+    if student is None or cfg.traces == "all":
+        texts = [e.text for e in traffic[start : start + quota]]
+        return texts, len(texts), len(texts)
+    out: list[str] = []
+    pos = start
+    while len(out) < quota and pos < len(traffic):
+        chunk = [e.text for e in traffic[pos : pos + ex.batch_size]]
+        pred, conf = predict_all(ex, student, chunk)
+        local = answers_locally(escalation_scores(conf, pred, oos), threshold)
+        for text, is_local in zip(chunk, local.tolist(), strict=True):
+            pos += 1
+            if not is_local:
+                out.append(text)
+                if len(out) == quota:
+                    break
+    escalated = len(out)
+    return out, pos - start, escalated
