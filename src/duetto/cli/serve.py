@@ -40,6 +40,10 @@ def serve(
     try:
         cfg = load_config(config) if config else load_default_config()
         settings = GatewaySettings.from_config(cfg, db=db)
+        if config is None and settings.fallback is None:
+            # the zero-setup defaults: when the stand-in fails, or a strategy needs the
+            # calibration `duetto eval` fits, the local SLM answers (the trace says so)
+            settings.fallback = cfg.slm_name()
     except UserError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from exc

@@ -147,6 +147,7 @@ class Gateway:
         swept = await self.store.sweep(self.settings.reservation_ttl_s)
         if swept:
             log.warning("released %d reservations left by a crashed replica", swept)
+        self._adapt_uncalibrated()
         if self.settings.fallback:
             self.fallback = self.engine.get(self.settings.fallback)
         with contextlib.suppress(Exception):  # no LLM configured: no counterfactual
@@ -154,6 +155,24 @@ class Gateway:
         self._by_card = {m.card.name: n for n, m in self.engine.models.items()}
         if self.keys.open:
             log.warning("no API keys configured: the gateway accepts every caller")
+
+    def _adapt_uncalibrated(self) -> None:
+        """A thresholded strategy with a target but no threshold (e.g. the embedded defaults,
+        calibrated by `duetto eval`, not at serve time) gets an online adaptive threshold
+        starting at 0.5, so it can serve; the log says so."""
+        from duetto.calibrate import AdaptiveThreshold, Target
+
+        targets = getattr(self.engine, "targets", None)
+        for name, target in (targets() if callable(targets) else {}).items():
+            strategy = self.engine.strategies.get(name)
+            if strategy is None or getattr(strategy, "policy", False) is not None:
+                continue
+            if target.kind == "budget_usd_per_1k":
+                target = Target.parse("quality=0.95")
+            strategy.policy = AdaptiveThreshold(target, start=0.5)
+            log.warning("strategy %r is not calibrated: serving it with an online adaptive "
+                        "threshold from 0.5 (calibrate with `duetto eval` for a measured one)",
+                        name)
 
     async def aclose(self) -> None:
         if self._tasks:
