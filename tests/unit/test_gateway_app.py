@@ -271,3 +271,21 @@ async def test_stored_copy_is_redacted_when_the_policy_says_so(tmp_path: Path) -
         stored = await app.state.store.get(r.headers["x-duetto-trace-id"])
         text = json.dumps(stored.to_dict())
         assert "alice@example.com" not in text and "<EMAIL_ADDRESS_1>" in text
+
+
+async def test_an_uncalibrated_strategy_is_served_with_an_adaptive_threshold(
+    tmp_path: Path,
+) -> None:
+    cfg = parse_config({
+        "models": {"slm": {"backend": "fake", "script": "small", "card": {"name": "slm-card"}},
+                   "llm": {"backend": "fake", "script": "large",
+                           "card": {"name": "llm-card", "location": "remote"}}},
+        "target": "llm_share=0.3",
+        "strategies": {"route": {"mode": "route", "models": ["slm", "llm"],
+                                 "scorer": {"kind": "length", "scale_chars": 50}}},
+    })
+    engine = Engine(cfg)
+    async with gateway(engine, tmp_path) as (_, c):
+        r = await c.post("/v1/chat/completions", headers=AUTH, json=chat("route", "hi"))
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "small"
+        assert engine.strategies["route"].policy.threshold == pytest.approx(0.5, abs=0.05)

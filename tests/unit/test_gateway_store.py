@@ -99,3 +99,12 @@ async def test_unlimited_keys_always_reserve(store: TraceStore) -> None:
     await store.upsert_key(KeyRecord("free", "c" * 64, budget_usd=None))
     assert all(await asyncio.gather(*[store.reserve("free", f"u{i}", 10.0) for i in range(5)]))
     assert not await store.reserve("ghost", "g", 0.0)  # unknown key
+
+
+async def test_a_renamed_key_takes_over_its_hash(store: TraceStore) -> None:
+    await store.upsert_key(KeyRecord("old-name", "d" * 64, budget_usd=1.0))
+    await store.upsert_key(KeyRecord("new-name", "d" * 64, budget_usd=1.0))
+    found = await store.find_key("d" * 64)
+    assert found is not None and found.name == "new-name"
+    old = await store.key("old-name")
+    assert old is not None and old.key_hash != "d" * 64

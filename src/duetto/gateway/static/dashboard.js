@@ -38,6 +38,11 @@ function draw(id, series, colors) {
       if (!started) { g.moveTo(x, y); started = true; } else g.lineTo(x, y);
     });
     g.stroke();
+    const last = s.length - 1;  // mark the latest value (a single point draws no line)
+    if (last >= 0 && s[last] != null) {
+      const x = (last / Math.max(1, HISTORY - 1)) * w, y = h - (s[last] / max) * (h - 16 * devicePixelRatio) - 2;
+      g.fillStyle = colors[k]; g.beginPath(); g.arc(x, y, 3 * devicePixelRatio, 0, 2 * Math.PI); g.fill();
+    }
   });
 }
 
