@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
 
 import numpy as np
 import pytest
 
 from duetto.calibrate import Target
-from duetto.distill.data import Example, IntentDataset
+from duetto.distill.data import IntentDataset
 from duetto.distill.loop import (
     LoopConfig,
     answers_locally,
@@ -23,53 +21,8 @@ from duetto.distill.loop import (
 )
 from duetto.distill.ray_exec import LocalExecutor
 from duetto.distill.students.head import HeadStudent
+from duetto.distill.synthetic import HashedWords, synthetic
 from duetto.distill.teachers import GoldTeacher
-
-
-class HashedWords:
-    """Bag of hashed words: similar sentences get similar unit vectors."""
-
-    name = "hashed-words"
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), 64), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().replace("_", " ").split():
-                out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-9)
-
-
-INTENTS = {
-    "card_arrival": ["card", "arrive", "delivery", "post"],
-    "exchange_rate": ["rate", "exchange", "currency", "euro"],
-    "pin_blocked": ["pin", "blocked", "locked", "unlock"],
-    "top_up_failed": ["top", "failed", "topup", "declined"],
-}
-FILLER = ["my", "the", "please", "why", "is", "help", "today", "now", "again", "bank"]
-
-
-def synthetic(n_train: int = 1200, n_test: int = 300, oos: bool = False) -> IntentDataset:
-    rng = random.Random(7)
-
-    def make(n: int) -> tuple[Example, ...]:
-        rows = []
-        for _ in range(n):
-            if oos and rng.random() < 0.15:
-                words = rng.sample(["weather", "song", "recipe", "movie", "football"], 2)
-                rows.append(Example(" ".join([*words, *rng.sample(FILLER, 3)]), "oos"))
-                continue
-            label = rng.choice(sorted(INTENTS))
-            keys = rng.sample(INTENTS[label], 2)
-            # Some queries borrow a key word of another intent: the student is sometimes unsure.
-            if rng.random() < 0.3:
-                keys.append(rng.choice(INTENTS[rng.choice(sorted(INTENTS))]))
-            rows.append(Example(" ".join([*keys, *rng.sample(FILLER, 3)]), label))
-        return tuple(rows)
-
-    return IntentDataset(
-        "synthetic", tuple(sorted(INTENTS)), make(n_train), make(n_test), "oos" if oos else None
-    )
 
 
 def gold_of(ds: IntentDataset) -> GoldTeacher:

@@ -4,7 +4,7 @@ Trains in about a second on CPU for 1,000 examples. Each intent name (underscore
 spaces, e.g. "card arrival") is added as one extra training example: the label list is known to
 the deployment, and with ~7-13 teacher labels per intent this anchor measurably helps the rare
 intents. The confidence is the top class probability; the loop escalates below a threshold.
-The embedder is not pickled (a worker reloads the shared MiniLM), so the student ships to Ray.
+A MiniLM embedder is not pickled (a worker loads its own), so the student ships to Ray.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from duetto.scoring.embeddings import TextEmbedder, default_embedder
+from duetto.scoring.embeddings import MiniLMEmbedder, TextEmbedder, default_embedder
 
 
 def label_text(label: str) -> str:
@@ -44,7 +44,8 @@ class HeadStudent:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_embedder"] = None
+        if isinstance(self._embedder, MiniLMEmbedder):  # heavy: the receiver loads its own
+            state["_embedder"] = None
         return state
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> None:
