@@ -112,6 +112,44 @@ def rounds(
     _summary(out)
 
 
+@app.command()
+def lora(
+    out: Annotated[Path, typer.Option(help="checkpoints, adapter and merged model go here")],
+    dataset: Annotated[str, typer.Option(help="banking77 or clinc150")] = "banking77",
+    data_dir: Annotated[Path | None, typer.Option(help="folder holding the datasets")] = None,
+    teacher: Annotated[str, typer.Option(help="gold (upper bound) or local")] = "gold",
+    teacher_model: Annotated[str, typer.Option(help="standin, smollm2 or a GGUF")] = "standin",
+    train: Annotated[int, typer.Option(help="teacher-labelled training examples")] = 200,
+    n_eval: Annotated[int, typer.Option("--eval", help="test queries scored")] = 100,
+    epochs: int = 2,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the record here")] = None,
+) -> None:
+    """One LoRA round on SmolLM2: score, train on the teacher's labels, score again."""
+    from duetto.distill.data import load_dataset, sample, stratified_sample
+    from duetto.distill.students.lora import LoraSettings, LoraStudent, lora_round
+
+    ds = load_dataset(dataset, data_dir)
+    examples = sample(ds.train, train, seed)
+    texts = [e.text for e in examples]
+    labels = _teacher(teacher, teacher_model, ds).label(texts)
+    test = stratified_sample(ds.test, n_eval, seed + 1)
+    student = LoraStudent(
+        ds.all_labels,
+        out,
+        task=TASK_HINTS.get(ds.name, "query"),
+        settings=LoraSettings(epochs=epochs, learning_rate=learning_rate, seed=seed),
+    )
+    record = lora_round(student, texts, labels, [e.text for e in test], [e.label for e in test])
+    record.update(task=ds.name, teacher=teacher, teacher_is_upper_bound=teacher == "gold")
+    text = json.dumps(record, indent=2)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(text + "\n")
+    typer.echo(text)
+
+
 def _summary(out: dict[str, Any]) -> None:
     bound = " (upper bound)" if out["teacher_is_upper_bound"] else ""
     typer.echo(f"{out['task']}: teacher {out['teacher']}{bound}, student {out['student']}")
