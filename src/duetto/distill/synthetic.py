@@ -31,7 +31,8 @@ class HashedWords:
             for word in text.lower().replace("_", " ").split():
                 out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-9)
+        unit: np.ndarray = out / np.maximum(norms, 1e-9)
+        return unit
 
 
 def synthetic(

@@ -186,13 +186,16 @@ class LocalLLMTeacher:
             raise ModelUnavailable("llama-cpp-python is not installed (duetto[local])") from exc
         if not self.model_path.is_file():
             raise ModelUnavailable(f"teacher model not found: {self.model_path}")
-        llama = Llama(
+        llama: Any = Llama(
             model_path=str(self.model_path), n_ctx=4096, n_threads=self.n_threads, verbose=False
         )
         template = llama.metadata.get("tokenizer.chat_template")
         eos = llama.token_eos()
         marker = "\x00QUERY\x00"
-        messages = [{"role": "system", "content": self.system}, {"role": "user", "content": marker}]
+        messages: list[Any] = [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": marker},
+        ]
         if template:
             fmt = llama_chat_format.Jinja2ChatFormatter(
                 template=template, eos_token=llama._model.token_get_text(eos), bos_token=""
@@ -221,7 +224,7 @@ class LocalLLMTeacher:
             llama.eval(query if token is None else [token])
             return np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(n_vocab,))
 
-        return trie.decode(next_logits)
+        return str(trie.decode(next_logits))
 
 
 def teacher_model_path(which: str = "standin") -> Path:

@@ -51,7 +51,7 @@ def load_base(gguf_path: str | Path) -> tuple[Any, Any]:
 
     path = Path(gguf_path)
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         str(path.parent), gguf_file=path.name, dtype=torch.float32
     )
     if tokenizer.pad_token is None:
