@@ -299,7 +299,8 @@ def person_names(doc: Any) -> list[Entity]:
     lower = [t.lower_ for t in doc]
     for i, tok in enumerate(doc):
         word = lower[i].rstrip(".")
-        if word in HONORIFICS and (tok.text[0].isupper() or lower[i].endswith(".")):
+        dotted = lower[i].endswith(".") or (i + 1 < len(doc) and doc[i + 1].text == ".")
+        if word in HONORIFICS and (tok.text[0].isupper() or dotted):
             k = i + 1 + (i + 1 < len(doc) and doc[i + 1].text == ".")
             j = _run(doc, k, allow_lower=False)
             if j > k:

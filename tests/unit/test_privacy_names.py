@@ -1,0 +1,39 @@
+"""Person-name rules on spaCy tokens (a blank tokenizer: no model needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+spacy = pytest.importorskip("spacy")
+
+from duetto.privacy.names import person_names  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def nlp():  # type: ignore[no-untyped-def]
+    return spacy.blank("en")
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("I'd like to join accounts with ms. Quinzia", "Quinzia"),
+        ("Please ask Mrs. Diana Usamov to call", "Diana Usamov"),
+        ("my name is borna jerković but everyone calls me Borna", "borna jerković"),
+        ("Name:    Iva D. Grusová\nAddress: PSC 6695", "Iva D. Grusová"),
+        ("Jacob lives on 90 Whitchurch Road", "Jacob"),
+        ("> \n> Lina Artemova\n> Irecycle", "Lina Artemova"),
+        ('Alice: "Who are you?"', "Alice"),
+        ("I'm Misty's daughter.", "Misty"),
+    ],
+)
+def test_rules_find_the_name(nlp, text: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    found = [e for e in person_names(nlp(text)) if e.type == "PERSON"]
+    assert name in [e.text for e in found], found
+    for e in found:
+        assert text[e.start : e.end] == e.text
+
+
+def test_no_names_in_plain_text(nlp) -> None:  # type: ignore[no-untyped-def]
+    text = "The weather was fine and we walked to the station.\nAddress: unknown"
+    assert person_names(nlp(text)) == []

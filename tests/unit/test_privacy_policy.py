@@ -1,0 +1,68 @@
+"""Pure privacy decisions: trusted targets, modes, entity filters and the policy table."""
+
+from __future__ import annotations
+
+import pytest
+
+from duetto.errors import ConfigError
+from duetto.models.base import ModelCard
+from duetto.privacy.policy import Action, PolicyTable, PrivacyPolicy
+from duetto.scoring.pii import Entity
+
+REMOTE = ModelCard("big", location="remote", trusted=False)
+LOCAL = ModelCard("small", location="local", trusted=True)
+EMAIL = Entity("EMAIL_ADDRESS", 0, 11, "a@b.example", 1.0)
+DATE = Entity("DATE_TIME", 12, 16, "1999", 0.6)
+
+
+@pytest.mark.parametrize(
+    ("mode", "action"),
+    [("allow", Action.SEND), ("redact", Action.REDACT), ("local_only", Action.LOCAL)],
+)
+def test_modes_with_pii_and_an_untrusted_target(mode: str, action: Action) -> None:
+    decision = PrivacyPolicy(mode).decide([EMAIL], REMOTE)  # type: ignore[arg-type]
+    assert decision.action is action
+    assert decision.entities == (EMAIL,)
+    assert decision.leaks == (1 if mode == "allow" else 0)
+
+
+@pytest.mark.parametrize("mode", ["allow", "redact", "local_only"])
+def test_trusted_target_and_clean_text_go_as_is(mode: str) -> None:
+    policy = PrivacyPolicy(mode)  # type: ignore[arg-type]
+    assert policy.decide([EMAIL], LOCAL).action is Action.SEND
+    assert policy.decide([], REMOTE).action is Action.SEND
+    assert policy.decide([], REMOTE).leaks == 0
+
+
+def test_entity_types_and_min_score_filter_what_counts() -> None:
+    policy = PrivacyPolicy("local_only", entity_types=frozenset({"DATE_TIME"}), min_score=0.7)
+    assert policy.decide([EMAIL, DATE], REMOTE).action is Action.SEND
+    policy = PrivacyPolicy("local_only", entity_types=frozenset({"DATE_TIME"}))
+    decision = policy.decide([EMAIL, DATE], REMOTE)
+    assert decision.action is Action.LOCAL and decision.entities == (DATE,)
+
+
+def test_table_most_specific_wins() -> None:
+    table = PolicyTable.parse(
+        {
+            "default": "allow",
+            "api_keys": {"k1": "local_only"},
+            "routes": {"/support": {"mode": "redact", "entity_types": ["PERSON"]}},
+            "strategies": {"cascade": "redact"},
+        }
+    )
+    assert table.for_request().mode == "allow"
+    assert table.for_request(strategy="cascade").mode == "redact"
+    routed = table.for_request(route="/support", strategy="cascade")
+    assert routed.entity_types == frozenset({"PERSON"})
+    assert table.for_request(api_key="k1", route="/support").mode == "local_only"
+    assert table.for_request(api_key="other").mode == "allow"
+
+
+def test_bad_config_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"privacy\.routes\.r1"):
+        PolicyTable.parse({"routes": {"r1": "share_everything"}})
+    with pytest.raises(ConfigError, match="unknown keys"):
+        PolicyTable.parse({"defaults": "redact"})
+    with pytest.raises(ConfigError):
+        PrivacyPolicy("nope")  # type: ignore[arg-type]

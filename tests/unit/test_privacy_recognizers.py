@@ -1,0 +1,69 @@
+"""The dependency-free recognizers and the overlap resolution."""
+
+from __future__ import annotations
+
+from duetto.privacy.recognizers import (
+    card_numbers,
+    phone_numbers,
+    resolve_overlaps,
+    street_addresses,
+)
+from duetto.scoring.pii import Entity
+
+
+def _texts(entities: list[Entity]) -> list[str]:
+    return [e.text for e in entities]
+
+
+def test_street_address_extends_over_town_and_postcode_lines() -> None:
+    text = "Please return to 72134 Coronilla 3599\nNijmegen\n, GE\n Netherlands 62971 asap."
+    found = street_addresses(text)
+    assert len(found) == 1
+    assert found[0].text.startswith("72134 Coronilla 3599")
+    assert "Netherlands 62971" in found[0].text
+    assert text[found[0].start : found[0].end] == found[0].text
+
+
+def test_street_address_shapes_across_locales() -> None:
+    for text, value in [
+        ("I live at 90 Whitchurch Road now", "90 Whitchurch Road"),
+        ("Office: Friedhofstrasse 33, Wien", "Friedhofstrasse 33"),
+        ("send to ul. Słowicza 10 please", "ul. Słowicza 10"),
+        ("It is in Suite 828 upstairs", "Suite 828"),
+        ("ship to PSC 2721, Box 8637\nAPO AA 06259", "PSC 2721, Box 8637"),
+    ]:
+        found = _texts(street_addresses(text))
+        assert any(value in f for f in found), (text, found)
+
+
+def test_weak_word_number_shape_needs_address_context() -> None:
+    assert street_addresses("We shipped Windows 10 to everyone.") == []
+    assert _texts(street_addresses("He lives at Golfskálinn 78")) == ["Golfskálinn 78"]
+
+
+def test_phone_numbers_in_national_formats_but_not_dates_or_ssn() -> None:
+    text = "Call 0688 872 49 99 or +41 (0)85 806 98 67, born 1980-07-28 19:49, ssn 460-89-9847"
+    assert _texts(phone_numbers(text)) == ["0688 872 49 99", "+41 (0)85 806 98 67"]
+    assert _texts(phone_numbers("Desk: +1-903-140-4508x769")) == ["+1-903-140-4508x769"]
+
+
+def test_card_numbers_need_the_luhn_checksum() -> None:
+    assert _texts(card_numbers("card 4652943034623769885 ok")) == ["4652943034623769885"]
+    assert card_numbers("card 4652943034623769886 ok") == []  # last digit off
+    assert card_numbers("call +447700677662") == []  # a phone number, not a card
+
+
+def test_resolve_overlaps_prefers_specific_types_and_keeps_uncovered_parts() -> None:
+    text = "x 4111111111111111 y"
+    card = Entity("CREDIT_CARD", 2, 18, text[2:18], 0.7)
+    date = Entity("DATE_TIME", 2, 18, text[2:18], 0.85)
+    assert resolve_overlaps([date, card]) == [card]
+    text = "Ana Lopez, 90 Whitchurch Road"
+    addr = Entity("STREET_ADDRESS", 11, 29, text[11:29], 0.6)
+    org = Entity("ORGANIZATION", 4, 19, text[4:19], 0.85)  # sticks out to the left
+    kept = resolve_overlaps([org, addr])
+    assert [(e.type, e.text) for e in kept] == [
+        ("ORGANIZATION", "Lopez"),
+        ("STREET_ADDRESS", addr.text),
+    ]
+    assert resolve_overlaps([org], min_score=0.9) == []
