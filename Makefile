@@ -14,6 +14,10 @@ $(BIN)/duetto: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[all,dev]'
 	$(BIN)/duetto models fetch
+	@# The dashboard test drives Debian's headless Chromium (never a downloaded browser build).
+	@command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "note: chromium/chromedriver not installed: the dashboard browser test will skip"
 	touch $(BIN)/duetto
 
 install: $(BIN)/duetto
