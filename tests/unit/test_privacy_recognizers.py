@@ -27,6 +27,7 @@ def test_street_address_extends_over_town_and_postcode_lines() -> None:
 def test_street_address_shapes_across_locales() -> None:
     for text, value in [
         ("I live at 90 Whitchurch Road now", "90 Whitchurch Road"),
+        ("I live at 18 McPherson Rd. now", "18 McPherson Rd."),
         ("Office: Friedhofstrasse 33, Wien", "Friedhofstrasse 33"),
         ("send to ul. Słowicza 10 please", "ul. Słowicza 10"),
         ("It is in Suite 828 upstairs", "Suite 828"),
@@ -34,6 +35,10 @@ def test_street_address_shapes_across_locales() -> None:
     ]:
         found = _texts(street_addresses(text))
         assert any(value in f for f in found), (text, found)
+
+
+def test_sentence_full_stop_is_not_part_of_the_address() -> None:
+    assert _texts(street_addresses("I live at 90 Whitchurch Road.")) == ["90 Whitchurch Road"]
 
 
 def test_weak_word_number_shape_needs_address_context() -> None:

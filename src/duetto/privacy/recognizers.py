@@ -99,6 +99,8 @@ def street_addresses(text: str) -> list[Entity]:
                     continue  # the weak "Word 12" shape needs an address context
                 score = 0.5
             end = _extend(text, end)
+            if re.search(r"[^\W\d_]{4,}\.$", text[start:end]):
+                end -= 1  # a sentence's full stop after "Road", not an abbreviation's dot
             found.append(Entity("STREET_ADDRESS", start, end, text[start:end], score))
     return _merge_same_type(found)
 
