@@ -102,3 +102,19 @@ def test_out_of_scope_queries_are_escalated() -> None:
     result = run_rounds(ds, gold_of(ds), make, cfg, LocalExecutor())
     last = result.rounds[-1]
     assert last.oos_escalated is not None and last.oos_escalated >= 0.8
+
+
+def test_calibrating_on_a_gold_audit_sample_targets_the_teachers_own_quality() -> None:
+    # A noisy teacher (right half the time) and a student as good as it but not agreeing with
+    # it: against the teacher the target needs everything escalated; against gold it does not.
+    rng = np.random.default_rng(1)
+    n = 400
+    gold = np.array(["a"] * n)
+    teacher = np.where(rng.uniform(size=n) < 0.5, "a", "b")
+    student = np.where(rng.uniform(size=n) < 0.5, "a", "c")
+    conf = rng.uniform(size=n)
+    t_teacher, _ = calibrate(conf, student, teacher, Target("quality", 0.95), z=0.0)
+    t_gold, op = calibrate(conf, student, teacher, Target("quality", 0.9), z=0.0, reference=gold)
+    assert (conf >= t_teacher).mean() < 0.1
+    assert (conf >= t_gold).mean() > 0.5
+    assert op.quality >= 0.9 * (teacher == "a").mean()

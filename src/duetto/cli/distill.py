@@ -61,6 +61,9 @@ def rounds(
     test: Annotated[int | None, typer.Option(help="stratified test subsample")] = None,
     traffic: Annotated[int, typer.Option(help="training queries arriving as traffic")] = 6000,
     traces: Annotated[str, typer.Option(help="escalated (closed loop) or all")] = "escalated",
+    calib_reference: Annotated[
+        str, typer.Option(help="teacher, or gold: the audit sample is human-labelled")
+    ] = "teacher",
     shots: Annotated[int, typer.Option(help="fewshot: demonstrations per query")] = 8,
     seed: int = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the rounds here")] = None,
@@ -76,6 +79,8 @@ def rounds(
 
     if traces not in ("escalated", "all"):
         raise typer.BadParameter("--traces must be escalated or all")
+    if calib_reference not in ("teacher", "gold"):
+        raise typer.BadParameter("--calib-reference must be teacher or gold")
     ds = load_dataset(dataset, data_dir)
     cfg = LoopConfig(
         train=train,
@@ -85,6 +90,7 @@ def rounds(
         test=test,
         traffic=traffic,
         traces=traces,  # type: ignore[arg-type]
+        calib_reference=calib_reference,  # type: ignore[arg-type]
         seed=seed,
     )
     executor: Any = RayExecutor(ray_address) if (ray or ray_address) else LocalExecutor()

@@ -6,8 +6,9 @@ answers the confident ones locally and escalates the rest to the teacher, whose 
 traces the student learns from (traces="escalated"; "all" labels every query). The round takes
 `train / R` new traces, retrains the student on all traces so far, re-calibrates the escalation
 threshold on a held-out audit sample labelled by the teacher to the same target (by default:
-agreement with the teacher >= 95%, as cheaply as possible), and is scored on the test set
-against the gold labels: the LLM-call share, the quality of the whole system (student where it
+agreement with the teacher >= 95%, as cheaply as possible; with calib_reference="gold" the
+audit sample is human-labelled and the target is 95% of the teacher's own quality), and is
+scored on the test set against the gold labels: the LLM-call share, the quality of the whole system (student where it
 answered, teacher elsewhere), the teacher's own quality, and the student's accuracy everywhere.
 Queries the student labels out-of-scope always escalate: the small model never answers them.
 
@@ -43,6 +44,7 @@ class LoopConfig:
     test: int | None = None  # stratified test subsample; None: the whole test set
     traffic: int = 6000  # training-split queries that arrive as traffic
     traces: TracesMode = "escalated"
+    calib_reference: Literal["teacher", "gold"] = "teacher"  # gold: a human-labelled audit set
     seed: int = 0
 
 
@@ -120,19 +122,24 @@ def calibrate(
     teacher_labels: Sequence[str],
     target: Target,
     z: float = 1.28,
+    reference: Sequence[str] | None = None,
 ) -> tuple[float, Operating]:
     """The threshold meeting `target` on held-out data where only the teacher's labels are known:
     quality of a local answer = agreement with the teacher; an escalated one is the teacher's.
     A quality target is met with a one-sided margin of z standard errors (z=1.28: 90%), so that
-    it still holds on unseen traffic rather than only on the few hundred held-out queries."""
-    pred, ref = np.asarray(predicted), np.asarray(teacher_labels)
+    it still holds on unseen traffic rather than only on the few hundred held-out queries.
+    With `reference` (e.g. a small human-labelled audit sample), quality is measured against it
+    instead, for the student and the teacher alike: a quality target then reads "F x the
+    teacher's own quality", which a noisy teacher needs."""
+    pred, teach = np.asarray(predicted), np.asarray(teacher_labels)
+    ref = teach if reference is None else np.asarray(reference)
     agree = (pred == ref).astype(float)
     agree[np.asarray(scores) < 0] = 0.0  # out-of-scope predictions are never answered
     n = len(agree)
     op = choose_threshold(
         np.asarray(scores, dtype=float),
         agree,
-        np.ones(n),
+        (teach == ref).astype(float),
         np.zeros(n),
         np.ones(n),
         with_margin(target, n, z),
@@ -237,7 +244,11 @@ def run_rounds(
         student.fit(trace_texts, trace_labels)
         calib_pred, calib_conf = predict_all(ex, student, calib_texts)
         threshold, op = calibrate(
-            escalation_scores(calib_conf, calib_pred, oos), calib_pred, teacher_calib, cfg.target
+            escalation_scores(calib_conf, calib_pred, oos),
+            calib_pred,
+            teacher_calib,
+            cfg.target,
+            reference=[e.label for e in calib] if cfg.calib_reference == "gold" else None,
         )
         test_pred, test_conf = predict_all(ex, student, test_texts)
         s = score_round(
