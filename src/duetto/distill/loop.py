@@ -8,8 +8,9 @@ traces the student learns from (traces="escalated"; "all" labels every query). T
 threshold on a held-out audit sample labelled by the teacher to the same target (by default:
 agreement with the teacher >= 95%, as cheaply as possible; with calib_reference="gold" the
 audit sample is human-labelled and the target is 95% of the teacher's own quality), and is
-scored on the test set against the gold labels: the LLM-call share, the quality of the whole system (student where it
-answered, teacher elsewhere), the teacher's own quality, and the student's accuracy everywhere.
+scored on the test set against the gold labels: the LLM-call share, the quality of the whole
+system (student where it answered, teacher elsewhere), the teacher's own quality, and the
+student's accuracy everywhere.
 Queries the student labels out-of-scope always escalate: the small model never answers them.
 
 Decision and scoring functions are pure (arrays in, numbers out); labelling and prediction go
