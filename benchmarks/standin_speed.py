@@ -9,7 +9,7 @@ with StandinServer and reaches it through duetto's `openai` backend, as strategi
     over (wall time - prompt tokens / measured prompt tok/s). End-to-end tok/s is shown too.
   - probe: 12 short questions with known answers (arithmetic, facts, intents given as choices),
     greedy, asked of the embedded SmolLM2-135M (in process) and of the stand-in. An answer is
-    right when it contains an accepted form and none of the listed wrong ones.
+    right when the first accepted or wrong form it names is an accepted one.
 
     flock /tmp/duetto-cpu.lock python benchmarks/standin_speed.py --json out/standin_speed.json
 """
@@ -46,12 +46,16 @@ class Probe:
     reject: tuple[str, ...] = ()
 
     def is_right(self, answer: str) -> bool:
-        def has(s: str) -> bool:
-            # whole word/number: "12" is not in "120", "0.9" is not in "0.95"
-            pattern = rf"(?<![\w.]){re.escape(s.lower())}(?!\w|\.\d)"
-            return re.search(pattern, answer.lower()) is not None
+        """The first accepted or wrong form the answer names decides ("0.9 is larger than 0.45")."""
 
-        return any(has(a) for a in self.accept) and not any(has(r) for r in self.reject)
+        def first(s: str) -> int:
+            # whole word/number: "12" is not in "120", "0.9" is not in "0.95"
+            m = re.search(rf"(?<![\w.]){re.escape(s.lower())}(?!\w|\.\d)", answer.lower())
+            return m.start() if m else len(answer) + 1
+
+        right = min(first(a) for a in self.accept)
+        wrong = min((first(r) for r in self.reject), default=len(answer) + 1)
+        return right <= len(answer) and right < wrong
 
 
 def _intent(message: str, label: str) -> Probe:
@@ -116,7 +120,7 @@ async def speed(model: ChatModel, reps: int, max_tokens: int) -> dict[str, Any]:
 async def probe(model: ChatModel) -> list[dict[str, Any]]:
     out = []
     for p in PROBES:
-        r = await model.complete(ChatRequest.of(p.question, system=SYSTEM, max_tokens=16))
+        r = await model.complete(ChatRequest.of(p.question, system=SYSTEM, max_tokens=32))
         out.append({"question": p.question, "answer": r.text.strip(), "right": p.is_right(r.text)})
     return out
 
