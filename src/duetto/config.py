@@ -13,13 +13,16 @@ here, never silent fallbacks at run time. See examples/duetto.yaml for the full 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from duetto.calibrate import Target
 from duetto.errors import ConfigError
+
+if TYPE_CHECKING:
+    from duetto.privacy.policy import PolicyTable
 
 MODES = ("pipeline", "route", "cascade", "assist", "fuse")
 # Keys of a strategy that hold references to models or strategies.
@@ -77,8 +80,39 @@ class StrategyConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+PolicySpec = Literal["allow", "redact", "local_only"] | dict[str, Any]
+
+
 class PrivacyConfig(_Strict):
-    policy: Literal["allow", "redact", "local_only"] = "allow"
+    """`privacy:` one policy for everything (`policy: redact`) or a table (docs/privacy.md):
+    `{default, api_keys, routes, strategies}`; API key > route > strategy > default. A policy is
+    a mode or `{mode, entity_types, min_score}`. Without any policy everything is `allow`."""
+
+    policy: PolicySpec | None = None  # the older spelling of `default`
+    default: PolicySpec | None = None
+    api_keys: dict[str, PolicySpec] = Field(default_factory=dict)  # gateway key name → policy
+    routes: dict[str, PolicySpec] = Field(default_factory=dict)  # requested model name → policy
+    strategies: dict[str, PolicySpec] = Field(default_factory=dict)
+    detector: Literal["regex", "presidio"] | None = None  # None: presidio if importable
+
+    @model_validator(mode="after")
+    def _check_table(self) -> PrivacyConfig:
+        if self.policy is not None and self.default is not None:
+            raise ValueError("give `default` or `policy` (the same thing), not both")
+        try:
+            self.table()
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+    def table(self) -> PolicyTable:
+        from duetto.privacy.policy import PolicyTable
+
+        spec = self.default if self.default is not None else self.policy
+        return PolicyTable.parse({
+            "default": spec if spec is not None else "allow",
+            "api_keys": self.api_keys, "routes": self.routes, "strategies": self.strategies,
+        })
 
 
 class GatewayKeyConfig(_Strict):
@@ -222,11 +256,25 @@ def validate(cfg: Config) -> None:
     for i, k in enumerate(gw.keys):
         if not (k.key_env or k.key_sha256):
             raise ConfigError("a key needs `key_env` or `key_sha256`", f"gateway.keys[{i}]")
+    _check_privacy_names(cfg)
     for key in ("slm", "llm"):
         ref = getattr(cfg, key)
         if ref is not None and ref not in cfg.models:
             raise ConfigError(f"unknown model {ref!r}", key)
     _check_cycles(cfg)
+
+
+def _check_privacy_names(cfg: Config) -> None:
+    """A policy under an unknown name would silently never apply: an error instead."""
+    known = [
+        ("api_keys", "gateway key", {k.name for k in cfg.gateway.keys}),
+        ("routes", "model or strategy", cfg.names()),
+        ("strategies", "strategy", set(cfg.strategies)),
+    ]
+    for section, what, names in known:
+        for name in getattr(cfg.privacy, section):
+            if name not in names:
+                raise ConfigError(f"unknown {what} {name!r}", f"privacy.{section}.{name}")
 
 
 def _check_cycles(cfg: Config) -> None:
