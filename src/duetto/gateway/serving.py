@@ -1,9 +1,10 @@
 """The life of one request in the gateway, free of HTTP:
 
-    admit     model lookup, session affinity, rate limit, budget reservation (worst case)
+    admit     model lookup, session affinity, rate limit, privacy policy (detect once; redact
+              the request, or hand it to the trusted local model), budget reservation
     complete  / stream: the requested model or strategy under a deadline; on any failure the
               configured fallback answers (a stream cut mid-way is continued by the fallback),
-              and the trace says so
+              and the trace says so; redacted answers are restored (streams too)
     finish    settle (actual cost) or release the reservation, metrics, and exactly one record
               in the store (committed before the client gets the end of the answer)
 
@@ -21,13 +22,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from duetto.errors import ModelError
+from duetto.errors import ConfigError, ModelError
 from duetto.gateway.auth import Budgets, KeyRing, Principal, partial_cost, worst_case_cost
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
 from duetto.gateway.metrics import GatewayMetrics, Outcome
 from duetto.gateway.settings import GatewaySettings
 from duetto.messages import ChatRequest, ChatResponse, Message
 from duetto.models.base import ChatModel, ModelCard
+from duetto.privacy.apply import PrivacyPlan, detect_messages, plan_request, use_detector
+from duetto.privacy.policy import PrivacyPolicy
 from duetto.store import TraceRecord, TraceStore
 from duetto.trace import Step, new_trace_id
 from duetto.usage import Usage
@@ -77,6 +80,9 @@ class Call:
     cards: list[ModelCard]
     reservation: str | None
     stored_request: dict[str, Any]
+    privacy: PrivacyPlan | None = None  # None: nothing to decide (allow, or all trusted)
+    policy_mode: str = "allow"
+    allow_fallback: bool = True  # False: the fallback is untrusted and the request local_only
     t0: float = field(default_factory=time.perf_counter)
     ttft_s: float | None = None
     streamed: list[str] = field(default_factory=list)
@@ -125,6 +131,7 @@ class Gateway:
         self.budgets = Budgets(store)
         self.breakers: dict[str, CircuitBreaker] = {}
         self.fallback: ChatModel | None = None
+        self.local: ChatModel | None = None  # answers local_only requests
         self.llm_card: ModelCard | None = None
         self._by_card: dict[str, str] = {}
         self._sessions: OrderedDict[tuple[str | None, str, str], str] = OrderedDict()
@@ -153,6 +160,10 @@ class Gateway:
         with contextlib.suppress(Exception):  # no LLM configured: no counterfactual
             self.llm_card = self.engine.llm.card
         self._by_card = {m.card.name: n for n, m in self.engine.models.items()}
+        if self.settings.detector is not None:
+            used = await asyncio.to_thread(use_detector, self.settings.detector)
+            log.info("PII detector: %s", used)
+        self.local = self._trusted_local()
         if self.keys.open:
             log.warning("no API keys configured: the gateway accepts every caller")
 
@@ -173,6 +184,20 @@ class Gateway:
             log.warning("strategy %r is not calibrated: serving it with an online adaptive "
                         "threshold from 0.5 (calibrate with `duetto eval` for a measured one)",
                         name)
+
+    def _trusted_local(self) -> ChatModel | None:
+        """The model answering local_only requests: the local model, else a trusted fallback."""
+        for name in (self.settings.local_model, self.settings.fallback):
+            model = self.lookup(name) if name else None
+            if model is not None and model.card.trusted:
+                return model
+        table = self.settings.privacy
+        policies = [table.default, *table.by_api_key.values(), *table.by_route.values(),
+                    *table.by_strategy.values()]
+        if any(p.mode == "local_only" for p in policies):
+            raise ConfigError("a local_only policy needs a trusted local model (`slm:`) or a "
+                              "trusted `gateway.fallback`", "privacy")
+        return None
 
     async def aclose(self) -> None:
         if self._tasks:
@@ -207,9 +232,23 @@ class Gateway:
             if pinned is not None:
                 self._sessions.move_to_end((who.name, requested, session))
                 model = self.engine.get(pinned)
+        policy = self.settings.privacy.for_request(
+            api_key=who.name, route=requested,
+            strategy=requested if requested in self.engine.strategies else None)
+        plan = self._plan(request, policy, model)
+        allow_fallback = True
+        if plan is not None and plan.local:
+            if self.local is None:  # start() refuses such a config; settings changed since
+                raise Rejected(400, "local_only policy and no trusted local model configured",
+                               "invalid_request_error", "privacy_local_only")
+            model = self.local
+            allow_fallback = self.fallback is not None and self.fallback.card.trusted
+        if plan is not None:
+            request = plan.request
         cards = [m.card for m in leaves(model, distinct=False)]
-        if self.fallback is not None and self.fallback is not model:
-            cards += [m.card for m in leaves(self.fallback, distinct=False)]
+        fallback = self._fallback_for(model) if allow_fallback else None
+        if fallback is not None:
+            cards += [m.card for m in leaves(fallback, distinct=False)]
         reservation = await self.budgets.reserve(who, worst_case_cost(cards, request))
         if reservation is False or reservation is True:
             self.metrics.rejected.labels("budget").inc()
@@ -218,14 +257,62 @@ class Gateway:
                            "insufficient_quota", "insufficient_quota")
         self.metrics.in_flight.inc()
         return Call(new_trace_id(), requested, model, request, who, stream, session, cards,
-                    reservation, stored_request)
+                    reservation, stored_request, plan, policy.mode, allow_fallback)
+
+    def _plan(self, request: ChatRequest, policy: PrivacyPolicy,
+              model: ChatModel) -> PrivacyPlan | None:
+        """Apply the policy at the boundary: only when the model (or the fallback that may
+        take over) can reach an untrusted model. `allow` needs no decision: the privacy axis
+        counts what leaves (LeafModel.pii_sent)."""
+        if policy.mode == "allow":
+            return None
+        fallback = self._fallback_for(model)
+        candidates = [*leaves(model), *(leaves(fallback) if fallback is not None else [])]
+        target = next((m.card for m in candidates if not m.card.trusted), None)
+        if target is None:
+            return None
+        return plan_request(request, policy, target, detect_messages(request))
 
     # ---- answer ----------------------------------------------------------------------------
 
     def _fallback_for(self, model: ChatModel) -> ChatModel | None:
         return self.fallback if self.fallback is not None and self.fallback is not model else None
 
+    def _call_fallback(self, call: Call) -> ChatModel | None:
+        return self._fallback_for(call.model) if call.allow_fallback else None
+
+    def _shown(self, call: Call, answer: Answer) -> Answer:
+        """The answer as the client sees it: placeholders restored, the trace saying what the
+        privacy policy did (counts only, never values)."""
+        plan = call.privacy
+        if plan is None:
+            return answer
+        answer.response.text = plan.restore(answer.response.text)
+        summary = plan.summary()
+        if plan.local:
+            summary["requested"] = call.requested
+        answer.response.trace.extra["privacy"] = summary
+        return answer
+
     async def complete(self, call: Call) -> Answer:
+        return self._shown(call, await self._complete(call))
+
+    async def stream(self, call: Call) -> AsyncIterator[str | Answer]:
+        """Text deltas (placeholders restored, even when split across deltas), then one Answer.
+        Raises GatewayFailure when nothing can answer."""
+        restorer = call.privacy.restorer() if call.privacy is not None else None
+        async for item in self._stream(call):
+            if isinstance(item, Answer):
+                if restorer is not None and (tail := restorer.flush()):
+                    yield tail
+                yield self._shown(call, item)
+                return
+            if restorer is None:
+                yield item
+            elif shown := restorer.feed(item):
+                yield shown
+
+    async def _complete(self, call: Call) -> Answer:
         try:
             async with asyncio.timeout(self.settings.request_timeout_s):
                 response = await call.model.complete(call.request)
@@ -233,7 +320,7 @@ class Gateway:
         except Exception as exc:
             error: Exception = exc
         self._log_failure(call, error)
-        fb = self._fallback_for(call.model)
+        fb = self._call_fallback(call)
         if fb is None:
             raise GatewayFailure(_describe(call.model, error), _status(error)) from error
         try:
@@ -246,8 +333,9 @@ class Gateway:
         return Answer(fallback_trace(call.model, error, response, latency, None), fb.name,
                       True, f"{type(error).__name__}: {error}")
 
-    async def stream(self, call: Call) -> AsyncIterator[str | Answer]:
-        """Text deltas, then one Answer. Raises GatewayFailure when nothing can answer."""
+    async def _stream(self, call: Call) -> AsyncIterator[str | Answer]:
+        """The model's own deltas (placeholders as sent; `call.streamed` keeps them so, for a
+        fallback's continuation), then one Answer."""
         loop = asyncio.get_running_loop()
         try:
             deadline = loop.time() + self.settings.request_timeout_s
@@ -262,7 +350,7 @@ class Gateway:
         except Exception as exc:
             error: Exception = exc
         self._log_failure(call, error)
-        fb = self._fallback_for(call.model)
+        fb = self._call_fallback(call)
         if fb is None:
             raise GatewayFailure(_describe(call.model, error), _status(error)) from error
         sent = "".join(call.streamed)
@@ -326,7 +414,7 @@ class Gateway:
         fallback = None
         if answer is not None and answer.fallback:
             fallback = "rescued"
-        elif status == "error" and self._fallback_for(call.model) is not None:
+        elif status == "error" and self._call_fallback(call) is not None:
             fallback = "failed"
         self.metrics.observe(Outcome(call.requested, status, usage, counterfactual, latency_s,
                                      call.ttft_s, fallback, call.stream))
@@ -378,7 +466,7 @@ class Gateway:
             body["response"] = "".join(call.streamed) or None
         if error:
             body["error"] = error
-        if self.settings.redact_store:
+        if self.settings.redact_store or call.policy_mode != "allow":
             body = redact_for_storage(body)
         return TraceRecord(
             id=call.trace_id, model=call.requested, status=status, http_status=http_status,

@@ -1,4 +1,4 @@
-"""Runtime settings of the gateway, resolved from the config's `gateway:` section.
+"""Runtime settings of the gateway, resolved from the config's `gateway:` and `privacy:` sections.
 
 Keys are resolved here (from their environment variable or given hash) and only their SHA-256
 is kept: the plain key lives in the environment, never in the config, the store or memory.
@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from duetto.config import Config
 from duetto.errors import ConfigError
 from duetto.gateway.auth import hash_key
+from duetto.privacy.apply import DetectorChoice
+from duetto.privacy.policy import PolicyTable, PrivacyPolicy
+
+
+def _allow_all() -> PolicyTable:
+    return PolicyTable(default=PrivacyPolicy("allow"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +38,10 @@ class GatewaySettings:
     breaker_failures: int = 5
     breaker_reset_s: float = 30.0
     affinity: bool = False
-    redact_store: bool = False
+    redact_store: bool = False  # every stored copy; non-`allow` requests are always redacted
+    privacy: PolicyTable = field(default_factory=_allow_all)
+    detector: DetectorChoice | None = None  # installed at start; None: keep the current one
+    local_model: str | None = None  # answers `local_only` requests (if trusted), else fallback
     reservation_ttl_s: float = 900.0  # a reservation older than this was left by a crash
     default_max_tokens: int = 512
     store_prefix: str = "duetto_"
@@ -52,7 +61,12 @@ class GatewaySettings:
                                       f"gateway.keys[{i}].key_env")
                 digest = hash_key(value)
             keys.append(ApiKey(k.name, digest, k.budget_usd, k.rpm))
-        redact = gw.redact_store if gw.redact_store is not None else cfg.privacy.policy != "allow"
+        privacy = cfg.privacy.table()
+        redact = gw.redact_store if gw.redact_store is not None else privacy.default.mode != "allow"
+        try:
+            local: str | None = cfg.slm_name()
+        except ConfigError:  # no local model: the fallback answers local_only requests, if trusted
+            local = None
         return cls(
             db=db or gw.db,
             keys=keys,
@@ -63,4 +77,7 @@ class GatewaySettings:
             breaker_reset_s=gw.breaker_reset_s,
             affinity=gw.affinity,
             redact_store=redact,
+            privacy=privacy,
+            detector=cfg.privacy.detector,
+            local_model=local,
         )
