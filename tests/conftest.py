@@ -48,3 +48,12 @@ def fake_openai() -> Iterator[FakeOpenAIServer]:
     """A fresh FakeOpenAIServer on loopback (echo script, no faults)."""
     with FakeOpenAIServer() as server:
         yield server
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Free shared llama.cpp models while the interpreter is whole (else noisy __del__ at exit)."""
+    import sys
+
+    local = sys.modules.get("duetto.models.local")
+    if local is not None:
+        local.release_models()
