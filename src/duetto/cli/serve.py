@@ -44,6 +44,8 @@ def serve(
             # the zero-setup defaults: when the stand-in fails, or a strategy needs the
             # calibration `duetto eval` fits, the local SLM answers (the trace says so)
             settings.fallback = cfg.slm_name()
+        if settings.detector is None:  # Presidio if the privacy extra is installed, else regex
+            settings.detector = "auto"
     except UserError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from exc
