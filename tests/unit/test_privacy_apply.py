@@ -159,3 +159,17 @@ def test_privacy_config_errors_name_the_key(privacy: dict[str, Any], where: str)
     with pytest.raises(ConfigError) as err:
         parse_config({"models": MODELS, "privacy": privacy})
     assert str(err.value).startswith(where)
+
+
+def test_placeholders_are_not_counted_as_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an NER model may tag the word inside a placeholder; the privacy axis must not count it
+    def tags_placeholder_words(text: str) -> list[pii.Entity]:
+        found = regex_detect(text)
+        at = text.find("STREET_ADDRESS_1")
+        if at >= 0:
+            found.append(pii.Entity("LOCATION", at, at + 16, "STREET_ADDRESS_1"))
+        return found
+
+    monkeypatch.setattr(pii, "_detector", tags_placeholder_words)
+    assert pii.count_pii("I live at <STREET_ADDRESS_1>, mail <EMAIL_ADDRESS_1>.") == 0
+    assert pii.count_pii(f"I live at STREET_ADDRESS_1, mail {EMAIL}.") == 2

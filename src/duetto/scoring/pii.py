@@ -81,5 +81,14 @@ def detect(text: str) -> list[Entity]:
     return _detector(text) if text else []
 
 
+# duetto.scoring.redact's placeholders (<EMAIL_ADDRESS_1>): they hold no personal data, though
+# an NER model may tag the word inside one (e.g. STREET_ADDRESS_1 as a LOCATION).
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
+
+
 def count_pii(text: str) -> int:
-    return len(detect(text))
+    found = detect(text)
+    if not found or "<" not in text:
+        return len(found)
+    spans = [(m.start(), m.end()) for m in _PLACEHOLDER.finditer(text)]
+    return sum(1 for e in found if not any(s <= e.start and e.end <= end for s, end in spans))
