@@ -36,7 +36,7 @@ def test_default_config_serves_every_strategy(tmp_path: Path) -> None:
         assert set(cfg.strategies) <= ids and {"slm", "llm"} <= ids
         question = [{"role": "user", "content": "Which is larger, 3 or 5? Answer with the number."}]
         raw = client.chat.completions.with_raw_response.create(
-            model="pipeline-slm-normalise", max_tokens=16, messages=question)
+            model="pipeline-llm-draft-slm-format", max_tokens=16, messages=question)
         answer = raw.parse()
         assert answer.choices[0].message.content
         trace = httpx.get(f"{gw.base_url}/traces/{raw.headers['x-duetto-trace-id']}").json()
