@@ -179,3 +179,17 @@ async def test_strategies_nest_with_nested_traces_and_summed_usage() -> None:
     assert r.usage.calls == 1 + 3 + 1  # draft, three voters, formatter
     assert r.usage.cost_usd == pytest.approx(3 * LLM.cost(1, 1))
     assert "Draft answer from solver:\n8" in formatter.calls[0].messages[0].content
+
+
+async def test_unfitted_calibrator_passes_raw_score_through() -> None:
+    from duetto.messages import ChatRequest
+    from duetto.models.base import ModelCard
+    from duetto.models.fake import ScriptedModel
+    from duetto.scoring.verifiers import IsotonicCalibrator, LogprobVerifier
+    from duetto.strategies import Cascade
+
+    slm = ScriptedModel("s", "cheap", logprob=-0.01)
+    llm = ScriptedModel(ModelCard("l", "remote", False), "strong")
+    c = Cascade("c", [slm, llm], LogprobVerifier(), threshold=0.5, calibrator=IsotonicCalibrator())
+    r = await c.complete(ChatRequest.of("q"))
+    assert r.text == "cheap" and r.trace.decision == "accepted"

@@ -92,7 +92,9 @@ class Cascade(Strategy):
         """Answer at `level` and verify: (level node without decision, answer, prob, raw)."""
         answer = await self.levels[level].complete(request)
         raw, used = await self.verifier.score(request, answer)
-        prob = self.calibrator(raw) if self.calibrator is not None else raw
+        # An unfitted calibrator (e.g. `duetto serve` of a config never run through `duetto
+        # eval`) passes the raw score through: both live in [0, 1] for the shipped verifiers.
+        prob = self.calibrator(raw) if _fitted(self.calibrator) else raw
         node = group_response(
             f"{self.name}.level{level}",
             self.mode,
@@ -194,3 +196,12 @@ class Cascade(Strategy):
             base=strong_out,
         )
         return Branches(score=prob, cheap=cheap, strong=strong)
+
+
+def _fitted(calibrator: object) -> bool:
+    if calibrator is None:
+        return False
+    x = getattr(calibrator, "x", None)
+    if x is not None:
+        return bool(getattr(x, "size", 1))
+    return getattr(calibrator, "a", 0.0) is not None
