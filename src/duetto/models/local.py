@@ -315,8 +315,10 @@ def _generate(
             if token == engine.eos or llama_cpp.llama_vocab_is_eog(vocab, token):
                 finish = "stop"
                 break
-            # The logits row the token was sampled from; read in place, never copied.
-            row = np.ctypeslib.as_array(ctx.get_logits_ith(-1), shape=(engine.n_vocab,))
+            # The logits row the token was sampled from; read in place, never copied. It is the
+            # last row, except under speculative decoding, where a batch verifies several drafts.
+            row_index = len(prompt) - 1 + len(logprobs) - llama.n_tokens
+            row = np.ctypeslib.as_array(ctx.get_logits_ith(row_index), shape=(engine.n_vocab,))
             logprobs.append(token_logprob(row, token))
             before = len(text)
             text += decoder.decode(llama.detokenize([token]))
