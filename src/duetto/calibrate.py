@@ -160,7 +160,9 @@ class AdaptiveThreshold:
 
     def __post_init__(self) -> None:
         if self.target.kind == "budget_usd_per_1k":
-            raise ConfigError("adaptive targets are llm_share or quality; use a BudgetGuard for spend")
+            raise ConfigError(
+                "adaptive targets are llm_share or quality; use a BudgetGuard for spend"
+            )
         self._t = min(max(self.start, self.lo), self.hi)
 
     @property

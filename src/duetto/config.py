@@ -26,7 +26,16 @@ if TYPE_CHECKING:
 
 MODES = ("pipeline", "route", "cascade", "assist", "fuse")
 # Keys of a strategy that hold references to models or strategies.
-REF_KEYS = ("models", "answerer", "helper", "compressor", "teacher", "student", "judge", "aggregator")
+REF_KEYS = (
+    "models",
+    "answerer",
+    "helper",
+    "compressor",
+    "teacher",
+    "student",
+    "judge",
+    "aggregator",
+)
 
 
 class _Strict(BaseModel):
@@ -109,10 +118,14 @@ class PrivacyConfig(_Strict):
         from duetto.privacy.policy import PolicyTable
 
         spec = self.default if self.default is not None else self.policy
-        return PolicyTable.parse({
-            "default": spec if spec is not None else "allow",
-            "api_keys": self.api_keys, "routes": self.routes, "strategies": self.strategies,
-        })
+        return PolicyTable.parse(
+            {
+                "default": spec if spec is not None else "allow",
+                "api_keys": self.api_keys,
+                "routes": self.routes,
+                "strategies": self.strategies,
+            }
+        )
 
 
 class GatewayKeyConfig(_Strict):
@@ -178,8 +191,14 @@ class Config(_Strict):
             backend="openai",
             endpoint="llm-endpoint",
             model=model,
-            card=old.model_copy(update={"name": model, "location": "remote", "trusted": False,
-                                        "label": f"remote LLM at {base_url}"}),
+            card=old.model_copy(
+                update={
+                    "name": model,
+                    "location": "remote",
+                    "trusted": False,
+                    "label": f"remote LLM at {base_url}",
+                }
+            ),
         )
         validate(cfg)
         return cfg
@@ -284,7 +303,7 @@ def _check_cycles(cfg: Config) -> None:
         if state.get(name) == 2 or name not in cfg.strategies:
             return
         if state.get(name) == 1:
-            cycle = " -> ".join([*trail[trail.index(name):], name])
+            cycle = " -> ".join([*trail[trail.index(name) :], name])
             raise ConfigError(f"cycle between strategies: {cycle}", f"strategies.{name}")
         state[name] = 1
         for _, ref in strategy_refs(cfg.strategies[name]):

@@ -2,10 +2,10 @@
 
     DuettoError
     ├── UserError              a developer mistake: fix the code or the config, retrying won't help
-    │   ├── ConfigError        bad YAML/config; `path` names the offending key (e.g. "strategies.c1.models[0]")
-    │   └── DataError          a data file that is missing or malformed; names the file and the format
+    │   ├── ConfigError        bad YAML/config; `path` names the key ("strategies.c1.models[0]")
+    │   └── DataError          a missing or malformed data file; names file and format
     └── ModelError             a runtime failure of a model call; may succeed on retry or fallback
-        ├── ModelUnavailable   the backend cannot be reached or loaded (connection refused, weights missing)
+        ├── ModelUnavailable   the backend cannot be reached or loaded (refused, no weights)
         ├── ModelTimeout       connect/read timeout
         ├── UpstreamError      the upstream answered with an error status (`status`, `body`)
         │   └── RateLimited    HTTP 429

@@ -45,7 +45,9 @@ class ChatRequest:
 
     @classmethod
     def from_dicts(cls, messages: list[dict[str, Any]], **kw: Any) -> ChatRequest:
-        return cls(messages=tuple(Message(m["role"], str(m.get("content") or "")) for m in messages), **kw)
+        return cls(
+            messages=tuple(Message(m["role"], str(m.get("content") or "")) for m in messages), **kw
+        )
 
     @property
     def last_user(self) -> str:

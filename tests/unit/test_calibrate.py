@@ -69,7 +69,7 @@ def test_budget_guard_is_hard() -> None:
     pol = StaticThreshold(0.9, guard=guard)
     spent = 0.0
     for _ in range(100):
-        escalate = 0.5 < pol.threshold  # every request wants to escalate
+        escalate = pol.threshold > 0.5  # every request wants to escalate
         cost = 0.002 if escalate else 0.0
         spent += cost
         pol.observe(escalate, cost)

@@ -6,7 +6,10 @@ from duetto.config import all_errors, build_order, load_default_config, parse_co
 from duetto.errors import ConfigError
 
 BASE = {
-    "models": {"slm": {"backend": "fake"}, "llm": {"backend": "fake", "card": {"location": "remote"}}},
+    "models": {
+        "slm": {"backend": "fake"},
+        "llm": {"backend": "fake", "card": {"location": "remote"}},
+    },
 }
 
 
@@ -17,7 +20,13 @@ def cfg(strategies, **top):
 def test_defaults_load_and_name_models() -> None:
     c = load_default_config()
     assert c.slm_name() == "slm" and c.llm_name() == "llm"
-    assert {s.mode for s in c.strategies.values()} >= {"pipeline", "route", "cascade", "assist", "fuse"}
+    assert {s.mode for s in c.strategies.values()} >= {
+        "pipeline",
+        "route",
+        "cascade",
+        "assist",
+        "fuse",
+    }
 
 
 def test_unknown_model_names_the_key() -> None:
@@ -28,10 +37,14 @@ def test_unknown_model_names_the_key() -> None:
 
 def test_cycle_rejected() -> None:
     with pytest.raises(ConfigError, match="cycle"):
-        parse_config(cfg({
-            "a": {"mode": "fuse", "models": ["slm", "b"]},
-            "b": {"mode": "fuse", "models": ["llm", "a"]},
-        }))
+        parse_config(
+            cfg(
+                {
+                    "a": {"mode": "fuse", "models": ["slm", "b"]},
+                    "b": {"mode": "fuse", "models": ["llm", "a"]},
+                }
+            )
+        )
 
 
 def test_missing_threshold_and_target() -> None:
@@ -45,16 +58,22 @@ def test_bad_field_path_and_order() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config({"models": {"slm": {"backend": "nope"}}})
     assert e.value.path == "models.slm.backend"
-    c = parse_config(cfg({
-        "outer": {"mode": "fuse", "models": ["inner", "llm"]},
-        "inner": {"mode": "cascade", "models": ["slm", "llm"], "threshold": 0.5},
-    }))
+    c = parse_config(
+        cfg(
+            {
+                "outer": {"mode": "fuse", "models": ["inner", "llm"]},
+                "inner": {"mode": "cascade", "models": ["slm", "llm"], "threshold": 0.5},
+            }
+        )
+    )
     assert build_order(c) == ["inner", "outer"]
 
 
 def test_validate_lists_errors(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
-    p.write_text("models:\n  slm: {backend: fake}\nstrategies:\n  c: {mode: cascade, models: [slm, x]}\n")
+    p.write_text(
+        "models:\n  slm: {backend: fake}\nstrategies:\n  c: {mode: cascade, models: [slm, x]}\n"
+    )
     errs = all_errors(p)
     assert errs and "strategies.c.models[1]" in errs[0]
 

@@ -73,7 +73,7 @@ async def test_evaluate_calibrates_cascade_and_reports(tmp_path: Path) -> None:
     assert abs(rand["llm_call_share"] - c["llm_call_share"]) < 0.06
     report.update(title="t", created="now", models=[], notes=[])
     report["workload"]["name"] = "unit"
-    paths = write_report(report, tmp_path)
+    write_report(report, tmp_path)
     data = json.loads((tmp_path / "report.json").read_text())
     for entry in [*data["strategies"], *data["baselines"].values()]:
         for key in (

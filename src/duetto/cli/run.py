@@ -60,7 +60,9 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config to check")
 def demo(
     out: Annotated[Path, typer.Option(help="Report directory")] = Path("duetto-demo"),
     limit: Annotated[int | None, typer.Option(help="Use only the first N items")] = None,
-    llm_url: Annotated[str | None, typer.Option(help="A real OpenAI-compatible LLM endpoint")] = None,
+    llm_url: Annotated[
+        str | None, typer.Option(help="A real OpenAI-compatible LLM endpoint")
+    ] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model name at --llm-url")] = None,
     llm_key_env: Annotated[str | None, typer.Option(help="Env var holding its API key")] = None,
     target: Annotated[str, typer.Option(help="Recommendation target")] = "quality=0.95",
@@ -82,7 +84,9 @@ def eval_cmd(
     out: Annotated[Path, typer.Option(help="Report directory")] = Path("duetto-report"),
     limit: Annotated[int | None, typer.Option(help="Use only the first N items")] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight")] = 1,
-    target: Annotated[str | None, typer.Option(help="quality=F | llm_share=S | budget_usd_per_1k=B")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="quality=F | llm_share=S | budget_usd_per_1k=B")
+    ] = None,
 ) -> None:
     """Evaluate a config's strategies on a workload; write report.json/html and pareto.png."""
     from duetto.config import load_config
@@ -99,8 +103,17 @@ def eval_cmd(
         items = items[:limit]
     if target:
         cfg.target = target
-    _run_eval(cfg, items, out, target or cfg.target or "quality=0.95", str(data), None, None, None,
-              concurrency)
+    _run_eval(
+        cfg,
+        items,
+        out,
+        target or cfg.target or "quality=0.95",
+        str(data),
+        None,
+        None,
+        None,
+        concurrency,
+    )
 
 
 def _stratified_head(items: list[Any], n: int) -> list[Any]:
@@ -117,8 +130,15 @@ def _stratified_head(items: list[Any], n: int) -> list[Any]:
 
 
 def _run_eval(
-    cfg: Any, items: list[Any], out: Path, target: str, workload_name: str,
-    llm_url: str | None, llm_model: str | None, llm_key_env: str | None, concurrency: int,
+    cfg: Any,
+    items: list[Any],
+    out: Path,
+    target: str,
+    workload_name: str,
+    llm_url: str | None,
+    llm_model: str | None,
+    llm_key_env: str | None,
+    concurrency: int,
 ) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -145,12 +165,19 @@ def _run_eval(
             await engine.start()
         try:
             plan = EvalPlan(
-                slm=engine.slm, llm=engine.llm, strategies=engine.strategies,
-                targets=engine.targets(), concurrency=concurrency,
+                slm=engine.slm,
+                llm=engine.llm,
+                strategies=engine.strategies,
+                targets=engine.targets(),
+                concurrency=concurrency,
                 quality_target=tgt.value if tgt.kind == "quality" else 0.95,
             )
-            cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn())
+            cols = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
             with Progress(*cols, console=console, transient=True) as bar:
                 tasks: dict[str, Any] = {}
 
@@ -175,10 +202,9 @@ def _run_eval(
     report["workload"]["name"] = workload_name
     report["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
-    report["notes"] = [
-        f"{m['name']}: {m['label']}" for m in report["models"] if m.get("label")
-    ] + ["energy figures are estimates (see each model card's source)"]
+    report["notes"] = [f"{m['name']}: {m['label']}" for m in report["models"] if m.get("label")] + [
+        "energy figures are estimates (see each model card's source)"
+    ]
     paths = write_report(report, out)
     print_summary(report, console)
-    console.print(f"report: {', '.join(str(p) for p in paths.values())}  "
-                  f"({report['elapsed_s']} s)")
+    console.print(f"report: {', '.join(str(p) for p in paths.values())}  ({report['elapsed_s']} s)")

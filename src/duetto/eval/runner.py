@@ -57,9 +57,19 @@ class EvalPlan:
 def record(name: str, mode: str, o: Outcome) -> dict[str, Any]:
     if o.response is None:
         return {
-            "strategy": name, "mode": mode, "item_id": o.item.id, "quality": 0.0,
-            "latency_ms": 0.0, "ttft_ms": 0.0, "cost_usd": 0.0, "remote_bytes": 0,
-            "energy_j": 0.0, "pii_sent": 0, "llm_calls": 0, "tokens_in": 0, "tokens_out": 0,
+            "strategy": name,
+            "mode": mode,
+            "item_id": o.item.id,
+            "quality": 0.0,
+            "latency_ms": 0.0,
+            "ttft_ms": 0.0,
+            "cost_usd": 0.0,
+            "remote_bytes": 0,
+            "energy_j": 0.0,
+            "pii_sent": 0,
+            "llm_calls": 0,
+            "tokens_in": 0,
+            "tokens_out": 0,
             "error": o.error,
         }
     step = o.response.trace
@@ -170,9 +180,7 @@ def random_records(
     n = len(slm)
     k = round(share * n)
     chosen = set(random.Random(seed).sample(range(n), k))
-    return [
-        record("random", "baseline", llm[i] if i in chosen else slm[i]) for i in range(n)
-    ]
+    return [record("random", "baseline", llm[i] if i in chosen else slm[i]) for i in range(n)]
 
 
 def pick_recommendation(
@@ -225,9 +233,9 @@ async def evaluate(
     slm = [o for o in slm_all if o.item.id in held_ids]
     llm = [o for o in llm_all if o.item.id in held_ids]
     records: list[dict[str, Any]] = []
-    for name, strat in plan.strategies.items():
-        mode = getattr(strat, "mode", "baseline")
-        outs = await run_items(strat, held, plan.concurrency, progress, name)
+    for name, model in plan.strategies.items():
+        mode = getattr(model, "mode", "baseline")
+        outs = await run_items(model, held, plan.concurrency, progress, name)
         records += [record(name, mode, o) for o in outs]
 
     base_records = (

@@ -79,7 +79,7 @@ class ChatModel(ABC):
         yield StreamChunk(delta=response.text)
         yield StreamChunk(delta="", response=response)
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections, processes or weights."""
 
     def complete_sync(self, request: ChatRequest) -> ChatResponse:
@@ -164,7 +164,9 @@ class LeafModel(ChatModel):
             calls=1,
             remote_calls=1 if card.is_remote else 0,
         )
-        step = Step(name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=raw.extra)
+        step = Step(
+            name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=raw.extra
+        )
         return ChatResponse(
             text=raw.text,
             model=card.name,
@@ -187,7 +189,9 @@ class _Meter:
         latency_ms = (time.perf_counter() - self.t0) * 1000
         cpu_s = time.process_time() - self.cpu0
         rapl1 = _rapl_energy_uj()
-        rapl_j = (rapl1 - self.rapl0) / 1e6 if (rapl1 is not None and self.rapl0 is not None) else None
+        rapl_j = (
+            (rapl1 - self.rapl0) / 1e6 if (rapl1 is not None and self.rapl0 is not None) else None
+        )
         return latency_ms, cpu_s, rapl_j
 
 

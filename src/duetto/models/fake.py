@@ -17,7 +17,7 @@ class ScriptedModel(LeafModel):
     def __init__(
         self,
         card: ModelCard | str,
-        script: Script = "ok",  # type: ignore[assignment]
+        script: Script = "ok",
         *,
         latency_s: float = 0.0,
         fail_first: int = 0,

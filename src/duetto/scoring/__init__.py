@@ -1,1 +1,2 @@
-"""Scorers return numbers (router scores, verifier confidences, PII counts); policies compare them."""
+"""Scorers return numbers (router scores, verifier confidences, PII counts);
+policies compare them with thresholds."""

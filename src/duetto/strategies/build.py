@@ -85,9 +85,13 @@ def _scorer(spec: Any, base: str) -> Any:
         from duetto.scoring.routers import load_router
 
         if not spec.get("path"):
-            raise ConfigError("a router scorer needs `path` (a saved router)", f"{base}.scorer.path")
-        return RouterScorer(load_router(spec["path"]))
-    raise ConfigError(f"unknown scorer {kind!r} (task_prior, length, router)", f"{base}.scorer.kind")
+            raise ConfigError(
+                "a router scorer needs `path` (a saved router)", f"{base}.scorer.path"
+            )
+        return RouterScorer(load_router(spec["path"]))  # type: ignore[arg-type]
+    raise ConfigError(
+        f"unknown scorer {kind!r} (task_prior, length, router)", f"{base}.scorer.kind"
+    )
 
 
 def _calibrator(spec: Any, base: str) -> Any:
@@ -110,30 +114,47 @@ def build_strategy(name: str, sc: StrategyConfig, ref: Ref, policy: Any = None) 
     try:
         if sc.mode == "cascade":
             return S.Cascade(
-                name, _refs(o, "models", ref, base), _verifier(o.get("verifier"), ref, base),
-                threshold=sc.threshold, policy=policy, pass_draft=bool(o.get("pass_draft", False)),
-                calibrator=_calibrator(o.get("calibrator", "isotonic"), base), rules=o.get("rules"),
+                name,
+                _refs(o, "models", ref, base),
+                _verifier(o.get("verifier"), ref, base),
+                threshold=sc.threshold,
+                policy=policy,
+                pass_draft=bool(o.get("pass_draft", False)),
+                calibrator=_calibrator(o.get("calibrator", "isotonic"), base),
+                rules=o.get("rules"),
             )
         if sc.mode == "route":
             return S.Route(
-                name, _refs(o, "models", ref, base), _scorer(o.get("scorer"), base),
-                threshold=sc.threshold, policy=policy, rules=o.get("rules"),
+                name,
+                _refs(o, "models", ref, base),
+                _scorer(o.get("scorer"), base),
+                threshold=sc.threshold,
+                policy=policy,
+                rules=o.get("rules"),
                 lam=float(o.get("lam", 0.0)),
             )
         if sc.mode == "pipeline":
             stages = o.get("stages")
             if not isinstance(stages, list) or not stages:
                 raise ConfigError("expected a list of stages", f"{base}.stages")
-            return S.Pipeline(name, [
-                S.Stage(ref(str(st.get("model")), f"{base}.stages[{i}].model"),
+            return S.Pipeline(
+                name,
+                [
+                    S.Stage(
+                        ref(str(st.get("model")), f"{base}.stages[{i}].model"),
                         role=str(st.get("role", f"stage{i}")),
                         instruction=str(st.get("instruction", "")),
-                        pass_as=st.get("pass_as", "context"), validate=st.get("validate"))
-                for i, st in enumerate(stages)
-            ])
+                        pass_as=st.get("pass_as", "context"),
+                        validate=st.get("validate"),
+                    )
+                    for i, st in enumerate(stages)
+                ],
+            )
         if sc.mode == "fuse":
             return S.Fuse(
-                name, _refs(o, "models", ref, base), method=o.get("method", "vote"),
+                name,
+                _refs(o, "models", ref, base),
+                method=o.get("method", "vote"),
                 judge=_one(o, "judge", ref, base, required=False),
                 aggregator=_one(o, "aggregator", ref, base, required=False),
                 samples=int(o.get("samples", 1)),
@@ -144,8 +165,10 @@ def build_strategy(name: str, sc: StrategyConfig, ref: Ref, policy: Any = None) 
                 return S.RedactAssist(name, _one(o, "answerer", ref, base))
             if kind == "compress":
                 return S.CompressAssist(
-                    name, _one(o, "compressor", ref, base, required=False),
-                    _one(o, "answerer", ref, base), mode=o.get("method", "extract"),
+                    name,
+                    _one(o, "compressor", ref, base, required=False),
+                    _one(o, "answerer", ref, base),
+                    mode=o.get("method", "extract"),
                 )
             if kind in ("hints", "fewshot"):
                 return S.HintAssist(

@@ -94,7 +94,8 @@ class Cascade(Strategy):
         raw, used = await self.verifier.score(request, answer)
         # An unfitted calibrator (e.g. `duetto serve` of a config never run through `duetto
         # eval`) passes the raw score through: both live in [0, 1] for the shipped verifiers.
-        prob = self.calibrator(raw) if _fitted(self.calibrator) else raw
+        cal = self.calibrator
+        prob = cal(raw) if cal is not None and _fitted(cal) else raw
         node = group_response(
             f"{self.name}.level{level}",
             self.mode,
