@@ -31,7 +31,7 @@ from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk
 from duetto.models.base import ChatModel
 from duetto.scoring.pii import Entity, detect
 from duetto.scoring.redact import StreamRestorer, redact, restore
-from duetto.strategies.base import Strategy
+from duetto.strategies.base import Strategy, stream_ttft
 from duetto.strategies.pipeline import add_system_note, distinct
 
 # --- redaction ------------------------------------------------------------------------------
@@ -122,8 +122,7 @@ class RedactAssist(Strategy):
                 extra=self._extra(mapping, counts),
                 base=out,
             )
-            if out.usage.ttft_ms is not None:
-                resp.usage.ttft_ms = (t_call - t0) * 1000 + out.usage.ttft_ms
+            stream_ttft(resp, out, t0, t_call)
             yield StreamChunk(delta="", response=resp)
 
 
@@ -399,6 +398,5 @@ class HintAssist(Strategy):
                 extra=self._extra(request, helpers),
                 base=out,
             )
-            if out.usage.ttft_ms is not None:
-                resp.usage.ttft_ms = (t_call - t0) * 1000 + out.usage.ttft_ms
+            stream_ttft(resp, out, t0, t_call)
             yield StreamChunk(delta="", response=resp)

@@ -77,6 +77,13 @@ class Strategy(ChatModel):
             await m.aclose()
 
 
+def stream_ttft(resp: ChatResponse, out: ChatResponse, t0: float, t_call: float) -> None:
+    """A streamed strategy's TTFT: its own work before the answering call (t0 → t_call, both
+    perf_counter values) plus that call's TTFT."""
+    if out.usage.ttft_ms is not None:
+        resp.usage.ttft_ms = (t_call - t0) * 1000 + out.usage.ttft_ms
+
+
 @dataclass(slots=True)
 class Branches:
     """Both outcomes of a thresholded decision on one request.

@@ -28,7 +28,7 @@ from typing import Literal
 from duetto.errors import ConfigError, ModelError
 from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk
 from duetto.models.base import ChatModel
-from duetto.strategies.base import Strategy
+from duetto.strategies.base import Strategy, stream_ttft
 from duetto.strategies.pipeline import distinct
 
 Method = Literal["vote", "weighted", "judge", "aggregate"]
@@ -291,6 +291,5 @@ class Fuse(Strategy):
                 extra=self._extra(answers, owners, failed),
                 base=out,
             )
-            if out.usage.ttft_ms is not None:
-                resp.usage.ttft_ms = (t_call - t0) * 1000 + out.usage.ttft_ms
+            stream_ttft(resp, out, t0, t_call)
             yield StreamChunk(delta="", response=resp)

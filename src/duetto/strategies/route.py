@@ -30,7 +30,7 @@ import numpy as np
 from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest, ChatResponse, StreamChunk
 from duetto.models.base import ChatModel
-from duetto.strategies.base import Branches, Strategy
+from duetto.strategies.base import Branches, Strategy, stream_ttft
 from duetto.strategies.rules import Rule, Rules
 
 # --- protocols --------------------------------------------------------------------------------
@@ -238,8 +238,7 @@ class Route(Strategy):
                 continue
             out = chunk.response
             resp = self._finish(out, t0, d)
-            if out.usage.ttft_ms is not None:
-                resp.usage.ttft_ms = (t_call - t0) * 1000 + out.usage.ttft_ms
+            stream_ttft(resp, out, t0, t_call)
             self._observe(d, resp)
             yield StreamChunk(delta="", response=resp)
 
