@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,25 +162,43 @@ def test_kill_9_loses_no_answered_request(upstream: FakeOpenAIServer, tmp_path: 
     config = write_config(tmp_path / "gw.yaml", upstream, "team", None)
     replica = Replica(config, db, tmp_path / "r.log")
     answered: list[str] = []
+    outcomes: Counter[str] = Counter()  # status codes and client errors, for the failure message
     try:
         replica.wait_ready()
 
         async def load() -> None:
             async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {KEY}"},
                                          limits=httpx.Limits(max_connections=50)) as c:
+                # at most 50 requests queued in httpx at once: its pool scans every waiting
+                # request on each release (quadratic), which with 2000 waiting on a busy machine
+                # starves this event loop and the fake upstream sharing its GIL
+                gate = asyncio.Semaphore(50)
+
                 async def one(i: int) -> None:
                     body = {"model": "llm", "stream": i % 2 == 0,
                             "messages": [{"role": "user", "content": f"q{i}"}]}
                     try:
-                        r = await c.post(replica.url + "/v1/chat/completions", json=body)
-                    except httpx.HTTPError:
+                        async with gate:
+                            r = await c.post(replica.url + "/v1/chat/completions", json=body)
+                    except httpx.HTTPError as exc:
+                        outcomes[type(exc).__name__] += 1
                         return  # cut by the kill: not answered
                     done = r.text.rstrip().endswith("[DONE]") if body["stream"] else True
+                    outcomes[f"{r.status_code}{'' if done else ' cut'}"] += 1
                     if r.status_code == 200 and done:
                         answered.append(r.headers["x-duetto-trace-id"])
 
                 tasks = [asyncio.create_task(one(i)) for i in range(2000)]
+                # kill once 150 are answered; fail fast (not at the test timeout) if the replica
+                # stops answering: then the outcomes and its log say why
+                deadline = time.monotonic() + 90
                 while len(answered) < 150:  # noqa: ASYNC110 (polling a list on purpose)
+                    if all(t.done() for t in tasks) or time.monotonic() > deadline:
+                        for t in tasks:
+                            t.cancel()
+                        log = (tmp_path / "r.log").read_text()[-3000:]
+                        pytest.fail(f"only {len(answered)} answered before the kill; outcomes "
+                                    f"{dict(outcomes)}; replica log tail:\n{log}")
                     await asyncio.sleep(0.01)
                 os.kill(replica.proc.pid, signal.SIGKILL)
                 await asyncio.gather(*tasks)
