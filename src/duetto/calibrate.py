@@ -165,6 +165,11 @@ class AdaptiveThreshold:
             )
         self._t = min(max(self.start, self.lo), self.hi)
 
+    def reset(self, start: float) -> None:
+        """Start again from `start` (e.g. the threshold offline calibration chose)."""
+        self.start = start
+        self._t = min(max(start, self.lo), self.hi)
+
     @property
     def threshold(self) -> float:
         if self.guard is not None and self.guard.exhausted:

@@ -8,7 +8,7 @@ strategies stay free of YAML and the surfaces (CLI, gateway) stay free of constr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,13 @@ def make_card(name: str, mc: ModelConfig) -> ModelCard:
 
 
 class Engine:
-    def __init__(self, cfg: Config, *, cache: bool = False) -> None:
+    def __init__(
+        self, cfg: Config, *, cache: bool = False, fitted: Mapping[str, Any] | None = None
+    ) -> None:
         self.cfg = cfg
         self.cache = cache
+        # What `duetto eval` calibrated (duetto.fitted), applied once the strategies exist.
+        self.fitted = fitted
         self.models: dict[str, ChatModel] = {}
         self.strategies: dict[str, ChatModel] = {}
         self._stack = contextlib.AsyncExitStack()
@@ -65,6 +69,10 @@ class Engine:
                 self.models[name] = model
             for name in build_order(self.cfg):
                 self.strategies[name] = self._build_strategy(name, self.cfg.strategies[name])
+            if self.fitted is not None:
+                from duetto.fitted import apply_fitted
+
+                apply_fitted(self.strategies, self.fitted)
         except BaseException:
             await self.aclose()
             raise

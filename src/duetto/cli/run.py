@@ -148,6 +148,7 @@ def _run_eval(
     from duetto.errors import UserError
     from duetto.eval.report import print_summary, write_report
     from duetto.eval.runner import EvalPlan, evaluate
+    from duetto.fitted import export_fitted, save_fitted
 
     console = Console()
     try:
@@ -187,6 +188,10 @@ def _run_eval(
                     bar.advance(tasks[label], n)
 
                 report = await evaluate(plan, items, progress)
+            # what calibration fitted, for `duetto serve --calibration` (duetto.fitted)
+            fitted = export_fitted(engine.strategies, target)
+            if fitted["strategies"]:
+                report["fitted_path"] = str(save_fitted(fitted, out / "calibration.json"))
             report["models"] = [m.card.to_dict() for m in engine.models.values()]
             report["cache"] = engine.cache_stats()
             return report

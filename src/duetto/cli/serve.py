@@ -19,6 +19,9 @@ def serve(
     db: Annotated[str | None, typer.Option(
         help="Trace store: a SQLite path or a SQLAlchemy URL (postgresql://...)")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    calibration: Annotated[Path | None, typer.Option(
+        help="calibration.json written by `duetto eval`/`duetto demo`: thresholds, calibrators "
+             "and fitted scorers for the config's strategies")] = None,
 ) -> None:
     """Serve the config's strategies and models behind an OpenAI-compatible API."""
     import logging
@@ -27,6 +30,7 @@ def serve(
 
     from duetto.config import load_config, load_default_config
     from duetto.errors import UserError
+    from duetto.fitted import check_fitted, load_fitted
 
     console = Console(stderr=True)
     try:
@@ -39,6 +43,9 @@ def serve(
         raise typer.Exit(2) from exc
     try:
         cfg = load_config(config) if config else load_default_config()
+        fitted = load_fitted(calibration) if calibration else None
+        if fitted is not None:
+            check_fitted(fitted, cfg.strategies)
         settings = GatewaySettings.from_config(cfg, db=db)
         if config is None and settings.fallback is None:
             # the zero-setup defaults: when the stand-in fails, or a strategy needs the
@@ -50,7 +57,7 @@ def serve(
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(Engine(cfg), settings)
+    app = create_app(Engine(cfg, fitted=fitted), settings)
     console.print(f"duetto gateway on http://{host}:{port}/v1  (dashboard: /dashboard, "
                   f"store: {settings.db or 'duetto-gateway.db'})")
     # keep-alive longer than the usual load-balancer idle timeout (60 s): otherwise a client can

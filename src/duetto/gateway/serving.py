@@ -182,7 +182,8 @@ class Gateway:
                 target = Target.parse("quality=0.95")
             strategy.policy = AdaptiveThreshold(target, start=0.5)
             log.warning("strategy %r is not calibrated: serving it with an online adaptive "
-                        "threshold from 0.5 (calibrate with `duetto eval` for a measured one)",
+                        "threshold from 0.5 (for a measured one: `duetto eval`, then "
+                        "`duetto serve --calibration REPORT_DIR/calibration.json`)",
                         name)
 
     def _trusted_local(self) -> ChatModel | None:

@@ -332,6 +332,16 @@ class PlattCalibrator:
 Calibrator = IsotonicCalibrator | PlattCalibrator
 
 
+def is_fitted(calibrator: object) -> bool:
+    """True once `fit` ran (or a fitted state was loaded)."""
+    if calibrator is None:
+        return False
+    x = getattr(calibrator, "x", None)
+    if x is not None:
+        return bool(getattr(x, "size", 1))
+    return getattr(calibrator, "a", None) is not None
+
+
 def calibrator_from_dict(d: dict[str, Any]) -> Calibrator:
     kinds: dict[str, type[IsotonicCalibrator] | type[PlattCalibrator]] = {
         "isotonic": IsotonicCalibrator,

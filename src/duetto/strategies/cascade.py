@@ -29,7 +29,7 @@ from typing import Any
 from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel
-from duetto.scoring.verifiers import Calibrator, Verifier
+from duetto.scoring.verifiers import Calibrator, Verifier, is_fitted
 from duetto.strategies.base import Branches, Strategy
 from duetto.strategies.pipeline import add_system_note, distinct, group_response
 from duetto.strategies.route import Policy, current_threshold
@@ -95,7 +95,7 @@ class Cascade(Strategy):
         # An unfitted calibrator (e.g. `duetto serve` of a config never run through `duetto
         # eval`) passes the raw score through: both live in [0, 1] for the shipped verifiers.
         cal = self.calibrator
-        prob = cal(raw) if cal is not None and _fitted(cal) else raw
+        prob = cal(raw) if cal is not None and is_fitted(cal) else raw
         node = group_response(
             f"{self.name}.level{level}",
             self.mode,
@@ -198,11 +198,3 @@ class Cascade(Strategy):
         )
         return Branches(score=prob, cheap=cheap, strong=strong)
 
-
-def _fitted(calibrator: object) -> bool:
-    if calibrator is None:
-        return False
-    x = getattr(calibrator, "x", None)
-    if x is not None:
-        return bool(getattr(x, "size", 1))
-    return getattr(calibrator, "a", 0.0) is not None
