@@ -127,6 +127,9 @@ async def calibrate_strategy(
     label: str = "",
 ) -> dict[str, Any]:
     sem = asyncio.Semaphore(max(1, concurrency))
+    verifier = getattr(strategy, "verifier", None)
+    if verifier is not None and hasattr(verifier, "fit"):
+        await fit_verifier(strategy, verifier, items, sem)
     # A verifier calibrator (isotonic/Platt) is fitted on this split's raw scores first.
     calibrator = getattr(strategy, "calibrator", None)
     fit_calibrator = calibrator is not None and hasattr(calibrator, "fit")
@@ -162,6 +165,21 @@ async def calibrate_strategy(
         "calib_cost_per_1k": op.cost_per_1k,
         "calib_n": len(items),
     }
+
+
+async def fit_verifier(
+    strategy: Thresholded, verifier: Any, items: Sequence[WorkItem], sem: asyncio.Semaphore
+) -> None:
+    """A learned verifier is fitted on the calibration split's drafts and their correctness,
+    before the threshold is chosen on its scores (the drafts' model calls are then cached)."""
+
+    async def one(item: WorkItem) -> ChatResponse:
+        async with sem:
+            return (await strategy.branches(item.request)).cheap
+
+    drafts = await asyncio.gather(*(one(i) for i in items))
+    correct = [score(i, d.text) >= 0.5 for i, d in zip(items, drafts, strict=True)]
+    verifier.fit([i.request for i in items], drafts, correct)
 
 
 def oracle_records(slm: list[Outcome], llm: list[Outcome]) -> list[dict[str, Any]]:

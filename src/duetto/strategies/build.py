@@ -39,6 +39,14 @@ class FittedTaskPrior:
     def score(self, request: Any) -> float:
         return self.priors.get(request.task or "", self.default)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "task_prior", "priors": dict(self.priors), "default": self.default}
+
+    def load_dict(self, d: dict[str, Any]) -> None:
+        """Restore a fit saved by `to_dict` (duetto.fitted)."""
+        self.priors = {str(k): float(v) for k, v in d["priors"].items()}
+        self.default = float(d["default"])
+
 
 def _refs(opts: dict[str, Any], key: str, ref: Ref, base: str) -> list[ChatModel]:
     value = opts.get(key)
@@ -68,7 +76,13 @@ def _verifier(spec: Any, ref: Ref, base: str) -> Any:
     if kind in ("self", "judge"):
         model = _one(spec, "model", ref, f"{base}.verifier")
         return SelfVerifier(model) if kind == "self" else JudgeVerifier(model)
-    raise ConfigError(f"unknown verifier {kind!r} (logprob, self, judge)", f"{base}.verifier.kind")
+    if kind == "learned":
+        from duetto.scoring.verifier_learned import LearnedVerifier
+
+        return LearnedVerifier(l2=float(spec.get("l2", 1.0)))
+    raise ConfigError(
+        f"unknown verifier {kind!r} (logprob, self, judge, learned)", f"{base}.verifier.kind"
+    )
 
 
 def _scorer(spec: Any, base: str) -> Any:
@@ -113,14 +127,17 @@ def build_strategy(name: str, sc: StrategyConfig, ref: Ref, policy: Any = None) 
     o = sc.options()
     try:
         if sc.mode == "cascade":
+            verifier = _verifier(o.get("verifier"), ref, base)
+            # a learned verifier already outputs a fitted probability: no second calibration
+            default_cal = "none" if hasattr(verifier, "fit") else "isotonic"
             return S.Cascade(
                 name,
                 _refs(o, "models", ref, base),
-                _verifier(o.get("verifier"), ref, base),
+                verifier,
                 threshold=sc.threshold,
                 policy=policy,
                 pass_draft=bool(o.get("pass_draft", False)),
-                calibrator=_calibrator(o.get("calibrator", "isotonic"), base),
+                calibrator=_calibrator(o.get("calibrator", default_cal), base),
                 rules=o.get("rules"),
             )
         if sc.mode == "route":
