@@ -12,7 +12,8 @@ import pytest
 
 from duetto.distill.data import default_data_dir, load_dataset, sample
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+# A hang guard, not a speed check: a LoRA round takes ~1 min idle, several under load.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 DATA = default_data_dir()
 needs_data = pytest.mark.skipif(

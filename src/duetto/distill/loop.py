@@ -13,12 +13,20 @@ system (student where it answered, teacher elsewhere), the teacher's own quality
 student's accuracy everywhere.
 Queries the student labels out-of-scope always escalate: the small model never answers them.
 
+Champion/challenger gating (`gate=True`, the default): a round's newly trained student (the
+candidate) replaces the deployed one only if, on the held-out audit sample and never on the test
+set, its calibrated operating point is better by the metric the loop optimises (for a quality
+target: the larger local share, then the higher quality; for a share or budget target: the
+higher quality); a tie keeps the deployed student. Test scores are always those of the deployed
+system, and the traffic of the next round is served by it.
+
 Decision and scoring functions are pure (arrays in, numbers out); labelling and prediction go
 through an Executor (this process or Ray).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,6 +54,8 @@ class LoopConfig:
     traffic: int = 6000  # training-split queries that arrive as traffic
     traces: TracesMode = "escalated"
     calib_reference: Literal["teacher", "gold"] = "teacher"  # gold: a human-labelled audit set
+    gate: bool = True  # deploy a round's student only if it beats the deployed one (held-out)
+    margin_z: float = 1.28  # one-sided margin of the quality target (1.28: 90%)
     seed: int = 0
 
 
@@ -62,6 +72,15 @@ class RoundRecord:
     threshold: float | None = None
     calib_quality: float | None = None  # agreement with the teacher on held-out data
     calib_llm_share: float | None = None
+    calib_margin: float | None = None  # the quality margin (absolute) the threshold had to clear
+    # Gating: the round whose student is deployed after this round (0: none, all to the LLM),
+    # whether this round's candidate was deployed, and the candidate's held-out operating point.
+    # threshold / calib_* / student_* / test scores are those of the deployed system.
+    deployed_round: int = 0
+    candidate_deployed: bool | None = None
+    candidate_threshold: float | None = None
+    candidate_calib_quality: float | None = None
+    candidate_calib_local_share: float | None = None
     traces: int = 0  # teacher labels the student was trained on
     traffic_seen: int = 0  # traffic queries served this round
     traffic_llm_share: float | None = None  # their share escalated (the LLM calls of the round)
@@ -131,7 +150,10 @@ def calibrate(
     it still holds on unseen traffic rather than only on the few hundred held-out queries.
     With `reference` (e.g. a small human-labelled audit sample), quality is measured against it
     instead, for the student and the teacher alike: a quality target then reads "F x the
-    teacher's own quality", which a noisy teacher needs."""
+    teacher's own quality", which a noisy teacher needs, and the margin is that of the paired
+    difference (see `calibrate_paired`)."""
+    if reference is not None and target.kind == "quality":
+        return calibrate_paired(scores, predicted, teacher_labels, reference, target.value, z)
     pred, teach = np.asarray(predicted), np.asarray(teacher_labels)
     ref = teach if reference is None else np.asarray(reference)
     agree = (pred == ref).astype(float)
@@ -147,6 +169,88 @@ def calibrate(
     )
     # -inf means "answer everything": 0 still escalates the out-of-scope predictions (score -1).
     return max(op.threshold, 0.0), op
+
+
+def margin_of(target: Target, n: int, z: float) -> float:
+    """The absolute quality margin `with_margin` adds (agreement with the teacher)."""
+    return with_margin(target, n, z).value - target.value if target.kind == "quality" else 0.0
+
+
+def calibrate_paired(
+    scores: np.ndarray,
+    predicted: Sequence[str],
+    teacher_labels: Sequence[str],
+    reference: Sequence[str],
+    fraction: float,
+    z: float = 1.28,
+) -> tuple[float, Operating]:
+    """The cheapest threshold whose system quality is >= `fraction` x the teacher's, both against
+    `reference`, with a one-sided margin of z standard errors of the *paired difference*.
+
+    Per held-out query, d = [system right] - fraction x [teacher right] (the system is the
+    student where it answers, the teacher elsewhere); the threshold passes when
+    mean(d) - z * sd(d) / sqrt(n) >= 0. `with_margin` raises the fraction by the standard error
+    of a proportion at 0.95 (~0.013 at n=300): right for agreement with the teacher (the
+    teacher's own quality is then 1), but here both qualities are estimates near the teacher's
+    accuracy and the student's errors differ from the teacher's, so that margin understates
+    the uncertainty (see docs/distill.md). Out-of-scope predictions (score < 0) never answer.
+    Returns (threshold, operating point: quality against `reference`)."""
+    s = np.asarray(scores, dtype=float)
+    pred, teach, ref = np.asarray(predicted), np.asarray(teacher_labels), np.asarray(reference)
+    n = len(s)
+    if n == 0:
+        raise ValueError("cannot calibrate on an empty held-out sample")
+    q_student = (pred == ref).astype(float)
+    q_teacher = (teach == ref).astype(float)
+    best: tuple[float, float, float] | None = None  # (local share, quality, threshold)
+    for t in [*np.unique(s[s >= 0]).tolist(), math.inf]:
+        local = s >= t
+        q_sys = np.where(local, q_student, q_teacher)
+        d = q_sys - fraction * q_teacher
+        se = float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+        if float(d.mean()) - z * se < -1e-12:
+            continue
+        key = (float(local.mean()), float(q_sys.mean()), float(t))
+        if best is None or key[:2] > best[:2]:
+            best = key
+    if best is None:  # cannot happen for fraction <= 1 (all escalated: d >= 0), but be safe
+        best = (0.0, float(q_teacher.mean()), math.inf)
+    share, quality, threshold = best
+    return threshold, Operating(threshold, quality, 1.0 - share, (1.0 - share) * 1000)
+
+
+def paired_margin(
+    scores: np.ndarray,
+    threshold: float,
+    predicted: Sequence[str],
+    teacher_labels: Sequence[str],
+    reference: Sequence[str],
+    fraction: float,
+    z: float,
+) -> float:
+    """z standard errors of the paired difference at `threshold` (what `calibrate_paired`
+    required mean(d) to clear), for the round record."""
+    s = np.asarray(scores, dtype=float)
+    ref = np.asarray(reference)
+    q_student = (np.asarray(predicted) == ref).astype(float)
+    q_teacher = (np.asarray(teacher_labels) == ref).astype(float)
+    d = np.where(s >= threshold, q_student, q_teacher) - fraction * q_teacher
+    return z * float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+
+
+def better_than_deployed(candidate: Operating, deployed: Operating | None, target: Target) -> bool:
+    """Champion/challenger: deploy the candidate only if its held-out operating point is better
+    by the metric the loop optimises; ties keep the deployed student. Both points were
+    calibrated to the same target on the same held-out sample, so both meet it. For a quality
+    target: more answered locally, then higher quality; for a share or budget target: higher
+    quality, then more answered locally. No deployed student: everything goes to the LLM."""
+    if deployed is None:
+        return candidate.llm_share < 1.0 - 1e-12
+    eps = 1e-12
+    local = (1.0 - candidate.llm_share) - (1.0 - deployed.llm_share)
+    quality = candidate.quality - deployed.quality
+    first, second = (local, quality) if target.kind == "quality" else (quality, local)
+    return first > eps or (abs(first) <= eps and second > eps)
 
 
 def score_round(
@@ -229,14 +333,21 @@ def run_rounds(
 
     trace_texts: list[str] = []
     trace_labels: list[str] = []
-    student: Student | None = None
-    threshold = 0.0
+    calib_ref = [e.label for e in calib] if cfg.calib_reference == "gold" else None
+    deployed: _Deployed | None = None  # None: no student, every query goes to the LLM
     pos = 0
     for rnd in range(1, cfg.rounds + 1):
         t_round = time.perf_counter()
         quota = cfg.train * rnd // cfg.rounds - cfg.train * (rnd - 1) // cfg.rounds
         new, seen, escalated = _collect_traces(
-            ex, student, threshold, traffic, pos, quota, cfg, oos
+            ex,
+            deployed.student if deployed else None,
+            deployed.threshold if deployed else 0.0,
+            traffic,
+            pos,
+            quota,
+            cfg,
+            oos,
         )
         pos += seen
         trace_texts += new
@@ -244,22 +355,40 @@ def run_rounds(
         student = make_student()
         student.fit(trace_texts, trace_labels)
         calib_pred, calib_conf = predict_all(ex, student, calib_texts)
+        calib_scores = escalation_scores(calib_conf, calib_pred, oos)
         threshold, op = calibrate(
-            escalation_scores(calib_conf, calib_pred, oos),
-            calib_pred,
-            teacher_calib,
-            cfg.target,
-            reference=[e.label for e in calib] if cfg.calib_reference == "gold" else None,
+            calib_scores, calib_pred, teacher_calib, cfg.target, cfg.margin_z, calib_ref
         )
-        test_pred, test_conf = predict_all(ex, student, test_texts)
-        s = score_round(
-            escalation_scores(test_conf, test_pred, oos),
-            threshold,
-            test_pred,
-            teacher_test,
-            gold,
-            oos,
+        if calib_ref is not None and cfg.target.kind == "quality":
+            margin = paired_margin(
+                calib_scores,
+                threshold,
+                calib_pred,
+                teacher_calib,
+                calib_ref,
+                cfg.target.value,
+                cfg.margin_z,
+            )
+        else:
+            margin = margin_of(cfg.target, len(calib_texts), cfg.margin_z)
+        deploy = not cfg.gate or better_than_deployed(
+            op, deployed.op if deployed else None, cfg.target
         )
+        if deploy:
+            test_pred, test_conf = predict_all(ex, student, test_texts)
+            deployed = _Deployed(rnd, student, threshold, op, margin, test_pred, test_conf)
+        if deployed is None:
+            s = score_round(np.full(len(test), -1.0), 0.0, teacher_test, teacher_test, gold, oos)
+            s["student_accuracy"] = s["student_agreement"] = None
+        else:
+            s = score_round(
+                escalation_scores(deployed.test_conf, deployed.test_pred, oos),
+                deployed.threshold,
+                deployed.test_pred,
+                teacher_test,
+                gold,
+                oos,
+            )
         record = RoundRecord(
             round=rnd,
             llm_call_share=float(s["llm_call_share"] or 0.0),
@@ -269,9 +398,15 @@ def run_rounds(
             local_share=float(s["local_share"] or 0.0),
             student_agreement=s["student_agreement"],
             oos_escalated=s["oos_escalated"],
-            threshold=threshold,
-            calib_quality=op.quality,
-            calib_llm_share=op.llm_share,
+            threshold=deployed.threshold if deployed else None,
+            calib_quality=deployed.op.quality if deployed else None,
+            calib_llm_share=deployed.op.llm_share if deployed else 1.0,
+            calib_margin=deployed.margin if deployed else None,
+            deployed_round=deployed.round if deployed else 0,
+            candidate_deployed=deploy,
+            candidate_threshold=threshold,
+            candidate_calib_quality=op.quality,
+            candidate_calib_local_share=1.0 - op.llm_share,
             traces=len(trace_texts),
             traffic_seen=seen,
             traffic_llm_share=escalated / seen if seen else None,
@@ -279,10 +414,26 @@ def run_rounds(
         )
         result.rounds.append(record)
         log(
-            f"round {rnd}: traces {record.traces}, llm share {record.llm_call_share:.3f}, "
+            f"round {rnd}: traces {record.traces}, candidate held-out local "
+            f"{record.candidate_calib_local_share:.3f} -> "
+            f"{'deployed' if deploy else 'rejected'}, deployed round {record.deployed_round}; "
+            f"test llm share {record.llm_call_share:.3f}, "
             f"quality {record.quality:.3f} (teacher {record.teacher_quality:.3f})"
         )
     return result
+
+
+@dataclass(slots=True)
+class _Deployed:
+    """The student serving traffic, its calibrated operating point and its test predictions."""
+
+    round: int
+    student: Student
+    threshold: float
+    op: Operating
+    margin: float
+    test_pred: list[str]
+    test_conf: list[float]
 
 
 def _collect_traces(

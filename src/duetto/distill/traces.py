@@ -1,0 +1,810 @@
+"""Traces → a student: the large model's accepted answers, from the gateway's trace store or a
+JSONL file, become a training set; a student learns them and is evaluated on held-out prompts.
+
+    source     a store URL (`sqlite:///duetto-gateway.db`, `postgresql://…`), a SQLite file the
+               gateway wrote, or a JSONL file (format: docs/distill.md, `JSONL_FORMAT`)
+    select     status ok (accepted), of the requested task, answered by the teacher (a remote
+               model, or one named by `teacher_models`), optionally a verifier score >= X;
+               redacted copies (placeholders like <EMAIL_ADDRESS_1>) are dropped unless asked
+    dedupe     one example per prompt (whitespace and case folded); conflicting answers: the
+               most frequent one, ties to the latest
+    split      prompts shuffled with a fixed seed: train, then held-out = calibration + test
+               halves, so no prompt is in two parts
+    evaluate   label students (head, fewshot): agreement with the teacher, and the share they
+               would answer locally at the threshold calibrated on the calibration half to the
+               target (the rounds loop's `calibrate` / `score_round`), reported on the test half;
+               lora: before/after agreement with the teacher (label constrained decoding, or
+               greedy generation scored by exact match and token F1)
+
+How a stored record is read (see `duetto.gateway.serving`): the prompt is the last user message
+of `body.request.messages`, the answer `body.response`. The task is an explicit `task` in the
+body or request (or `request.metadata.task`) when present, else the requested model or
+strategy name (`record.model`: a gateway route per task). The model that answered is found by
+walking the trace from the root to the answer's leaf (`answering_path`); it is the teacher when
+its usage counted a remote call (or its card name is in `teacher_models`). Its verifier score is
+that of the cascade level that verified and accepted it; an LLM that answered as the last,
+unverified level of a cascade has none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import math
+import pickle
+import random
+import re
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from duetto.calibrate import Target
+from duetto.errors import DataError, UserError
+from duetto.scoring.redact import PLACEHOLDER
+from duetto.trace import Step
+
+STUDENTS = ("head", "fewshot", "lora")
+LABEL_STUDENTS = ("head", "fewshot")
+EMBEDDERS = ("minilm", "hashed-words")
+JSONL_FORMAT = (
+    'one JSON object per line: {"prompt": str (or "messages": [{role, content}]), '
+    '"answer": str (or "label"), optional "task", "model", "score", "accepted", "remote", '
+    '"gold", "id"}'
+)
+Redacted = Literal["drop", "keep"]
+# Roles of helper calls whose output is not the answer (a judge picks, a verifier scores).
+HELPER_ROLES = frozenset({"judge", "verify", "verifier", "hint", "redact"})
+MAX_LABEL_CHARS = 64
+
+
+@dataclass(slots=True)
+class TraceExample:
+    """One answered request, from the store or a JSONL line."""
+
+    prompt: str
+    answer: str
+    task: str | None = None
+    model: str | None = None  # the model (card name) whose answer was returned
+    remote: bool | None = None  # that model is outside this process (a remote LLM call)
+    score: float | None = None  # the verifier score of that answer, if one verified it
+    accepted: bool = True
+    gold: str | None = None  # a reference answer, when the source has one (JSONL only)
+    system: str | None = None  # the first system message, if any
+    source_id: str = ""
+    created: float = 0.0
+
+    @property
+    def redacted(self) -> bool:
+        return bool(PLACEHOLDER.search(self.prompt) or PLACEHOLDER.search(self.answer))
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    task: str  # "*" selects every task
+    teacher_models: tuple[str, ...] = ()  # empty: any remote model is the teacher
+    min_score: float | None = None
+    redacted: Redacted = "drop"
+    labels: tuple[str, ...] | None = None  # label tasks: the allowed answers
+
+
+@dataclass(slots=True)
+class Item:
+    """One deduplicated prompt with the teacher's answer."""
+
+    prompt: str
+    answer: str
+    gold: str | None = None
+    system: str | None = None
+
+
+@dataclass(slots=True)
+class Options:
+    holdout: float = 0.2
+    target: Target = field(default_factory=lambda: Target("quality", 0.95))
+    seed: int = 0
+    limit: int | None = None  # at most this many training examples (lora: 200 by default)
+    eval_limit: int | None = None  # lora: at most this many test prompts (100 by default)
+    out_of_scope: str | None = None  # a label the student must never answer locally
+    embedder: str = "minilm"
+    shots: int = 8
+    epochs: int = 2
+    learning_rate: float = 1e-3
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def is_store(source: str) -> bool:
+    """A URL, or a file that starts like a SQLite database, is a store; anything else is JSONL."""
+    if "://" in source:
+        return True
+    path = Path(source)
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        return False
+    if path.is_file():
+        with path.open("rb") as fh:
+            return fh.read(16) == b"SQLite format 3\x00"
+    return path.suffix.lower() in (".db", ".sqlite", ".sqlite3")
+
+
+def load_traces(source: str) -> tuple[str, list[TraceExample]]:
+    """("store" | "jsonl", the examples in the order they were written)."""
+    if is_store(source):
+        return "store", [e for e in map(example_from_record, read_store(source)) if e is not None]
+    return "jsonl", read_jsonl(source)
+
+
+def read_jsonl(path: str | Path) -> list[TraceExample]:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("trace file not found", file=str(p), expected=JSONL_FORMAT)
+    out: list[TraceExample] = []
+    with p.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"line {n}: invalid JSON ({exc.msg})", file=str(p)) from exc
+            if not isinstance(obj, dict):
+                raise DataError(f"line {n}: not a JSON object", file=str(p), expected=JSONL_FORMAT)
+            out.append(_from_json(obj, n, str(p)))
+    return out
+
+
+def _from_json(obj: dict[str, Any], n: int, file: str) -> TraceExample:
+    def bad(what: str) -> DataError:
+        return DataError(f"line {n}: {what}", file=file, expected=JSONL_FORMAT)
+
+    prompt, system = obj.get("prompt"), None
+    if prompt is None and isinstance(obj.get("messages"), list):
+        prompt, system = _prompt_of(obj["messages"])
+    answer = obj.get("answer", obj.get("label"))
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise bad("no prompt text (`prompt` or `messages`)")
+    if not isinstance(answer, str):
+        raise bad("no answer text (`answer` or `label`)")
+    for key, kind in (
+        ("task", str),
+        ("model", str),
+        ("gold", str),
+        ("accepted", bool),
+        ("remote", bool),
+    ):
+        if obj.get(key) is not None and not isinstance(obj[key], kind):
+            raise bad(f"`{key}` must be a {kind.__name__}")
+    score = obj.get("score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
+        raise bad("`score` must be a number")
+    return TraceExample(
+        prompt=prompt,
+        answer=answer,
+        task=obj.get("task"),
+        model=obj.get("model"),
+        remote=obj.get("remote", True),
+        score=float(score) if score is not None else None,
+        accepted=obj.get("accepted", True),
+        gold=obj.get("gold"),
+        system=system,
+        source_id=str(obj.get("id", f"line {n}")),
+        created=float(n),
+    )
+
+
+def _prompt_of(messages: Sequence[Any]) -> tuple[str | None, str | None]:
+    """(the last user message, the first system message) of an OpenAI message list."""
+    prompt = system = None
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        content = m.get("content")
+        if not isinstance(content, str):
+            continue
+        if m.get("role") == "user":
+            prompt = content
+        elif m.get("role") == "system" and system is None:
+            system = content
+    return prompt, system
+
+
+def read_store(url: str) -> list[Any]:
+    """Every record of a trace store (TraceRecord), oldest first. A SQLite file is checked first
+    so that a wrong path never creates an empty store."""
+    from duetto.store import TraceStore, normalise_url
+
+    full = normalise_url(url)
+    if full.startswith("sqlite:///"):
+        _check_sqlite(full[len("sqlite:///") :], url)
+
+    async def read() -> list[Any]:
+        store = TraceStore(full)
+        try:
+            await store.start()
+            n = await store.count()
+            records = await store.recent(n) if n else []
+        finally:
+            await store.close()
+        return list(reversed(records))
+
+    try:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(read())
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from async code
+            return pool.submit(asyncio.run, read()).result()
+    except UserError:
+        raise
+    except Exception as exc:  # connection refused, bad URL, authentication
+        raise DataError(
+            f"cannot read the trace store: {type(exc).__name__}: {exc}", file=url
+        ) from exc
+
+
+def _check_sqlite(path: str, shown: str) -> None:
+    if not path or path == ":memory:" or not Path(path).is_file():
+        raise DataError(
+            "trace store not found",
+            file=shown,
+            expected="a SQLite file written by `duetto serve` or a store URL",
+        )
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+        try:
+            found = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name='duetto_traces'"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise DataError(f"not a SQLite database ({exc})", file=shown) from exc
+    if found is None:
+        raise DataError("no duetto_traces table: not a duetto trace store", file=shown)
+
+
+def example_from_record(record: Any) -> TraceExample | None:
+    """A stored gateway record as an example (None: nothing to learn from, e.g. no prompt)."""
+    body: dict[str, Any] = record.body or {}
+    request = body.get("request") or {}
+    prompt, system = _prompt_of(request.get("messages") or [])
+    if prompt is None:
+        return None
+    meta = request.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    task = body.get("task") or request.get("task") or meta.get("task") or record.model
+    model, remote, score = record.answered_by, None, None
+    if isinstance(body.get("trace"), dict):
+        path = answering_path(Step.from_dict(body["trace"]))
+        leaf = path[-1]
+        model, remote, score = leaf.name, leaf.usage.remote_calls > 0, verifier_score(path)
+    return TraceExample(
+        prompt=prompt,
+        answer=body.get("response") or "",
+        task=str(task),
+        model=model,
+        remote=remote,
+        score=score,
+        accepted=record.status == "ok",
+        system=system,
+        source_id=record.id,
+        created=record.created,
+    )
+
+
+# --------------------------------------------------------------------------- traces
+
+
+def answering_path(root: Step) -> list[Step]:
+    """The steps from the root to the leaf whose text was returned.
+
+    A node that names its answer is followed: a cascade's `extra.answered_by`, a route's
+    `extra.chosen` (a name), a fusion's `extra.chosen` (a candidate index), the gateway's
+    fallback `extra.fallback_to`. Otherwise the answer is its last child that is not a helper
+    (judge, verifier, hint): every strategy returns its last model's text."""
+    path = [root]
+    step = root
+    while step.children:
+        step = _answering_child(step)
+        path.append(step)
+    return path
+
+
+def _answering_child(step: Step) -> Step:
+    extra = step.extra or {}
+    for key in ("answered_by", "fallback_to", "chosen"):
+        hint = extra.get(key)
+        if isinstance(hint, int) and not isinstance(hint, bool) and 0 <= hint < len(step.children):
+            return step.children[hint]
+        if isinstance(hint, str):
+            for child in reversed(step.children):
+                if child.name == hint or _contains(child, hint):
+                    return child
+    for child in reversed(step.children):
+        if child.role not in HELPER_ROLES:
+            return child
+    return step.children[-1]
+
+
+def _contains(step: Step, name: str) -> bool:
+    return any(c.name == name or _contains(c, name) for c in step.children)
+
+
+def verifier_score(path: Sequence[Step]) -> float | None:
+    """The score of the verified level that accepted this answer (a cascade's draft node)."""
+    for step in reversed(path):
+        if step.role == "draft" and step.decision == "accepted" and step.score is not None:
+            return float(step.score)
+    return None
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def normalise_prompt(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def clean_label(text: str) -> str:
+    """An answer read as a label: trimmed of white space, quotes and a final period."""
+    return text.strip().strip("`'\"").strip().rstrip(".").strip()
+
+
+def _label_key(text: str) -> str:
+    return re.sub(r"[\s\-]+", "_", clean_label(text).casefold())
+
+
+def select(
+    examples: Iterable[TraceExample], sel: Selection
+) -> tuple[list[TraceExample], dict[str, int]]:
+    """The teacher's accepted answers of the task, and a count of every reason a record was
+    left out (in the order the rules apply)."""
+    counts: Counter[str] = Counter()
+    canonical = {_label_key(lab): lab for lab in sel.labels} if sel.labels else None
+    teachers = set(sel.teacher_models)
+    out: list[TraceExample] = []
+    for e in examples:
+        counts["records"] += 1
+        if not e.accepted:
+            counts["not_accepted"] += 1
+        elif sel.task != "*" and e.task is not None and e.task != sel.task:
+            counts["other_task"] += 1
+        elif (e.model not in teachers) if teachers else (e.remote is False):
+            counts["not_teacher"] += 1
+        elif e.remote is None and not teachers:
+            counts["unknown_model"] += 1
+        elif sel.min_score is not None and e.score is None:
+            counts["no_score"] += 1
+        elif sel.min_score is not None and (e.score or 0.0) < sel.min_score:
+            counts["below_min_score"] += 1
+        elif not e.answer.strip():
+            counts["empty_answer"] += 1
+        elif e.redacted and sel.redacted == "drop":
+            counts["redacted_dropped"] += 1
+        else:
+            if canonical is not None:
+                label = canonical.get(_label_key(e.answer))
+                if label is None:
+                    counts["not_a_label"] += 1
+                    continue
+                e = replace(e, answer=label)
+            if e.redacted:
+                counts["redacted_kept"] += 1
+            out.append(e)
+    counts["selected"] = len(out)
+    return out, dict(counts)
+
+
+def dedupe(examples: Sequence[TraceExample], labels: bool) -> tuple[list[Item], dict[str, int]]:
+    """One item per prompt, in first-seen order. Several answers to one prompt: the most
+    frequent wins, ties to the most recent."""
+    groups: dict[str, list[TraceExample]] = {}
+    for e in examples:
+        groups.setdefault(normalise_prompt(e.prompt), []).append(e)
+    items: list[Item] = []
+    conflicts = 0
+    for group in groups.values():
+        answers = [clean_label(e.answer) if labels else e.answer.strip() for e in group]
+        counts = Counter(answers)
+        if len(counts) > 1:
+            conflicts += 1
+        best = max(counts.values())
+        answer = next(a for a in reversed(answers) if counts[a] == best)
+        gold = next((e.gold for e in group if e.gold is not None), None)
+        items.append(Item(group[-1].prompt, answer, gold, group[-1].system))
+    stats = {
+        "duplicates": len(examples) - len(items),
+        "conflicting_prompts": conflicts,
+        "unique_prompts": len(items),
+    }
+    return items, stats
+
+
+def looks_like_labels(answers: Sequence[str]) -> bool:
+    """Short one-line answers, many repeated: a label task rather than free generation."""
+    distinct = set(answers)
+    short = all(len(a) <= MAX_LABEL_CHARS and "\n" not in a for a in distinct)
+    return short and len(distinct) <= max(20, len(answers) // 2)
+
+
+def split_items(
+    items: Sequence[Item], holdout: float, seed: int
+) -> tuple[list[Item], list[Item], list[Item]]:
+    """(train, calibration, test): a seeded shuffle; held-out = round(holdout * n), at least 2,
+    half for the threshold, half for the report. Prompts are unique, so no prompt is in two."""
+    if not 0.0 < holdout < 1.0:
+        raise UserError(f"--holdout must be in (0, 1), got {holdout}")
+    n = len(items)
+    n_hold = max(2, round(holdout * n))
+    if n - n_hold < 2:
+        raise DataError(
+            f"only {n} distinct prompts: need at least {n_hold + 2} ({n_hold} held out, 2 to train)"
+        )
+    order = list(items)
+    random.Random(seed).shuffle(order)
+    n_calib = n_hold // 2
+    return order[n_hold:], order[:n_calib], order[n_calib:n_hold]
+
+
+# --------------------------------------------------------------------------- students
+
+
+def make_label_student(kind: str, labels: Sequence[str], opts: Options) -> Any:
+    embedder: Any = None
+    if opts.embedder == "hashed-words":
+        from duetto.distill.synthetic import HashedWords
+
+        embedder = HashedWords()
+    elif opts.embedder != "minilm":
+        raise UserError(f"unknown embedder {opts.embedder!r}: {' or '.join(EMBEDDERS)}")
+    if kind == "head":
+        from duetto.distill.students.head import HeadStudent
+
+        return HeadStudent(labels, embedder=embedder)
+    if kind == "fewshot":
+        from duetto.distill.students.fewshot import FewShotStudent
+
+        return FewShotStudent(labels, k=opts.shots, embedder=embedder)
+    raise UserError(f"unknown student {kind!r}: {', '.join(STUDENTS)}")
+
+
+def save_student(student: Any, out_dir: Path) -> Path:
+    path = out_dir / "student.pkl"
+    if hasattr(student, "save"):
+        student.save(path)
+    else:
+        path.write_bytes(pickle.dumps(student))
+    return path
+
+
+def load_student(path: str | Path) -> Any:
+    """A head or fewshot student written by `duetto distill --traces` (a pickle: open only
+    files this tool wrote)."""
+    from duetto.distill.students.fewshot import FewShotStudent
+    from duetto.distill.students.head import HeadStudent
+
+    obj = pickle.loads(Path(path).read_bytes())
+    if not isinstance(obj, HeadStudent | FewShotStudent):
+        raise DataError("not a duetto student", file=str(path))
+    return obj
+
+
+def evaluate_label_student(
+    student: Any,
+    train: Sequence[Item],
+    calib: Sequence[Item],
+    test: Sequence[Item],
+    target: Target,
+    out_of_scope: str | None = None,
+) -> dict[str, Any]:
+    """Fit, calibrate the local/escalate threshold on `calib` (agreement with the teacher, the
+    rounds loop's rule), and report on `test`. Quality is measured against the teacher's
+    answers; `*_vs_gold` also against the reference answers when every test item has one."""
+    from duetto.distill.loop import calibrate, escalation_scores, score_round
+
+    t0 = time.perf_counter()
+    try:
+        student.fit([i.prompt for i in train], [i.answer for i in train])
+    except ValueError as exc:
+        raise DataError(f"cannot train the {student.name} student: {exc}") from exc
+    fit_s = time.perf_counter() - t0
+    c_pred, c_conf = student.predict([i.prompt for i in calib])
+    c_teacher = [i.answer for i in calib]
+    threshold, op = calibrate(
+        escalation_scores(c_conf, c_pred, out_of_scope), c_pred, c_teacher, target
+    )
+    t_pred, t_conf = student.predict([i.prompt for i in test])
+    t_teacher = [i.answer for i in test]
+    scores = escalation_scores(t_conf, t_pred, out_of_scope)
+    s = score_round(scores, threshold, t_pred, t_teacher, t_teacher, out_of_scope)
+    out: dict[str, Any] = {
+        "threshold": threshold if math.isfinite(threshold) else None,
+        "calib": {
+            "n": len(calib),
+            "student_agreement": _mean(p == t for p, t in zip(c_pred, c_teacher, strict=True)),
+            "quality": op.quality,
+            "local_share": 1.0 - op.llm_share,
+            "llm_call_share": op.llm_share,
+        },
+        "test": {
+            "n": len(test),
+            "student_agreement": s["student_agreement"],
+            "quality": s["quality"],  # student where local, teacher elsewhere, vs the teacher
+            "local_share": s["local_share"],
+            "llm_call_share": s["llm_call_share"],
+            "local_agreement": _local_agreement(scores, threshold, t_pred, t_teacher),
+        },
+        "fit_seconds": round(fit_s, 2),
+    }
+    if out_of_scope is not None:
+        out["test"]["oos_escalated"] = s["oos_escalated"]
+    if test and all(i.gold is not None for i in test):
+        gold = [str(i.gold) for i in test]
+        g = score_round(scores, threshold, t_pred, t_teacher, gold, out_of_scope)
+        out["test"].update(
+            quality_vs_gold=g["quality"],
+            teacher_vs_gold=g["teacher_quality"],
+            student_vs_gold=g["student_accuracy"],
+        )
+    return out
+
+
+def _mean(values: Iterable[bool]) -> float | None:
+    v = list(values)
+    return sum(v) / len(v) if v else None
+
+
+def _local_agreement(
+    scores: np.ndarray, threshold: float, pred: Sequence[str], teacher: Sequence[str]
+) -> float | None:
+    """Agreement with the teacher on the prompts the student would answer itself."""
+    local = np.asarray(scores, dtype=float) >= threshold
+    if not local.any():
+        return None
+    agree = np.asarray(pred)[local] == np.asarray(teacher)[local]
+    return float(agree.mean())
+
+
+# --------------------------------------------------------------------------- lora
+
+
+def token_f1(a: str, b: str) -> float:
+    x, y = a.casefold().split(), b.casefold().split()
+    if not x or not y:
+        return float(x == y)
+    common = sum((Counter(x) & Counter(y)).values())
+    if common == 0:
+        return 0.0
+    p, r = common / len(x), common / len(y)
+    return 2 * p * r / (p + r)
+
+
+def generate(student: Any, texts: Sequence[str], max_new_tokens: int) -> list[str]:
+    """Greedy free generation with the student's current model (base or merged)."""
+    import torch
+
+    student._ensure_loaded()
+    tok, out = student.tokenizer, []
+    student.model.eval()
+    with torch.no_grad():
+        for text in texts:
+            ids = tok(student.prompt(text), return_tensors="pt").input_ids
+            gen = student.model.generate(
+                ids,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+            )
+            out.append(tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True).strip())
+    return out
+
+
+def _generation_scores(pred: Sequence[str], ref: Sequence[str]) -> dict[str, float]:
+    pairs = list(zip(pred, ref, strict=True))
+    n = max(1, len(pairs))
+    return {
+        "exact_match": sum(normalise_prompt(p) == normalise_prompt(r) for p, r in pairs) / n,
+        "token_f1": sum(token_f1(p, r) for p, r in pairs) / n,
+    }
+
+
+def run_lora(
+    task: str,
+    train: Sequence[Item],
+    test: Sequence[Item],
+    labels: Sequence[str] | None,
+    out_dir: Path,
+    opts: Options,
+) -> dict[str, Any]:
+    """The `duetto distill lora` code path on trace data. With labels: constrained decoding over
+    them, before/after agreement with the teacher (`lora_round`). Without: the system prompt
+    most of the traces carried, greedy generation, exact match and token F1 before/after."""
+    from duetto.distill.students.lora import LoraSettings, LoraStudent, lora_round
+
+    texts, answers = [i.prompt for i in train], [i.answer for i in train]
+    eval_texts, eval_ref = [i.prompt for i in test], [i.answer for i in test]
+    generation = labels is None
+    settings = LoraSettings(
+        epochs=opts.epochs,
+        learning_rate=opts.learning_rate,
+        seed=opts.seed,
+        max_tokens=256 if generation else 96,
+    )
+    student = LoraStudent(list(labels or []), out_dir / "student", task=task, settings=settings)
+    if not generation:
+        record = lora_round(student, texts, answers, eval_texts, eval_ref)
+        record.update(
+            mode="labels",
+            agreement_before=record.pop("accuracy_before"),
+            agreement_after=record.pop("accuracy_after"),
+        )
+        return record
+    systems = Counter(i.system for i in train if i.system)
+    if systems:
+        student.system = systems.most_common(1)[0][0]
+    else:
+        student.system = "Answer the user's request."
+    t0 = time.perf_counter()
+    student._ensure_loaded()
+    longest = max((len(student.tokenizer.encode(r)) for r in eval_ref), default=16)
+    max_new = min(128, longest + 4)
+    before = _generation_scores(generate(student, eval_texts, max_new), eval_ref)
+    info = student.fit(texts, answers)
+    after = _generation_scores(generate(student, eval_texts, max_new), eval_ref)
+    merged = student.export()
+    return {
+        "student": "lora",
+        "mode": "generation",
+        "base": student.gguf_path.name,
+        "train_examples": len(texts),
+        "eval_examples": len(eval_texts),
+        "max_new_tokens": max_new,
+        "before": before,
+        "after": after,
+        "steps": info["steps"],
+        "first_loss": info["losses"][0] if info["losses"] else None,
+        "last_loss": info["losses"][-1] if info["losses"] else None,
+        "train_seconds": round(info["train_seconds"], 1),
+        "merged_model": str(merged),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def read_labels(spec: str | None) -> tuple[str, ...] | None:
+    """`--labels`: a JSON list file, a file with one label per line, or a comma list."""
+    if spec is None:
+        return None
+    path = Path(spec)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = [line for line in text.splitlines() if line.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise DataError("expected a JSON list of strings or one label per line", file=str(path))
+        labels = [v.strip() for v in value if v.strip()]
+    else:
+        labels = [v.strip() for v in spec.split(",") if v.strip()]
+    if len(labels) < 2:
+        raise DataError(f"--labels {spec!r}: need at least two labels (a file or a,b,c)")
+    return tuple(dict.fromkeys(labels))
+
+
+def _describe_empty(counts: dict[str, int], sel: Selection, tasks: Counter[str]) -> str:
+    reasons = ", ".join(
+        f"{v} {k.replace('_', ' ')}"
+        for k, v in counts.items()
+        if k not in ("records", "selected") and v
+    )
+    text = f"no usable records for task {sel.task!r}: {counts.get('records', 0)} records"
+    if reasons:
+        text += f" ({reasons})"
+    if counts.get("other_task") and tasks:
+        text += "; tasks present: " + ", ".join(f"{t} ({n})" for t, n in tasks.most_common(8))
+    if counts.get("no_score"):
+        text += "; --min-score keeps only answers a verifier scored"
+    if counts.get("redacted_dropped"):
+        text += "; --redacted keep trains on the placeholder text"
+    return text
+
+
+def distill_from_traces(
+    source: str,
+    sel: Selection,
+    student_kind: str,
+    out_dir: str | Path,
+    opts: Options | None = None,
+    *,
+    student: Any = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any]:
+    """Read, select, dedupe, split, train, evaluate; write OUT/student.* and OUT/report.json.
+    `student` overrides the one `student_kind` names (tests)."""
+    opts = opts or Options()
+    if student_kind not in STUDENTS:
+        raise UserError(f"unknown student {student_kind!r}: {', '.join(STUDENTS)}")
+    if sel.redacted not in ("drop", "keep"):
+        raise UserError(f"--redacted must be drop or keep, got {sel.redacted!r}")
+    t0 = time.perf_counter()
+    kind, examples = load_traces(source)
+    chosen, counts = select(examples, sel)
+    if not chosen:
+        tasks = Counter(e.task for e in examples if e.task is not None)
+        raise DataError(_describe_empty(counts, sel, tasks), file=source)
+    label_task = student_kind in LABEL_STUDENTS or sel.labels is not None
+    if student_kind == "lora" and sel.labels is None:
+        label_task = looks_like_labels([clean_label(e.answer) for e in chosen])
+    items, dup = dedupe(chosen, labels=label_task)
+    labels: list[str] | None = None
+    if label_task:
+        answers = [i.answer for i in items]
+        if sel.labels is None and not looks_like_labels(answers):
+            raise DataError(
+                f"the answers of task {sel.task!r} look like free text ({len(set(answers))} "
+                f"distinct among {len(answers)}): the {student_kind} student needs labels; "
+                "give --labels or use --student lora",
+                file=source,
+            )
+        labels = list(sel.labels) if sel.labels else sorted(set(answers))
+    train, calib, test = split_items(items, opts.holdout, opts.seed)
+    limit = opts.limit if opts.limit is not None else (200 if student_kind == "lora" else None)
+    if limit is not None:
+        train = train[:limit]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    teachers = Counter(e.model or "?" for e in chosen)
+    log(
+        f"{kind} {source}: {counts['records']} records, {len(chosen)} selected, "
+        f"{len(items)} distinct prompts -> train {len(train)}, calib {len(calib)}, "
+        f"test {len(test)}"
+    )
+    report: dict[str, Any] = {
+        "source": source,
+        "source_kind": kind,
+        "task": sel.task,
+        "student": student_kind,
+        "teacher": {
+            "rule": "named" if sel.teacher_models else "remote",
+            "models": dict(teachers.most_common()),
+        },
+        "selection": {**counts, **dup, "min_score": sel.min_score, "redacted": sel.redacted},
+        "mode": "labels" if label_task else "generation",
+        "labels": labels,
+        "split": {
+            "seed": opts.seed,
+            "holdout": opts.holdout,
+            "train": len(train),
+            "calib": len(calib),
+            "test": len(test),
+            "limit": limit,
+        },
+        "target": str(opts.target),
+    }
+    if student_kind == "lora":
+        eval_limit = opts.eval_limit if opts.eval_limit is not None else 100
+        held = [*test, *calib][:eval_limit]  # no threshold to calibrate: all held-out scores
+        report["split"]["eval"] = len(held)
+        report["lora"] = run_lora(sel.task, train, held, labels, out, opts)
+        report["student_path"] = str(out / "student")
+    else:
+        model = (
+            student if student is not None else make_label_student(student_kind, labels or [], opts)
+        )
+        report.update(
+            evaluate_label_student(model, train, calib, test, opts.target, opts.out_of_scope)
+        )
+        report["student_path"] = str(save_student(model, out))
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
