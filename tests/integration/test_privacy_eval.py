@@ -17,7 +17,7 @@ from duetto.models.fake import ScriptedModel
 from duetto.privacy.evaluate import evaluate, load_labelled
 from duetto.privacy.policy import Action, PrivacyPolicy
 from duetto.scoring import pii
-from duetto.scoring.pii_presidio import PresidioDetector, install
+from duetto.scoring.pii_presidio import PresidioDetector, install, url_candidates
 
 PATTERN_TYPES = (
     "EMAIL_ADDRESS",
@@ -77,6 +77,67 @@ def test_detects_names_and_patterns_offline(detector: PresidioDetector) -> None:
     spans = sorted((e.start, e.end) for e in detector(text))
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # no overlaps
     assert detector("") == []
+
+
+def test_runs_presidio_pattern_recognizers_directly(detector: PresidioDetector) -> None:
+    names = set(detector.recognizer_names)
+    assert {"CreditCardRecognizer", "IbanRecognizer", "OfflineEmailRecognizer"} <= names
+    # NER runs once in detect(); phones come from duetto's rules; the noisy ones are off.
+    assert not names & {"SpacyRecognizer", "PhoneRecognizer", "EmailRecognizer", "UsBankRecognizer"}
+    only = PresidioDetector(entities={"IBAN_CODE"}, ner=False)
+    assert only.recognizer_names == []  # loads on first use
+    found = only("IBAN GB82WEST12345698765432, call +41 85 806 98 67")
+    assert [(e.type, e.text) for e in found] == [("IBAN_CODE", "GB82WEST12345698765432")]
+    assert only.recognizer_names == ["IbanRecognizer"]
+
+
+def test_url_candidates_keep_offsets_and_every_url() -> None:
+    from presidio_analyzer.predefined_recognizers import UrlRecognizer
+
+    text = "See www.example.com/a?b=c and http://x.io, 'foo.bar' (e.g. Mr. Smith), ana@b.org."
+    masked = url_candidates(text)
+    assert len(masked) == len(text)
+    assert "www.example.com/a?b=c" in masked and "Smith" not in masked and "See" not in masked
+    rec = UrlRecognizer()
+    spans = [(r.start, r.end, r.score) for r in rec.analyze(text, ["URL"])]
+    assert len(spans) >= 3
+    assert [(r.start, r.end, r.score) for r in rec.analyze(masked, ["URL"])] == spans
+
+
+def test_numpy_matrix_products_give_the_same_entities_as_blis(detector: PresidioDetector) -> None:
+    from thinc.api import NumpyOps
+
+    ner = detector._nlp.get_pipe("ner")
+    assert all(isinstance(n.ops, NumpyOps) and not n.ops.use_blis for n in ner.model.walk())
+    blis = PresidioDetector(single_thread_blas=False)
+    texts = [
+        "Hi, I'm Tomomi Nishiyama from Osaka; I work for Garmin since March 2019.",
+        "Mrs. Diana Usamov lives at 90 Whitchurch Road, Cardiff with her son Pavel.",
+        "Jan de Vries, Ana Lopez and Mohammed Al-Sayed met at the Louvre in Paris on Friday.",
+    ]
+    assert [detector(t) for t in texts] == [blis(t) for t in texts]
+    assert any(e.type == "PERSON" for e in blis(texts[2]))
+
+
+def test_blas_is_on_one_thread_only_while_a_detection_runs(detector: PresidioDetector) -> None:
+    from threadpoolctl import threadpool_info
+
+    def numpy_blas_threads() -> list[int]:
+        info = threadpool_info()
+        return [
+            i["num_threads"] for i in info if i["user_api"] == "blas" and "numpy" in i["filepath"]
+        ]
+
+    before = numpy_blas_threads()
+    assert before
+    first, second = detector._blas_limit(), detector._blas_limit()  # two threads' detections
+    first.__enter__()
+    second.__enter__()
+    assert numpy_blas_threads() == [1] * len(before)
+    first.__exit__(None, None, None)  # the first ends while the second still runs
+    assert numpy_blas_threads() == [1] * len(before)
+    second.__exit__(None, None, None)
+    assert numpy_blas_threads() == before
 
 
 async def test_installed_detector_feeds_the_privacy_axis_and_policy(

@@ -25,6 +25,7 @@ def nlp():  # type: ignore[no-untyped-def]
         ("> \n> Lina Artemova\n> Irecycle", "Lina Artemova"),
         ('Alice: "Who are you?"', "Alice"),
         ("I'm Misty's daughter.", "Misty"),
+        ("Invite Mr. Monjeau, Graves and Reed to the call", "Reed"),  # list members
     ],
 )
 def test_rules_find_the_name(nlp, text: str, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -37,3 +38,11 @@ def test_rules_find_the_name(nlp, text: str, name: str) -> None:  # type: ignore
 def test_no_names_in_plain_text(nlp) -> None:  # type: ignore[no-untyped-def]
     text = "The weather was fine and we walked to the station.\nAddress: unknown"
     assert person_names(nlp(text)) == []
+
+
+def test_organisation_spans_shaped_like_a_name_become_persons(nlp) -> None:  # type: ignore[no-untyped-def]
+    from spacy.tokens import Span
+
+    doc = nlp("We met Tomomi Nishiyama and Acme Holdings yesterday.")
+    doc.ents = [Span(doc, 2, 4, label="ORG"), Span(doc, 5, 7, label="ORG")]
+    assert [e.text for e in person_names(doc)] == ["Tomomi Nishiyama"]

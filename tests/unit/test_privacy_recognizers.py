@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from duetto.privacy.recognizers import (
     card_numbers,
     phone_numbers,
@@ -50,6 +52,31 @@ def test_phone_numbers_in_national_formats_but_not_dates_or_ssn() -> None:
     text = "Call 0688 872 49 99 or +41 (0)85 806 98 67, born 1980-07-28 19:49, ssn 460-89-9847"
     assert _texts(phone_numbers(text)) == ["0688 872 49 99", "+41 (0)85 806 98 67"]
     assert _texts(phone_numbers("Desk: +1-903-140-4508x769")) == ["+1-903-140-4508x769"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "001-748-088-2851x818",  # 13 digits + an extension: the extension is not counted
+        "60-56-85-91",  # four pairs: not a date
+        "03.93.92.16.85",
+        "0393 1144137",  # trunk 0 + area code + 7-digit subscriber
+        "06-10446904",
+        "(030) 1234567",
+        "+46 (0)8 928 571 38",  # one-digit area code after the country code
+        "+49 30 12345678",
+        "1-800-555-0199",
+    ],
+)
+def test_phone_number_formats(value: str) -> None:
+    assert _texts(phone_numbers(f"Call me on {value}, thanks")) == [value]
+
+
+@pytest.mark.parametrize(
+    "text", ["on 12.05.2021 at", "born 1980-07-28", "due 7/28/1980", "v 12 34 56"]
+)
+def test_dates_and_short_numbers_are_not_phone_numbers(text: str) -> None:
+    assert phone_numbers(text) == []
 
 
 def test_card_numbers_need_the_luhn_checksum() -> None:

@@ -258,100 +258,140 @@ KIN_WORDS = frozenset(
 )
 
 
-def _is_initial(tok: Any) -> bool:
-    t: str = tok.text
-    return (len(t) == 1 and t.isupper()) or (len(t) == 2 and t[0].isupper() and t[1] == ".")
+# Naming cues by first word, in NAMING_CUES order (the first cue that matches wins).
+_CUES_BY_FIRST: dict[str, list[tuple[str, ...]]] = {}
+for _cue in NAMING_CUES:
+    _CUES_BY_FIRST.setdefault(_cue[0], []).append(_cue)
 
 
-def _name_like(tok: Any, allow_lower: bool) -> bool:
-    t: str = tok.text
-    if _is_initial(tok):
-        return True
-    if not tok.is_alpha or len(t) < 2 or t.lower() in ORG_WORDS:
-        return False
-    if t[0].isupper():
-        return not t.isupper() or len(t) <= 3
-    return allow_lower and not tok.is_stop
+class _Tokens:
+    """The token attributes the rules read, pulled out of a spaCy `Doc` once.
+
+    Indexing a `Doc` builds a new `Token` object per access; the rules look at each token
+    many times, so plain lists keep them cheap.
+    """
+
+    __slots__ = (
+        "doc_text",
+        "idx",
+        "initial",
+        "lower",
+        "n",
+        "name_lower",
+        "name_upper",
+        "punct_or_space",
+        "space",
+        "text",
+        "ws",
+    )
+
+    def __init__(self, doc: Any) -> None:
+        self.doc_text: str = doc.text
+        toks = list(doc)
+        self.n = len(toks)
+        self.text: list[str] = [t.text for t in toks]
+        self.lower: list[str] = [t.lower_ for t in toks]
+        self.ws: list[str] = [t.whitespace_ for t in toks]
+        self.idx: list[int] = [t.idx for t in toks]
+        self.space: list[bool] = [t.is_space for t in toks]
+        self.punct_or_space: list[bool] = [t.is_punct or t.is_space for t in toks]
+        self.initial: list[bool] = [_is_initial_word(w) for w in self.text]
+        # _name_like with allow_lower False / True
+        self.name_upper: list[bool] = []
+        self.name_lower: list[bool] = []
+        for tok, w, initial in zip(toks, self.text, self.initial, strict=True):
+            if initial:
+                upper = lower = True
+            elif not tok.is_alpha or len(w) < 2 or w.lower() in ORG_WORDS:
+                upper = lower = False
+            elif w[0].isupper():
+                upper = lower = not w.isupper() or len(w) <= 3
+            else:
+                upper, lower = False, not tok.is_stop
+            self.name_upper.append(upper)
+            self.name_lower.append(lower)
 
 
-def _run(doc: Any, i: int, allow_lower: bool) -> int:
+def _run(t: _Tokens, i: int, allow_lower: bool) -> int:
     """End (exclusive) of the run of name-like tokens starting at i, or i if there is none."""
+    name_like = t.name_lower if allow_lower else t.name_upper
     j = i
-    while j < len(doc) and j - i < _MAX_NAME_TOKENS and _name_like(doc[j], allow_lower):
-        if j > i and doc[j - 1].whitespace_ == "" and not _is_initial(doc[j - 1]):
+    while j < t.n and j - i < _MAX_NAME_TOKENS and name_like[j]:
+        if j > i and t.ws[j - 1] == "" and not t.initial[j - 1]:
             break  # names are space-separated
-        if j > i and "\n" in doc[j - 1].whitespace_:
+        if j > i and "\n" in t.ws[j - 1]:
             break
         j += 1
-    while j > i and _is_initial(doc[j - 1]):
+    while j > i and t.initial[j - 1]:
         j -= 1  # a name does not end with an initial
     return j
 
 
-def _span(doc: Any, i: int, j: int, score: float) -> Entity:
-    start, end = doc[i].idx, doc[j - 1].idx + len(doc[j - 1].text)
-    return Entity("PERSON", start, end, doc.text[start:end], score)
+def _span(t: _Tokens, i: int, j: int, score: float) -> Entity:
+    start, end = t.idx[i], t.idx[j - 1] + len(t.text[j - 1])
+    return Entity("PERSON", start, end, t.doc_text[start:end], score)
 
 
 def person_names(doc: Any) -> list[Entity]:
     """PERSON spans from honorifics, naming phrases, mislabelled organisations and name lists."""
     found: list[Entity] = []
-    lower = [t.lower_ for t in doc]
-    for i, tok in enumerate(doc):
-        word = lower[i].rstrip(".")
-        dotted = lower[i].endswith(".") or (i + 1 < len(doc) and doc[i + 1].text == ".")
-        if word in HONORIFICS and (tok.text[0].isupper() or dotted):
-            k = i + 1 + (i + 1 < len(doc) and doc[i + 1].text == ".")
-            j = _run(doc, k, allow_lower=False)
-            if j > k:
-                found.append(_span(doc, k, j, 0.7))
-            continue
-        for cue in NAMING_CUES:
-            n = len(cue)
-            if tuple(lower[i : i + n]) != cue:
+    t = _Tokens(doc)
+    lower, text, n = t.lower, t.text, t.n
+    for i in range(n):
+        low = lower[i]
+        word = low.rstrip(".")
+        if word in HONORIFICS:
+            dotted = low.endswith(".") or (i + 1 < n and text[i + 1] == ".")
+            if text[i][0].isupper() or dotted:
+                k = i + 1 + (i + 1 < n and text[i + 1] == ".")
+                j = _run(t, k, allow_lower=False)
+                if j > k:
+                    found.append(_span(t, k, j, 0.7))
                 continue
-            k = i + n
-            while k < len(doc) and (doc[k].is_space or doc[k].text == ":"):
+        for cue in _CUES_BY_FIRST.get(low, ()):
+            m = len(cue)
+            if tuple(lower[i : i + m]) != cue:
+                continue
+            k = i + m
+            while k < n and (t.space[k] or text[k] == ":"):
                 k += 1  # "Name:    Iva D. Grusová", "Directed By:  Leena O Sasi"
             allow_lower = cue[0] in ("name", "call", "calls", "called", "named")
-            j = _run(doc, k, allow_lower=allow_lower)
+            j = _run(t, k, allow_lower=allow_lower)
             if j > k:
-                found.append(_span(doc, k, j, 0.6))
+                found.append(_span(t, k, j, 0.6))
             break
-        if (
-            i + 1 < len(doc)
-            and lower[i + 1] in SUBJECT_CUES
-            and (i == 0 or doc[i - 1].is_punct or doc[i - 1].is_space)
-        ):
-            k = _run_back(doc, i)
+        if i + 1 < n and lower[i + 1] in SUBJECT_CUES and (i == 0 or t.punct_or_space[i - 1]):
+            k = _run_back(t, i)
             if k <= i:
-                found.append(_span(doc, k, i + 1, 0.5))
-        if lower[i] in ("'s", "’s") and i + 1 < len(doc) and lower[i + 1] in KIN_WORDS:
-            k = _run_back(doc, i - 1) if i > 0 else i
+                found.append(_span(t, k, i + 1, 0.5))
+        if low in ("'s", "’s") and i + 1 < n and lower[i + 1] in KIN_WORDS:
+            k = _run_back(t, i - 1) if i > 0 else i
             if k < i:
-                found.append(_span(doc, k, i, 0.5))
+                found.append(_span(t, k, i, 0.5))
     found.extend(_line_names(doc))
-    for ent in doc.ents:
-        if ent.label_ != "ORG" or not 2 <= len(ent) <= _MAX_NAME_TOKENS:
+    ents = [(e.label_, e.start, e.end, e.start_char) for e in doc.ents]
+    for label, s, e, _ in ents:
+        if label != "ORG" or not 2 <= e - s <= _MAX_NAME_TOKENS:
             continue
-        toks = [t for t in ent if t.text not in ("'s", "’s")]
+        toks = [k for k in range(s, e) if text[k] not in ("'s", "’s")]
         if (
             len(toks) >= 2
-            and all(_name_like(t, allow_lower=False) for t in toks)
-            and not _is_initial(toks[0])
-            and not _is_initial(toks[-1])
+            and all(t.name_upper[k] for k in toks)
+            and not t.initial[toks[0]]
+            and not t.initial[toks[-1]]
         ):
-            found.append(_span(doc, toks[0].i, toks[-1].i + 1, 0.6))
-    found.extend(_list_members(doc, found))
+            found.append(_span(t, toks[0], toks[-1] + 1, 0.6))
+    person_starts = {start_char for label, _, _, start_char in ents if label == "PERSON"}
+    found.extend(_list_members(t, found, person_starts))
     return found
 
 
-def _run_back(doc: Any, i: int) -> int:
+def _run_back(t: _Tokens, i: int) -> int:
     """Start of a 1-3 token name ending at token i (i + 1 when token i is not name-like)."""
-    if not _name_like(doc[i], allow_lower=False) or _is_initial(doc[i]):
+    if not t.name_upper[i] or t.initial[i]:
         return i + 1
     k = i
-    while k > 0 and i - k < 2 and _name_like(doc[k - 1], False) and doc[k - 1].whitespace_ == " ":
+    while k > 0 and i - k < 2 and t.name_upper[k - 1] and t.ws[k - 1] == " ":
         k -= 1
     return k
 
@@ -393,27 +433,26 @@ def _word_like_name(w: str) -> bool:
     return w.isalpha() and w[0].isupper() and not w.isupper() and w.lower() not in ORG_WORDS
 
 
-def _list_members(doc: Any, persons: list[Entity]) -> list[Entity]:
+def _list_members(t: _Tokens, persons: list[Entity], person_starts: set[int]) -> list[Entity]:
     """In "Monjeau, Graves and Reed", if one member is a person, so are the others."""
-    person_ents = [e for e in doc.ents if e.label_ == "PERSON"]
-    starts = {e.start for e in persons} | {e.start_char for e in person_ents}
+    starts = {e.start for e in persons} | person_starts
     out: list[Entity] = []
     i = 0
-    while i < len(doc):
+    while i < t.n:
         members = []
         j = i
-        while j < len(doc):
-            e = _run(doc, j, allow_lower=False)
+        while j < t.n:
+            e = _run(t, j, allow_lower=False)
             if e == j:
                 break
             members.append((j, e))
-            if e < len(doc) and doc[e].text in (",", "and", "&"):
+            if e < t.n and t.text[e] in (",", "and", "&"):
                 j = e + 1
-                if j < len(doc) and doc[j].text == "and":
+                if j < t.n and t.text[j] == "and":
                     j += 1
                 continue
             break
-        if len(members) >= 3 and any(doc[a].idx in starts for a, _ in members):
-            out.extend(_span(doc, a, b, 0.5) for a, b in members)
+        if len(members) >= 3 and any(t.idx[a] in starts for a, _ in members):
+            out.extend(_span(t, a, b, 0.5) for a, b in members)
         i = max(j, i + 1) if members else i + 1
     return out

