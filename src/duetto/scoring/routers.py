@@ -33,7 +33,8 @@ FORMAT_VERSION = 1
 
 @dataclass
 class RouterInputs:
-    """What a router may look at. `embeddings` are unit-norm MiniLM vectors of `texts`;
+    """What a router may look at. `embeddings` are unit-norm vectors of `texts` from
+    `routing_embedder()` (MiniLM, int8, 128 tokens);
     `responses` are the weak model's answers (only post-generation scorers read them)."""
 
     texts: list[str]
@@ -55,9 +56,9 @@ class RouterInputs:
 
     def require_embeddings(self) -> np.ndarray:
         if self.embeddings is None:
-            from duetto.scoring.embeddings import default_embedder
+            from duetto.scoring.embeddings import routing_embedder
 
-            self.embeddings = default_embedder().embed(self.texts)
+            self.embeddings = routing_embedder().embed(self.texts)
         return self.embeddings
 
     def require_responses(self) -> list[str]:
@@ -173,7 +174,12 @@ def router_registry() -> dict[str, type[Router]]:
     from duetto.scoring import routers_cascade
 
     classes: list[type[Router]] = [
-        RandomRouter, LengthRouter, PriorRouter, LogisticRouter, KnnRouter, MFRouter,
+        RandomRouter,
+        LengthRouter,
+        PriorRouter,
+        LogisticRouter,
+        KnnRouter,
+        MFRouter,
         EnsembleRouter,
         *routers_cascade.CASCADE_ROUTERS,
     ]
@@ -470,8 +476,12 @@ class MFRouter(_EmbeddingFeatures):
 
     def _params(self) -> dict[str, Any]:
         return {
-            "dim": self.dim, "epochs": self.epochs, "lr": self.lr, "l2": self.l2,
-            "seed": self.seed, **self._feature_params(),
+            "dim": self.dim,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "l2": self.l2,
+            "seed": self.seed,
+            **self._feature_params(),
         }
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -509,9 +519,13 @@ class EnsembleRouter(Router):
 
     def predict_quality(self, inputs: RouterInputs) -> np.ndarray:
         total = sum(self.weights)
-        return sum(  # type: ignore[return-value]
-            w * m.predict_quality(inputs) for w, m in zip(self.weights, self.members, strict=True)
-        ) / total
+        return (
+            sum(  # type: ignore[return-value]
+                w * m.predict_quality(inputs)
+                for w, m in zip(self.weights, self.members, strict=True)
+            )
+            / total
+        )
 
     def _params(self) -> dict[str, Any]:
         return {
