@@ -192,7 +192,7 @@ def test_kill_9_loses_no_answered_request(upstream: FakeOpenAIServer, tmp_path: 
                 # kill once 150 are answered; fail fast (not at the test timeout) if the replica
                 # stops answering: then the outcomes and its log say why
                 deadline = time.monotonic() + 90
-                while len(answered) < 150:  # noqa: ASYNC110 (polling a list on purpose)
+                while len(answered) < 150:
                     if all(t.done() for t in tasks) or time.monotonic() > deadline:
                         for t in tasks:
                             t.cancel()

@@ -16,23 +16,25 @@ from duetto.calibrate import Target
 from duetto.distill.students.fewshot import FewShotStudent
 from duetto.distill.students.head import HeadStudent
 from duetto.distill.synthetic import HashedWords, synthetic
+from duetto.distill.trace_sources import (
+    TraceExample,
+    answering_path,
+    is_store,
+    read_jsonl,
+    verifier_score,
+)
 from duetto.distill.traces import (
     Item,
     Options,
     Selection,
-    TraceExample,
-    answering_path,
     dedupe,
     distill_from_traces,
-    is_store,
     load_student,
     looks_like_labels,
-    read_jsonl,
     read_labels,
     select,
     split_items,
     token_f1,
-    verifier_score,
 )
 from duetto.errors import DataError, UserError
 from duetto.messages import ChatRequest
