@@ -129,6 +129,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int
     return db, expected
 
 
+# a label student on hashed-word features: fast, no embedding model
+HEAD = ("--student", "head", "--embedder", "hashed-words")
+
+
 def run(*args: str) -> Any:
     return CliRunner().invoke(cli, ["distill", *args])
 
@@ -138,18 +142,7 @@ def test_head_student_from_the_gateway_store(
 ) -> None:
     db, expected = store
     out = tmp_path / "runs" / "intent"
-    r = run(
-        "--traces",
-        f"sqlite:///{db}",
-        "--task",
-        "intent",
-        "--student",
-        "head",
-        "--embedder",
-        "hashed-words",
-        "--out",
-        str(out),
-    )
+    r = run("--traces", f"sqlite:///{db}", "--task", "intent", *HEAD, "--out", str(out))
     assert r.exit_code == 0, r.output
     report = json.loads((out / "report.json").read_text())
     sel = report["selection"]
@@ -171,7 +164,7 @@ def test_store_options_named_teacher_kept_redactions_and_min_score(
     store: tuple[Path, dict[str, int]], tmp_path: Path
 ) -> None:
     db, expected = store
-    base = ["--traces", str(db), "--student", "head", "--embedder", "hashed-words"]
+    base = ["--traces", str(db), *HEAD]
     r = run(*base, "--task", "intent", "--redacted", "keep", "--out", str(tmp_path / "k"))
     assert r.exit_code == 0, r.output
     sel = json.loads((tmp_path / "k" / "report.json").read_text())["selection"]
@@ -206,21 +199,8 @@ def test_jsonl_file_and_the_from_traces_subcommand(tmp_path: Path) -> None:
         )
     )
     out = tmp_path / "j"
-    r = run(
-        "from-traces",
-        "--traces",
-        str(f),
-        "--task",
-        "intent",
-        "--student",
-        "head",
-        "--embedder",
-        "hashed-words",
-        "--min-score",
-        "0.5",
-        "--out",
-        str(out),
-    )
+    r = run("from-traces", "--traces", str(f), "--task", "intent", *HEAD,
+            "--min-score", "0.5", "--out", str(out))
     assert r.exit_code == 0, r.output
     report = json.loads((out / "report.json").read_text())
     assert report["source_kind"] == "jsonl" and report["selection"]["below_min_score"] == 150
