@@ -55,6 +55,13 @@ def test_smollm2_teacher_labels_from_the_list_and_caches(
     assert [json.loads(line)["text"] for line in lines] == queries
     fresh = LocalLLMTeacher(teacher_model_path("smollm2"), labels, task="bank queries")
     assert fresh.label(queries) == first and fresh._state is None  # from the cache
+    # Narrowed to the nearest intent name (k=1) the answer can only be that intent.
+    from duetto.distill.synthetic import HashedWords
+
+    narrow = LocalLLMTeacher(
+        teacher_model_path("smollm2"), labels, candidates=1, embedder=HashedWords()
+    )
+    assert narrow.label(["my pin is blocked"]) == ["pin_blocked"]
 
 
 @pytest.mark.local_model
@@ -93,7 +100,7 @@ def test_gold_loop_on_banking77_cuts_llm_calls() -> None:
     from duetto.distill.teachers import GoldTeacher
 
     ds = load_dataset("banking77")
-    teacher = GoldTeacher({e.text: e.label for e in (*ds.train, *ds.test)})
+    teacher = GoldTeacher(ds.gold_labels())
     cfg = LoopConfig(train=300, rounds=2, calib=200, test=300, traffic=1000)
     result = run_rounds(ds, teacher, lambda: HeadStudent(ds.labels), cfg)
     first, last = result.rounds[0], result.rounds[-1]

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 def test_ray_and_local_paths_give_the_same_rounds() -> None:
     ds = synthetic(n_train=900, n_test=200, oos=True)
-    teacher = GoldTeacher({e.text: e.label for e in (*ds.train, *ds.test)})
+    teacher = GoldTeacher(ds.gold_labels())
     cfg = LoopConfig(train=200, rounds=2, calib=150, traffic=700, target=Target("quality", 0.9))
 
     def make() -> HeadStudent:

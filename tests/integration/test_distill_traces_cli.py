@@ -236,6 +236,20 @@ def test_the_group_keeps_its_subcommands() -> None:
     assert r.exit_code != 0  # the subcommand ran (and refused its input), not the callback
 
 
+def test_rounds_refuses_bad_audit_options(tmp_path: Path) -> None:
+    folder = tmp_path / "banking77"
+    folder.mkdir()
+    (folder / "train.csv").write_text("text,category\nwhere is my card,card_arrival\n")
+    (folder / "test.csv").write_text("text,category\ncard not here,card_arrival\n")
+    common = ("rounds", "--dataset", "banking77", "--data-dir", str(tmp_path))
+    r = run(*common, "--calib-source", "validation")
+    assert r.exit_code == 2 and "has no validation split" in r.output
+    r = run(*common, "--oos-escalation", "1.5")
+    assert r.exit_code == 2 and "between 0 and 1" in r.output
+    r = run(*common, "--calib-source", "dev")
+    assert r.exit_code == 2 and "auto, validation or train" in r.output
+
+
 def _missing(*modules: str) -> list[str]:
     return [m for m in modules if importlib.util.find_spec(m) is None]
 

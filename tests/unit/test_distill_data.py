@@ -63,6 +63,23 @@ def test_clinc150_adds_out_of_scope_splits(tmp_path: Path) -> None:
     assert ds.out_of_scope == "oos" and ds.all_labels[-1] == "oos"
     assert [e.label for e in ds.test] == ["translate", "oos"]
     assert ds.is_out_of_scope("oos") and not ds.is_out_of_scope("time")
+    assert ds.validation == ()  # this file has no validation split: the loop audits on train
+    assert ds.gold_labels()["who won the game"] == "oos"
+
+
+def test_clinc150_reads_its_validation_split(tmp_path: Path) -> None:
+    splits = {
+        "train": [["say hi in french", "translate"]],
+        "oos_train": [["how is the dow", "oos"]],
+        "val": [["translate dog", "translate"]],
+        "oos_val": [["best pizza near me", "oos"]],
+        "test": [["translate cat", "translate"]],
+        "oos_test": [["who won the game", "oos"]],
+    }
+    (tmp_path / "data_full.json").write_text(json.dumps(splits))
+    ds = load_clinc150(tmp_path)
+    assert [e.label for e in ds.validation] == ["translate", "oos"]
+    assert ds.gold_labels()["best pizza near me"] == "oos"
 
 
 def test_unknown_dataset_and_missing_folder(tmp_path: Path) -> None:

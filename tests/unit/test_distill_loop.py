@@ -12,16 +12,19 @@ import numpy as np
 import pytest
 
 from duetto.calibrate import Operating, Target, choose_threshold
-from duetto.distill.data import Example, IntentDataset
+from duetto.distill.data import Example, IntentDataset, sample
 from duetto.distill.loop import (
     LoopConfig,
     answers_locally,
+    audit_sample,
     better_than_deployed,
     calibrate,
     escalation_scores,
+    oos_floor,
     paired_margin,
     run_rounds,
     score_round,
+    split_data,
     with_margin,
 )
 from duetto.distill.ray_exec import LocalExecutor
@@ -31,7 +34,7 @@ from duetto.distill.teachers import GoldTeacher
 
 
 def gold_of(ds: IntentDataset) -> GoldTeacher:
-    return GoldTeacher({e.text: e.label for e in (*ds.train, *ds.test)})
+    return GoldTeacher(ds.gold_labels())
 
 
 def test_escalation_scores_put_out_of_scope_below_any_threshold() -> None:
@@ -285,3 +288,67 @@ def test_paired_margin_holds_the_target_where_the_proportion_margin_does_not() -
         fails["paired"] += true_ratio(t_paired) < fraction
     assert fails["paired"] <= 0.2 * 60
     assert fails["proportion"] >= 0.25 * 60
+
+
+def test_oos_floor_escalates_the_asked_share_of_out_of_scope_queries() -> None:
+    scores = np.array([0.1, 0.5, 0.9, -1.0, 0.99])
+    is_oos = np.array([True, True, True, True, False])
+    t = oos_floor(scores, is_oos, 0.75)  # 3 of the 4 out-of-scope queries: -1, 0.1 and 0.5
+    assert ((scores < t) & is_oos).sum() == 3 and t <= 0.9
+    assert oos_floor(scores, is_oos, 1.0) > 0.9
+    assert oos_floor(scores, is_oos, 0.0) == 0.0
+    assert oos_floor(scores, np.zeros(5, dtype=bool), 0.9) == 0.0
+    assert oos_floor(np.array([-1.0, -1.0]), np.array([True, True]), 1.0) == 0.0
+
+
+@pytest.mark.parametrize("reference", [None, "gold"])
+def test_calibration_never_goes_below_the_out_of_scope_floor(reference: str | None) -> None:
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0, 1, 300)
+    teacher = ["a"] * 300
+    predicted = ["a" if rng.uniform() < c else "b" for c in conf]
+    ref = teacher if reference else None
+    free, _ = calibrate(conf, predicted, teacher, Target("quality", 0.5), z=0.0, reference=ref)
+    floored, op = calibrate(
+        conf, predicted, teacher, Target("quality", 0.5), 0.0, ref, min_threshold=free + 0.2
+    )
+    assert floored >= free + 0.2
+    assert op.llm_share == pytest.approx(float((conf < floored).mean()))
+
+
+def test_the_audit_sample_mirrors_the_test_sets_out_of_scope_share() -> None:
+    ds = synthetic(oos=True, n_val=400)
+    cfg = LoopConfig(calib=200, traffic=900)
+    traffic, calib, test = split_data(ds, cfg)
+    assert len(calib) == 200 and set(calib) <= set(ds.validation)
+    test_share = sum(e.label == "oos" for e in test) / len(test)
+    assert sum(e.label == "oos" for e in calib) == round(test_share * 200)
+    assert len(traffic) == 900 and traffic == split_data(ds, replace(cfg, calib=50))[0]
+    chosen = audit_sample(ds, replace(cfg, calib_oos_share=0.05), test)
+    assert sum(e.label == "oos" for e in chosen) == 10
+    # Without a validation split the audit comes from train, disjoint from the traffic.
+    t2, c2, _ = split_data(ds, replace(cfg, calib_source="train"))
+    shuffled = sample(ds.train, None, cfg.seed)
+    assert c2 == shuffled[:200] and t2 == shuffled[200:1100]
+    with pytest.raises(ValueError, match="no validation split"):
+        split_data(synthetic(), replace(cfg, calib_source="validation"))
+
+
+def test_rounds_escalate_the_out_of_scope_share_the_audit_asks_for() -> None:
+    ds = synthetic(oos=True, n_val=400)
+    cfg = LoopConfig(
+        train=300,
+        rounds=2,
+        calib=200,
+        traffic=900,
+        target=Target("quality", 0.8),
+        oos_escalation=0.95,
+        calib_reference="gold",
+    )
+    make = lambda: HeadStudent(ds.labels, embedder=HashedWords())  # noqa: E731
+    result = run_rounds(ds, gold_of(ds), make, cfg, LocalExecutor())
+    assert result.config["calib_source"] == "validation"
+    assert result.config["calib_out_of_scope"] > 0
+    deployed = [r for r in result.rounds[1:] if r.deployed_round]
+    assert deployed and all(r.calib_oos_escalated >= 0.95 for r in deployed)
+    assert deployed[-1].oos_escalated >= 0.8

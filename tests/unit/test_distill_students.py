@@ -31,6 +31,48 @@ def test_head_learns_the_synthetic_intents_and_round_trips(tmp_path: Path) -> No
     assert label_text("card_arrival") == "card arrival"
 
 
+def test_head_novelty_lowers_confidence_on_queries_unlike_its_examples() -> None:
+    ds = synthetic(n_train=400, n_test=300, oos=True)
+    # Teach it without the off-topic examples: the softmax alone is still sure of some of them.
+    train = [e for e in ds.train if e.label != "oos"]
+    plain = HeadStudent(ds.labels, embedder=HashedWords())
+    aware = HeadStudent(ds.labels, embedder=HashedWords(), novelty=True, out_of_scope="oos")
+    for student in (plain, aware):
+        student.fit([e.text for e in train], [e.label for e in train])
+    texts = [e.text for e in ds.test]
+    off = np.array([e.label == "oos" for e in ds.test])
+    labels_p, conf_p = plain.predict(texts)
+    labels_a, conf_a = aware.predict(texts)
+    assert labels_p == labels_a  # the same answers, only the confidence changes
+    assert all(a <= p + 1e-9 for a, p in zip(conf_a, conf_p, strict=True))
+
+    def gap(conf: list[float]) -> float:  # in-scope minus off-topic mean confidence
+        c = np.array(conf)
+        return float(c[~off].mean() - c[off].mean())
+
+    assert gap(conf_a) > gap(conf_p)
+    # Traces labelled out-of-scope are not "known" examples.
+    aware.fit([e.text for e in ds.train], [e.label for e in ds.train])
+    assert aware.known is not None and len(aware.known) == len(train) + len(ds.labels)
+
+
+def test_head_verifier_drops_traces_whose_label_is_far_from_the_query() -> None:
+    ds = synthetic(n_train=400, n_test=200)
+    texts = [e.text for e in ds.train]
+    # A noisy teacher: every fourth trace gets the alphabetically next intent.
+    noisy = [
+        ds.labels[(ds.labels.index(e.label) + 1) % 4] if i % 4 == 0 else e.label
+        for i, e in enumerate(ds.train)
+    ]
+    checked = HeadStudent(ds.labels, embedder=HashedWords(), verify_k=2)
+    checked.fit(texts, noisy)
+    assert checked.kept is not None and 0 < checked.dropped == (~checked.kept).sum()
+    right = np.array([n == e.label for n, e in zip(noisy, ds.train, strict=True)])
+    # The verifier keeps a cleaner set than the teacher gave.
+    assert right[checked.kept].mean() > right.mean()
+    assert HeadStudent(ds.labels, embedder=HashedWords()).dropped == 0
+
+
 def test_head_needs_fit_and_two_labels() -> None:
     with pytest.raises(RuntimeError):
         HeadStudent(embedder=HashedWords()).predict(["x"])

@@ -74,6 +74,25 @@ def test_local_teacher_answers_from_its_cache_without_loading(
     assert LocalLLMTeacher(model, ["a", "c"]).cache_path() != path
 
 
+def test_candidates_narrow_the_choice_to_the_nearest_intent_names(tmp_path: Path) -> None:
+    from duetto.distill.synthetic import HashedWords
+
+    labels = ["card_arrival", "exchange_rate", "pin_blocked", "top_up_failed"]
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"x")
+    narrow = LocalLLMTeacher(
+        model, labels, out_of_scope="oos", candidates=2, embedder=HashedWords()
+    )
+    (short,) = narrow.shortlist(["my pin is blocked"])
+    assert len(short) == 3 and short[0] == "pin_blocked" and short[-1] == "oos"
+    assert narrow.name.endswith("+top2")
+    wide = LocalLLMTeacher(model, labels, out_of_scope="oos")
+    assert wide.shortlist(["q"]) == [[*labels, "oos"]]
+    # Narrowing changes the answers, so it is another cache.
+    assert narrow.cache_path() != wide.cache_path()
+    assert LocalLLMTeacher(model, labels, candidates=9).candidates == 0  # k >= labels: all
+
+
 def test_local_teacher_fails_clearly_without_weights(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable):
         teacher_model_path(str(tmp_path / "missing.gguf"))

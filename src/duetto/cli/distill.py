@@ -32,17 +32,18 @@ TASK_HINTS = {
 }
 
 
-def _teacher(kind: str, model: str, ds: Any) -> Any:
+def _teacher(kind: str, model: str, ds: Any, candidates: int = 0) -> Any:
     from duetto.distill.teachers import GoldTeacher, LocalLLMTeacher, teacher_model_path
 
     if kind == "gold":
-        return GoldTeacher({e.text: e.label for e in (*ds.train, *ds.test)})
+        return GoldTeacher(ds.gold_labels())
     if kind == "local":
         return LocalLLMTeacher(
             teacher_model_path(model),
             ds.labels,
             task=TASK_HINTS.get(ds.name, "user queries"),
             out_of_scope=ds.out_of_scope,
+            candidates=candidates,
         )
     raise typer.BadParameter(f"unknown teacher {kind!r}: gold or local")
 
@@ -51,7 +52,13 @@ def _student_factory(kind: str, ds: Any, options: dict[str, Any]) -> Any:
     if kind == "head":
         from duetto.distill.students.head import HeadStudent
 
-        return lambda: HeadStudent(ds.labels)
+        return lambda: HeadStudent(
+            ds.labels,
+            novelty=options["novelty"],
+            out_of_scope=ds.out_of_scope,
+            anchor_weight=options["anchor_weight"],
+            verify_k=options["verify_k"],
+        )
     if kind == "fewshot":
         from duetto.distill.students.fewshot import FewShotStudent
 
@@ -67,6 +74,10 @@ def rounds(
     teacher_model: Annotated[
         str, typer.Option(help="local teacher: standin, smollm2 or a GGUF path")
     ] = "standin",
+    teacher_candidates: Annotated[
+        int,
+        typer.Option(help="local teacher: choose among the K intents nearest the query (0: all)"),
+    ] = 0,
     student: Annotated[str, typer.Option(help="head or fewshot")] = "head",
     train: Annotated[int, typer.Option(help="teacher labels the student learns from")] = 1000,
     n_rounds: Annotated[int, typer.Option("--rounds", help="rounds after round 0")] = 3,
@@ -80,6 +91,16 @@ def rounds(
     calib_reference: Annotated[
         str, typer.Option(help="teacher, or gold: the audit sample is human-labelled")
     ] = "teacher",
+    calib_source: Annotated[
+        str, typer.Option(help="audit sample from: auto (validation if any), validation, train")
+    ] = "auto",
+    calib_oos_share: Annotated[
+        float | None,
+        typer.Option(help="out-of-scope share of a validation audit sample (default: the test's)"),
+    ] = None,
+    oos_escalation: Annotated[
+        float, typer.Option(help="least share of the audit's out-of-scope queries to escalate")
+    ] = 0.9,
     gate: Annotated[
         bool,
         typer.Option(
@@ -88,6 +109,21 @@ def rounds(
         ),
     ] = True,
     shots: Annotated[int, typer.Option(help="fewshot: demonstrations per query")] = 8,
+    novelty: Annotated[
+        bool | None,
+        typer.Option(
+            "--novelty/--no-novelty",
+            help="head: scale confidence by similarity to known examples (default: on for "
+            "datasets with out-of-scope queries)",
+        ),
+    ] = None,
+    anchor_weight: Annotated[
+        float, typer.Option(help="head: weight of each intent name against one trace")
+    ] = 1.0,
+    verify_k: Annotated[
+        int,
+        typer.Option(help="head: train only on traces labelled one of the K nearest intent names"),
+    ] = 0,
     seed: int = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the rounds here")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG of LLM-call share and quality")] = None,
@@ -104,7 +140,17 @@ def rounds(
         raise typer.BadParameter("--traces must be escalated or all")
     if calib_reference not in ("teacher", "gold"):
         raise typer.BadParameter("--calib-reference must be teacher or gold")
+    if calib_source not in ("auto", "train", "validation"):
+        raise typer.BadParameter("--calib-source must be auto, validation or train")
+    for name, value in (
+        ("--calib-oos-share", calib_oos_share),
+        ("--oos-escalation", oos_escalation),
+    ):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise typer.BadParameter(f"{name} must be between 0 and 1, got {value}")
     ds = load_dataset(dataset, data_dir)
+    if calib_source == "validation" and not ds.validation:
+        raise typer.BadParameter(f"--calib-source validation: {ds.name} has no validation split")
     cfg = LoopConfig(
         train=train,
         rounds=n_rounds,
@@ -114,6 +160,9 @@ def rounds(
         traffic=traffic,
         traces=traces,  # type: ignore[arg-type]
         calib_reference=calib_reference,  # type: ignore[arg-type]
+        calib_source=calib_source,  # type: ignore[arg-type]
+        calib_oos_share=calib_oos_share,
+        oos_escalation=oos_escalation,
         gate=gate,
         seed=seed,
     )
@@ -121,8 +170,17 @@ def rounds(
     try:
         result = run_rounds(
             ds,
-            _teacher(teacher, teacher_model, ds),
-            _student_factory(student, ds, {"shots": shots}),
+            _teacher(teacher, teacher_model, ds, teacher_candidates),
+            _student_factory(
+                student,
+                ds,
+                {
+                    "shots": shots,
+                    "novelty": ds.out_of_scope is not None if novelty is None else novelty,
+                    "anchor_weight": anchor_weight,
+                    "verify_k": verify_k,
+                },
+            ),
             cfg,
             executor,
             log=lambda msg: typer.echo(msg, err=True),

@@ -4,8 +4,11 @@ Both are label tasks: a short customer/assistant query and one intent name. clin
 out-of-scope queries (label "oos"): a deployed small model must not answer them; they escalate.
 Formats (see each folder's SOURCE.md):
   banking77/{train.csv,test.csv} with columns text,category; categories.json lists 77 intents.
-  clinc150/data_full.json maps a split name to [utterance, intent] pairs (train, test, oos_train,
-  oos_test, ...).
+  clinc150/data_full.json maps a split name to [utterance, intent] pairs (train, val, test,
+  oos_train, oos_val, oos_test).
+A dataset may carry a validation split (clinc150: val + oos_val), disjoint from train and test:
+the distillation loop draws its held-out audit sample from it, so that the audit can hold
+out-of-scope queries in the share the test traffic has (the training split holds only 0.7%).
 """
 
 from __future__ import annotations
@@ -36,9 +39,14 @@ class IntentDataset:
     train: tuple[Example, ...]
     test: tuple[Example, ...]
     out_of_scope: str | None = None  # the label of queries that must escalate, if any
+    validation: tuple[Example, ...] = ()  # disjoint from train and test; may be empty
 
     def is_out_of_scope(self, label: str) -> bool:
         return self.out_of_scope is not None and label == self.out_of_scope
+
+    def gold_labels(self) -> dict[str, str]:
+        """Every query's gold label, over all splits (what a gold teacher replays)."""
+        return {e.text: e.label for e in (*self.train, *self.validation, *self.test)}
 
     @property
     def all_labels(self) -> tuple[str, ...]:
@@ -107,8 +115,12 @@ def load_clinc150(folder: str | Path, variant: str = "data_full.json") -> Intent
         return tuple(out)
 
     train, test = pairs("train", "oos_train"), pairs("test", "oos_test")
+    # Older files of the dataset have no validation split: the loop then audits on train.
+    validation = pairs("val", "oos_val") if {"val", "oos_val"} <= set(splits) else ()
     labels = sorted({e.label for e in train} - {OOS_LABEL})
-    return IntentDataset("clinc150", tuple(labels), train, test, out_of_scope=OOS_LABEL)
+    return IntentDataset(
+        "clinc150", tuple(labels), train, test, out_of_scope=OOS_LABEL, validation=validation
+    )
 
 
 def sample(examples: Sequence[Example], n: int | None, seed: int = 0) -> list[Example]:

@@ -13,6 +13,14 @@ system (student where it answered, teacher elsewhere), the teacher's own quality
 student's accuracy everywhere.
 Queries the student labels out-of-scope always escalate: the small model never answers them.
 
+The audit sample. It certifies the traffic the deployed system will serve, so it should look
+like that traffic: a dataset with a validation split (clinc150) is audited on it, with its
+out-of-scope queries in the share the test traffic has (`calib_oos_share`; clinc150's training
+split holds 0.7% of them, its test set 18%). Where the audit holds out-of-scope queries (by the
+reference labels: the human audit's, else the teacher's), the threshold must also escalate at
+least `oos_escalation` of them: a policy floor (`oos_floor`), since the quality target alone
+need not care where the teacher, too, is wrong on them.
+
 Champion/challenger gating (`gate=True`, the default): a round's newly trained student (the
 candidate) replaces the deployed one only if, on the held-out audit sample and never on the test
 set, its calibrated operating point is better by the metric the loop optimises (for a quality
@@ -56,6 +64,11 @@ class LoopConfig:
     calib_reference: Literal["teacher", "gold"] = "teacher"  # gold: a human-labelled audit set
     gate: bool = True  # deploy a round's student only if it beats the deployed one (held-out)
     margin_z: float = 1.28  # one-sided margin of the quality target (1.28: 90%)
+    # Where the audit sample comes from: "validation" (the dataset's validation split), "train"
+    # (disjoint from the traffic), "auto": validation when the dataset has one.
+    calib_source: Literal["auto", "train", "validation"] = "auto"
+    calib_oos_share: float | None = None  # out-of-scope share of a validation audit; None: test's
+    oos_escalation: float = 0.9  # least share of the audit's out-of-scope queries to escalate
     seed: int = 0
 
 
@@ -73,6 +86,7 @@ class RoundRecord:
     calib_quality: float | None = None  # agreement with the teacher on held-out data
     calib_llm_share: float | None = None
     calib_margin: float | None = None  # the quality margin (absolute) the threshold had to clear
+    calib_oos_escalated: float | None = None  # audit out-of-scope queries escalated (reference)
     # Gating: the round whose student is deployed after this round (0: none, all to the LLM),
     # whether this round's candidate was deployed, and the candidate's held-out operating point.
     # threshold / calib_* / student_* / test scores are those of the deployed system.
@@ -143,6 +157,7 @@ def calibrate(
     target: Target,
     z: float = 1.28,
     reference: Sequence[str] | None = None,
+    min_threshold: float = 0.0,
 ) -> tuple[float, Operating]:
     """The threshold meeting `target` on held-out data where only the teacher's labels are known:
     quality of a local answer = agreement with the teacher; an escalated one is the teacher's.
@@ -151,9 +166,12 @@ def calibrate(
     With `reference` (e.g. a small human-labelled audit sample), quality is measured against it
     instead, for the student and the teacher alike: a quality target then reads "F x the
     teacher's own quality", which a noisy teacher needs, and the margin is that of the paired
-    difference (see `calibrate_paired`)."""
+    difference (see `calibrate_paired`). `min_threshold` is a floor the threshold may not go
+    below (`oos_floor`)."""
     if reference is not None and target.kind == "quality":
-        return calibrate_paired(scores, predicted, teacher_labels, reference, target.value, z)
+        return calibrate_paired(
+            scores, predicted, teacher_labels, reference, target.value, z, min_threshold
+        )
     pred, teach = np.asarray(predicted), np.asarray(teacher_labels)
     ref = teach if reference is None else np.asarray(reference)
     agree = (pred == ref).astype(float)
@@ -168,7 +186,32 @@ def calibrate(
         with_margin(target, n, z),
     )
     # -inf means "answer everything": 0 still escalates the out-of-scope predictions (score -1).
-    return max(op.threshold, 0.0), op
+    threshold = max(op.threshold, 0.0, min_threshold)
+    if threshold != op.threshold:  # escalating more only moves the system toward the teacher
+        op = operating_at(np.asarray(scores), threshold, agree, (teach == ref).astype(float))
+    return threshold, op
+
+
+def oos_floor(scores: np.ndarray, is_oos: np.ndarray, share: float) -> float:
+    """The least threshold that escalates at least `share` of the out-of-scope queries (a query
+    escalates when its score is below the threshold). 0.0 when there are none: scores of
+    out-of-scope *predictions* are -1 and escalate at any threshold >= 0."""
+    s = np.sort(np.asarray(scores, dtype=float)[np.asarray(is_oos, dtype=bool)])
+    k = math.ceil(share * len(s) - 1e-9)
+    if len(s) == 0 or k <= 0:
+        return 0.0
+    # Escalating the k lowest scores: a threshold just above the k-th lowest.
+    return max(0.0, float(np.nextafter(s[k - 1], math.inf)))
+
+
+def operating_at(
+    scores: np.ndarray, threshold: float, q_student: np.ndarray, q_teacher: np.ndarray
+) -> Operating:
+    """The operating point of one threshold (cost: 1 per escalated query, per 1,000)."""
+    local = np.asarray(scores, dtype=float) >= threshold
+    share = float(1.0 - local.mean()) if len(local) else 1.0
+    quality = float(np.where(local, q_student, q_teacher).mean()) if len(local) else 0.0
+    return Operating(threshold, quality, share, share * 1000)
 
 
 def margin_of(target: Target, n: int, z: float) -> float:
@@ -183,9 +226,11 @@ def calibrate_paired(
     reference: Sequence[str],
     fraction: float,
     z: float = 1.28,
+    min_threshold: float = 0.0,
 ) -> tuple[float, Operating]:
-    """The cheapest threshold whose system quality is >= `fraction` x the teacher's, both against
-    `reference`, with a one-sided margin of z standard errors of the *paired difference*.
+    """The cheapest threshold >= `min_threshold` whose system quality is >= `fraction` x the
+    teacher's, both against `reference`, with a one-sided margin of z standard errors of the
+    *paired difference*.
 
     Per held-out query, d = [system right] - fraction x [teacher right] (the system is the
     student where it answers, the teacher elsewhere); the threshold passes when
@@ -203,7 +248,8 @@ def calibrate_paired(
     q_student = (pred == ref).astype(float)
     q_teacher = (teach == ref).astype(float)
     best: tuple[float, float, float] | None = None  # (local share, quality, threshold)
-    for t in [*np.unique(s[s >= 0]).tolist(), math.inf]:
+    floor = max(min_threshold, 0.0)
+    for t in [floor, *np.unique(s[s >= floor]).tolist(), math.inf]:
         local = s >= t
         q_sys = np.where(local, q_student, q_teacher)
         d = q_sys - fraction * q_teacher
@@ -279,12 +325,40 @@ def score_round(
 def split_data(
     ds: IntentDataset, cfg: LoopConfig
 ) -> tuple[list[Example], list[Example], list[Example]]:
-    """(traffic, held-out audit sample, test): traffic and audit are disjoint parts of train."""
+    """(traffic, held-out audit sample, test). Traffic comes from train; the audit sample from
+    the validation split (see `audit_sample`) or, without one, from the part of train the
+    traffic does not use."""
     shuffled = sample(ds.train, None, cfg.seed)
-    calib = shuffled[: cfg.calib]
-    traffic = shuffled[cfg.calib : cfg.calib + cfg.traffic]
     test = stratified_sample(ds.test, cfg.test, cfg.seed + 1)
-    return traffic, calib, test
+    if audit_source(ds, cfg) == "validation":
+        return shuffled[: cfg.traffic], audit_sample(ds, cfg, test), test
+    return shuffled[cfg.calib : cfg.calib + cfg.traffic], shuffled[: cfg.calib], test
+
+
+def audit_source(ds: IntentDataset, cfg: LoopConfig) -> Literal["train", "validation"]:
+    if cfg.calib_source == "validation" and not ds.validation:
+        raise ValueError(f"{ds.name} has no validation split to draw the audit sample from")
+    if cfg.calib_source == "auto":
+        return "validation" if ds.validation else "train"
+    return cfg.calib_source
+
+
+def audit_sample(ds: IntentDataset, cfg: LoopConfig, test: Sequence[Example]) -> list[Example]:
+    """`cfg.calib` validation queries; with out-of-scope queries in the share `calib_oos_share`
+    (None: the test set's share), the rest a label-stratified sample of the in-scope ones."""
+    pool = list(ds.validation)
+    if ds.out_of_scope is None:
+        return stratified_sample(pool, cfg.calib, cfg.seed + 2)
+    oos = [e for e in pool if ds.is_out_of_scope(e.label)]
+    in_scope = [e for e in pool if not ds.is_out_of_scope(e.label)]
+    share = cfg.calib_oos_share
+    if share is None:
+        share = sum(ds.is_out_of_scope(e.label) for e in test) / max(1, len(test))
+    n_oos = min(len(oos), round(share * cfg.calib))
+    picked = sample(oos, n_oos, cfg.seed + 2) + stratified_sample(
+        in_scope, cfg.calib - n_oos, cfg.seed + 2
+    )
+    return sample(picked, None, cfg.seed + 3)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -305,6 +379,7 @@ def run_rounds(
         raise ValueError(f"only {len(traffic)} traffic queries for {cfg.train} traces")
     test_texts, gold = [e.text for e in test], [e.label for e in test]
     calib_texts = [e.text for e in calib]
+    calib_gold = [e.label for e in calib]
 
     t0 = time.perf_counter()
     log(f"teacher {teacher.name}: labelling {len(test)} test and {len(calib)} held-out queries")
@@ -316,7 +391,12 @@ def run_rounds(
         teacher=teacher.name,
         upper_bound=teacher.upper_bound,
         student=make_student().name,
-        config={**asdict(cfg), "target": str(cfg.target)},
+        config={
+            **asdict(cfg),
+            "target": str(cfg.target),
+            "calib_source": audit_source(ds, cfg),
+            "calib_out_of_scope": sum(ds.is_out_of_scope(g) for g in calib_gold),
+        },
     )
     result.rounds.append(
         RoundRecord(
@@ -333,7 +413,11 @@ def run_rounds(
 
     trace_texts: list[str] = []
     trace_labels: list[str] = []
-    calib_ref = [e.label for e in calib] if cfg.calib_reference == "gold" else None
+    calib_ref = calib_gold if cfg.calib_reference == "gold" else None
+    # The audit's out-of-scope queries, by the reference the threshold is calibrated against.
+    calib_oos = np.asarray(
+        [ds.is_out_of_scope(label) for label in (calib_ref or teacher_calib)], dtype=bool
+    )
     deployed: _Deployed | None = None  # None: no student, every query goes to the LLM
     pos = 0
     for rnd in range(1, cfg.rounds + 1):
@@ -356,8 +440,9 @@ def run_rounds(
         student.fit(trace_texts, trace_labels)
         calib_pred, calib_conf = predict_all(ex, student, calib_texts)
         calib_scores = escalation_scores(calib_conf, calib_pred, oos)
+        floor = oos_floor(calib_scores, calib_oos, cfg.oos_escalation)
         threshold, op = calibrate(
-            calib_scores, calib_pred, teacher_calib, cfg.target, cfg.margin_z, calib_ref
+            calib_scores, calib_pred, teacher_calib, cfg.target, cfg.margin_z, calib_ref, floor
         )
         if calib_ref is not None and cfg.target.kind == "quality":
             margin = paired_margin(
@@ -376,7 +461,10 @@ def run_rounds(
         )
         if deploy:
             test_pred, test_conf = predict_all(ex, student, test_texts)
-            deployed = _Deployed(rnd, student, threshold, op, margin, test_pred, test_conf)
+            oos_esc = (
+                float((calib_scores[calib_oos] < threshold).mean()) if calib_oos.any() else None
+            )
+            deployed = _Deployed(rnd, student, threshold, op, margin, oos_esc, test_pred, test_conf)
         if deployed is None:
             s = score_round(np.full(len(test), -1.0), 0.0, teacher_test, teacher_test, gold, oos)
             s["student_accuracy"] = s["student_agreement"] = None
@@ -402,6 +490,7 @@ def run_rounds(
             calib_quality=deployed.op.quality if deployed else None,
             calib_llm_share=deployed.op.llm_share if deployed else 1.0,
             calib_margin=deployed.margin if deployed else None,
+            calib_oos_escalated=deployed.oos_escalated if deployed else None,
             deployed_round=deployed.round if deployed else 0,
             candidate_deployed=deploy,
             candidate_threshold=threshold,
@@ -432,6 +521,7 @@ class _Deployed:
     threshold: float
     op: Operating
     margin: float
+    oos_escalated: float | None  # on the audit sample
     test_pred: list[str]
     test_conf: list[float]
 

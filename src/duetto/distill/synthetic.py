@@ -36,10 +36,11 @@ class HashedWords:
 
 
 def synthetic(
-    n_train: int = 1200, n_test: int = 300, oos: bool = False, seed: int = 7
+    n_train: int = 1200, n_test: int = 300, oos: bool = False, seed: int = 7, n_val: int = 0
 ) -> IntentDataset:
     """Four intents from key words; 30% of queries borrow another intent's key word (so a student
-    is sometimes unsure); with `oos`, 15% are off-topic queries labelled "oos"."""
+    is sometimes unsure); with `oos`, 15% are off-topic queries labelled "oos". `n_val` > 0 adds
+    a validation split of that size."""
     rng = random.Random(seed)
 
     def make(n: int) -> tuple[Example, ...]:
@@ -56,6 +57,8 @@ def synthetic(
             rows.append(Example(" ".join([*keys, *rng.sample(FILLER, 3)]), label))
         return tuple(rows)
 
+    train, test = make(n_train), make(n_test)
+    validation = make(n_val) if n_val else ()
     return IntentDataset(
-        "synthetic", tuple(sorted(INTENTS)), make(n_train), make(n_test), "oos" if oos else None
+        "synthetic", tuple(sorted(INTENTS)), train, test, "oos" if oos else None, validation
     )

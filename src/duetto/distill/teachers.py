@@ -9,6 +9,10 @@
   may only follow token paths that spell a label, greedily, until one label remains. Answers are
   cached on disk under ~/.cache/duetto/distill/ (override with DUETTO_CACHE), keyed by model file,
   label list and prompt, so the ~1 s/query labelling is paid once.
+  `candidates=k` narrows each choice to the k intents whose names are most similar to the query
+  (MiniLM sentence embeddings), plus the out-of-scope label: retrieve, then let the LLM choose,
+  as intent classifiers built on LLMs do. The prompt still lists every label (the same cached
+  prefix); only the token paths the decoding may follow change.
 
 Teachers are plain picklable objects with a blocking `label(texts)`: labelling is a batch job
 (possibly on Ray workers, see ray_exec), not a request path.
@@ -115,12 +119,18 @@ class LocalLLMTeacher:
         out_of_scope: str | None = None,
         n_threads: int = 2,
         use_cache: bool = True,
+        candidates: int = 0,
+        embedder: Any = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.labels = list(labels)
         self.out_of_scope = out_of_scope
         self.system = label_prompt(self.labels, task, out_of_scope)
-        self.name = f"local:{self.model_path.stem}"
+        self.candidates = candidates if 0 < candidates < len(self.labels) else 0
+        suffix = f"+top{self.candidates}" if self.candidates else ""
+        self.name = f"local:{self.model_path.stem}{suffix}"
+        self._embedder = embedder  # ranks the candidates; default: duetto's MiniLM
+        self._label_vectors: Any = None
         self.n_threads = n_threads
         self.use_cache = use_cache
         self._state: Any = None  # (llama, prefix_len, trie, suffix): rebuilt after unpickling
@@ -129,6 +139,8 @@ class LocalLLMTeacher:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_state"], state["_lock"] = None, None
+        # The embedder is heavy: the receiver loads its own.
+        state["_embedder"] = state["_label_vectors"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -144,6 +156,7 @@ class LocalLLMTeacher:
         h = hashlib.sha256(
             json.dumps(
                 [self.model_path.name, st.st_size if st else 0, self.system, PROMPT_VERSION]
+                + ([f"top{self.candidates}:{self._embedder_name()}"] if self.candidates else [])
             ).encode()
         ).hexdigest()[:20]
         return cache_root() / f"teacher-{self.model_path.stem}-{h}.jsonl"
@@ -164,18 +177,39 @@ class LocalLLMTeacher:
         with self._lock:
             known = self._read_cache()
             todo = list(dict.fromkeys(t for t in texts if t not in known))
+            allowed = dict(zip(todo, self.shortlist(todo), strict=True)) if todo else {}
             if todo and not self.use_cache:
-                known.update((text, self._label_one(text)) for text in todo)
+                known.update((text, self._label_one(text, allowed[text])) for text in todo)
             elif todo:
                 path = self.cache_path()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with path.open("a", encoding="utf-8") as fh:
                     for text in todo:
-                        known[text] = self._label_one(text)
+                        known[text] = self._label_one(text, allowed[text])
                         # Appended one by one: a long run killed half way resumes from here.
                         fh.write(json.dumps({"text": text, "label": known[text]}) + "\n")
                         fh.flush()
             return [known[t] for t in texts]
+
+    def _embedder_name(self) -> str:
+        return str(getattr(self._embedder, "name", "minilm")) if self._embedder else "minilm"
+
+    def shortlist(self, texts: Sequence[str]) -> list[list[str]]:
+        """Per query, the `candidates` intents whose names are nearest to it (plus the
+        out-of-scope label); every label when narrowing is off."""
+        if not self.candidates:
+            return [self.choices for _ in texts]
+        if self._embedder is None:
+            from duetto.scoring.embeddings import default_embedder
+
+            self._embedder = default_embedder()
+        if self._label_vectors is None:
+            names = [lab.replace("_", " ") for lab in self.labels]
+            self._label_vectors = np.asarray(self._embedder.embed(names))
+        sims = np.asarray(self._embedder.embed(list(texts))) @ self._label_vectors.T
+        top = np.argsort(-sims, axis=1)[:, : self.candidates]
+        extra = [self.out_of_scope] if self.out_of_scope else []
+        return [[self.labels[i] for i in row] + extra for row in top]
 
     def _load(self) -> Any:
         if self._state is not None:
@@ -210,11 +244,12 @@ class LocalLLMTeacher:
         tokenized = {
             lab: llama.tokenize(lab.encode(), add_bos=False, special=False) for lab in self.choices
         }
-        self._state = (llama, len(prefix_tokens), LabelTrie.build(tokenized), suffix)
+        self._state = (llama, len(prefix_tokens), tokenized, suffix)
         return self._state
 
-    def _label_one(self, text: str) -> str:
-        llama, prefix_len, trie, suffix = self._load()
+    def _label_one(self, text: str, allowed: Sequence[str] | None = None) -> str:
+        llama, prefix_len, tokenized, suffix = self._load()
+        trie = LabelTrie.build({lab: tokenized[lab] for lab in (allowed or self.choices)})
         n_vocab = llama.n_vocab()
         query_text = " ".join(text.split()) + suffix
         query = llama.tokenize(query_text.encode(), add_bos=False, special=True)
