@@ -24,15 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from duetto.cli.distill import TASK_HINTS
 from duetto.distill.data import load_dataset, sample
 from duetto.distill.students.head import label_text
 from duetto.distill.teachers import LocalLLMTeacher, teacher_model_path
 from duetto.scoring.embeddings import default_embedder
-
-TASKS = {
-    "banking77": "online-banking customer queries",
-    "clinc150": "requests to a virtual assistant",
-}
 
 
 def main() -> None:
@@ -54,7 +50,7 @@ def main() -> None:
     teacher = LocalLLMTeacher(
         teacher_model_path(args.teacher_model),
         ds.labels,
-        task=TASKS.get(ds.name, "user queries"),
+        task=TASK_HINTS.get(ds.name, "user queries"),
         out_of_scope=ds.out_of_scope,
         candidates=args.candidates,
     )
