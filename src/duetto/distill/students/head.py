@@ -54,11 +54,15 @@ class HeadStudent:
         self.novelty = novelty
         self.anchor_weight = anchor_weight
         self.verify_k = verify_k
-        self.dropped = 0  # traces the verifier left out at the last fit
-        self.kept: np.ndarray | None = None  # which traces it kept
+        self.kept: np.ndarray | None = None  # which traces the verifier kept at the last fit
         self.out_of_scope = out_of_scope  # traces with this label are not "known" examples
         self.classifier: Any = None
         self.known: np.ndarray | None = None  # unit embeddings of the in-scope examples
+
+    @property
+    def dropped(self) -> int:
+        """Traces the verifier left out at the last fit."""
+        return 0 if self.kept is None else int((~self.kept).sum())
 
     @property
     def embedder(self) -> TextEmbedder:
@@ -80,7 +84,6 @@ class HeadStudent:
         keep = np.ones(len(y), dtype=bool)
         if self.verify_k and anchors:
             keep[:n] = self._plausible(x[:n], x[n:], y[:n])
-        self.dropped = int((~keep).sum())
         self.kept = keep[:n]
         if len(set(y[keep].tolist())) < 2:
             raise ValueError("the head student needs at least two distinct labels")
