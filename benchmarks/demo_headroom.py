@@ -98,8 +98,10 @@ def main() -> None:
     for name, c in checks.items():
         ok = "pass" if c["passes"] else "fail"
         print(f"{name:<34}{c['quality']:>8.3f}{c['ci_low']:>8.3f}{c['cost_fraction']:>10.3f}  {ok}")
-    print(f"\nheld-out items needed for the oracle's mean to clear the bound: "
-          f"{out['n_needed_at_oracle_quality']}")
+    print(
+        f"\nheld-out items needed for the oracle's mean to clear the bound: "
+        f"{out['n_needed_at_oracle_quality']}"
+    )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
 

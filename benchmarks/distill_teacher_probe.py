@@ -73,8 +73,7 @@ def main() -> None:
         "teacher_in_scope_accuracy": float((said[ins] == gold[ins]).mean()),
         "zero_shot_in_scope_accuracy": float((ranked[ins, 0] == gold[ins]).mean()),
         "name_recall_at_k": {
-            str(k): float(np.mean([g in row[:k] for g, row in pairs]))
-            for k in args.k
+            str(k): float(np.mean([g in row[:k] for g, row in pairs])) for k in args.k
         },
     }
     if oos.any():

@@ -70,20 +70,47 @@ def write_config(path: Path, upstream_url: str, read_timeout: float) -> None:
     from duetto.gateway.auth import hash_key
 
     cfg = {
-        "endpoints": {"up": {"base_url": upstream_url, "timeout_s": read_timeout,
-                             "connect_timeout_s": 1.0, "retries": 1}},
-        "models": {
-            "slm": {"backend": "fake", "script": "a local fallback answer",
-                    "card": {"name": "local-slm"}},
-            "llm": {"backend": "openai", "endpoint": "up", "model": "fake-llm",
-                    "card": {"name": "remote-llm", "location": "remote", "trusted": False,
-                             "price_in_per_mtok": 0.15, "price_out_per_mtok": 0.6}},
+        "endpoints": {
+            "up": {
+                "base_url": upstream_url,
+                "timeout_s": read_timeout,
+                "connect_timeout_s": 1.0,
+                "retries": 1,
+            }
         },
-        "strategies": {"route": {"mode": "route", "models": ["slm", "llm"], "threshold": 0.5,
-                                 "scorer": {"kind": "length", "scale_chars": 30}}},
-        "gateway": {"fallback": "slm", "request_timeout_s": 10.0,
-                    "breaker_failures": 1_000_000,  # faults are random, not an outage
-                    "keys": [{"name": "load", "key_sha256": hash_key(KEY)}]},
+        "models": {
+            "slm": {
+                "backend": "fake",
+                "script": "a local fallback answer",
+                "card": {"name": "local-slm"},
+            },
+            "llm": {
+                "backend": "openai",
+                "endpoint": "up",
+                "model": "fake-llm",
+                "card": {
+                    "name": "remote-llm",
+                    "location": "remote",
+                    "trusted": False,
+                    "price_in_per_mtok": 0.15,
+                    "price_out_per_mtok": 0.6,
+                },
+            },
+        },
+        "strategies": {
+            "route": {
+                "mode": "route",
+                "models": ["slm", "llm"],
+                "threshold": 0.5,
+                "scorer": {"kind": "length", "scale_chars": 30},
+            }
+        },
+        "gateway": {
+            "fallback": "slm",
+            "request_timeout_s": 10.0,
+            "breaker_failures": 1_000_000,  # faults are random, not an outage
+            "keys": [{"name": "load", "key_sha256": hash_key(KEY)}],
+        },
     }
     path.write_text(yaml.safe_dump(cfg))
 
@@ -94,9 +121,22 @@ class Gateway:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log.open("a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "duetto.cli.main", "serve", str(config), "--port",
-             str(self.port), "--db", str(db), "--log-level", "warning"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "duetto.cli.main",
+                "serve",
+                str(config),
+                "--port",
+                str(self.port),
+                "--db",
+                str(db),
+                "--log-level",
+                "warning",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -129,20 +169,34 @@ class Gateway:
         self.log.close()
 
 
-async def load(url: str, n: int, concurrency: int, client_timeout: float, start: int = 0,
-               on_progress: Any = None) -> list[dict[str, Any]]:
+async def load(
+    url: str,
+    n: int,
+    concurrency: int,
+    client_timeout: float,
+    start: int = 0,
+    on_progress: Any = None,
+) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url + "/v1", limits=limits, timeout=client_timeout,
-                                 headers={"Authorization": f"Bearer {KEY}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=url + "/v1",
+        limits=limits,
+        timeout=client_timeout,
+        headers={"Authorization": f"Bearer {KEY}"},
+    ) as client:
 
         async def one(i: int) -> None:
             stream = i % 2 == 0
             model = "llm" if i % 4 < 2 else "route"
             prompt = f"question {i}: explain the load test result in detail please"
-            body = {"model": model, "stream": stream, "max_tokens": 64,
-                    "messages": [{"role": "user", "content": prompt}]}
+            body = {
+                "model": model,
+                "stream": stream,
+                "max_tokens": 64,
+                "messages": [{"role": "user", "content": prompt}],
+            }
             out: dict[str, Any] = {"i": i, "stream": stream}
             async with sem:
                 t0 = time.perf_counter()
@@ -154,8 +208,11 @@ async def load(url: str, n: int, concurrency: int, client_timeout: float, start:
                         out["ok"] = r.text.rstrip().endswith("data: [DONE]")
                     else:
                         data = r.json()
-                        out["ok"] = ("choices" in data) if r.status_code == 200 else (
-                            bool(data.get("error", {}).get("message")))
+                        out["ok"] = (
+                            ("choices" in data)
+                            if r.status_code == 200
+                            else (bool(data.get("error", {}).get("message")))
+                        )
                 except httpx.TimeoutException:
                     out["status"], out["ok"], out["timeout"] = 0, False, True
                 except httpx.HTTPError as exc:
@@ -201,7 +258,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="duetto-load-"))
     up = subprocess.Popen(
         [sys.executable, "-c", UPSTREAM.format(error=0.10, timeout=0.05, broken=0.02, hang=5.0)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert up.stdout is not None and up.stdin is not None
     upstream_url = up.stdout.readline().strip()
 
@@ -216,8 +276,7 @@ def main() -> None:
     gw = Gateway(config, db, work / "gateway.log")
     summary: dict[str, Any] = {"requests": args.requests, "concurrency": args.concurrency}
     try:
-        asyncio.run(load(gw.url, args.warmup, args.concurrency, args.client_timeout,
-                         start=10**7))
+        asyncio.run(load(gw.url, args.warmup, args.concurrency, args.client_timeout, start=10**7))
         summary["rss_mb_after_warmup"] = rss_mb(gw.proc.pid)
         before = upstream_counts()
         rescued0 = gw.metric("duetto_fallbacks_total", outcome="rescued")
@@ -230,14 +289,17 @@ def main() -> None:
 
         t0 = time.perf_counter()
         cpu0 = (cpu_s(gw.proc.pid), cpu_s(up.pid), time.process_time())
-        results = asyncio.run(load(gw.url, args.requests, args.concurrency, args.client_timeout,
-                                   on_progress=progress))
+        results = asyncio.run(
+            load(gw.url, args.requests, args.concurrency, args.client_timeout, on_progress=progress)
+        )
         elapsed = time.perf_counter() - t0
         cpu1 = (cpu_s(gw.proc.pid), cpu_s(up.pid), time.process_time())
         summary["cpu_ms_per_request"] = {
             name: round((b - a) / args.requests * 1000, 2)
-            for name, a, b in zip(("gateway", "upstream", "load_generator"), cpu0, cpu1,
-                                  strict=True)}
+            for name, a, b in zip(
+                ("gateway", "upstream", "load_generator"), cpu0, cpu1, strict=True
+            )
+        }
         summary["rss_mb_half_way"] = half.get("rss")
         summary["rss_mb_after"] = rss_mb(gw.proc.pid)
         after = upstream_counts()
@@ -252,26 +314,31 @@ def main() -> None:
         gw.stop()
         ids = asyncio.run(stored_ids(db))
         in_store = set(ids)  # warm-up requests are in the store too
-        summary.update({
-            "elapsed_s": round(elapsed, 2),
-            "throughput_rps": round(len(results) / elapsed, 1),
-            "statuses": statuses,
-            "well_formed": sum(bool(r["ok"]) for r in results),
-            "client_timeouts": sum(bool(r.get("timeout")) for r in results),
-            "client_errors": sorted({r["error"] for r in results if r.get("error")}),
-            "latency_s": {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99),
-                          "max": max(latencies)},
-            "upstream_faults_injected": injected,
-            "upstream_calls": after.get("chat", 0) - before.get("chat", 0),
-            "upstream_failures_seen_by_gateway": rescued + failed,
-            "rescued_by_fallback": rescued,
-            "rescue_rate": rescued / (rescued + failed) if rescued + failed else 1.0,
-            "accepted": len(accepted),
-            "accepted_in_store": sum(1 for t in accepted if t in in_store),
-            "store_rows": len(ids),
-            "store_rows_expected": len(accepted) + args.warmup,
-            "duplicates_in_store": len(ids) - len(set(ids)),
-        })
+        summary.update(
+            {
+                "elapsed_s": round(elapsed, 2),
+                "throughput_rps": round(len(results) / elapsed, 1),
+                "statuses": statuses,
+                "well_formed": sum(bool(r["ok"]) for r in results),
+                "client_timeouts": sum(bool(r.get("timeout")) for r in results),
+                "client_errors": sorted({r["error"] for r in results if r.get("error")}),
+                "latency_s": {
+                    "p50": pct(latencies, 0.5),
+                    "p99": pct(latencies, 0.99),
+                    "max": max(latencies),
+                },
+                "upstream_faults_injected": injected,
+                "upstream_calls": after.get("chat", 0) - before.get("chat", 0),
+                "upstream_failures_seen_by_gateway": rescued + failed,
+                "rescued_by_fallback": rescued,
+                "rescue_rate": rescued / (rescued + failed) if rescued + failed else 1.0,
+                "accepted": len(accepted),
+                "accepted_in_store": sum(1 for t in accepted if t in in_store),
+                "store_rows": len(ids),
+                "store_rows_expected": len(accepted) + args.warmup,
+                "duplicates_in_store": len(ids) - len(set(ids)),
+            }
+        )
         if args.kill9:
             summary["kill9"] = kill9_check(config, work, args)
     finally:
@@ -294,8 +361,9 @@ def kill9_check(config: Path, work: Path, args: argparse.Namespace) -> dict[str,
         def progress(_: int) -> None:
             pass
 
-        task = asyncio.create_task(load(gw.url, 4000, args.concurrency, args.client_timeout,
-                                        on_progress=progress))
+        task = asyncio.create_task(
+            load(gw.url, 4000, args.concurrency, args.client_timeout, on_progress=progress)
+        )
         await asyncio.sleep(3.0)
         os.kill(gw.proc.pid, signal.SIGKILL)
         results = await task
@@ -308,8 +376,11 @@ def kill9_check(config: Path, work: Path, args: argparse.Namespace) -> dict[str,
     restarted.stop()
     ids = set(asyncio.run(stored_ids(db)))
     missing = [t for t in answered if t not in ids]
-    return {"answered_before_kill": len(answered), "missing_after_restart": len(missing),
-            "rows_in_store": len(ids)}
+    return {
+        "answered_before_kill": len(answered),
+        "missing_after_restart": len(missing),
+        "rows_in_store": len(ids),
+    }
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ server.start()
 print(server.base_url, flush=True)
 sys.stdin.read()
 """
-BODY = {"model": "llm", "max_tokens": 32,
-        "messages": [{"role": "user", "content": "What is the answer?"}]}
+BODY = {
+    "model": "llm",
+    "max_tokens": 32,
+    "messages": [{"role": "user", "content": "What is the answer?"}],
+}
 
 
 def free_port() -> int:
@@ -71,18 +74,39 @@ def start_duetto(work: Path, upstream: str) -> tuple[subprocess.Popen[Any], str]
         "endpoints": {"up": {"base_url": upstream, "timeout_s": 30, "retries": 0}},
         "models": {
             "slm": {"backend": "fake", "script": "local", "card": {"name": "local-slm"}},
-            "llm": {"backend": "openai", "endpoint": "up", "model": "fake-llm",
-                    "card": {"name": "remote-llm", "location": "remote",
-                             "price_in_per_mtok": 0.15, "price_out_per_mtok": 0.6}},
+            "llm": {
+                "backend": "openai",
+                "endpoint": "up",
+                "model": "fake-llm",
+                "card": {
+                    "name": "remote-llm",
+                    "location": "remote",
+                    "price_in_per_mtok": 0.15,
+                    "price_out_per_mtok": 0.6,
+                },
+            },
         },
         "gateway": {"keys": [{"name": "bench", "key_sha256": hash_key(KEY)}]},
     }
     (work / "duetto.yaml").write_text(yaml.safe_dump(cfg))
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "duetto.cli.main", "serve", str(work / "duetto.yaml"),
-         "--port", str(port), "--db", str(work / "traces.db"), "--log-level", "warning"],
-        stdout=(work / "duetto.log").open("w"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "duetto.cli.main",
+            "serve",
+            str(work / "duetto.yaml"),
+            "--port",
+            str(port),
+            "--db",
+            str(work / "traces.db"),
+            "--log-level",
+            "warning",
+        ],
+        stdout=(work / "duetto.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health", proc)
     return proc, url + "/v1"
@@ -90,19 +114,44 @@ def start_duetto(work: Path, upstream: str) -> tuple[subprocess.Popen[Any], str]
 
 def start_litellm(work: Path, upstream: str, exe: str) -> tuple[subprocess.Popen[Any], str]:
     cfg = {
-        "model_list": [{"model_name": "llm", "litellm_params": {
-            "model": "openai/fake-llm", "api_base": upstream, "api_key": "none"}}],
+        "model_list": [
+            {
+                "model_name": "llm",
+                "litellm_params": {
+                    "model": "openai/fake-llm",
+                    "api_base": upstream,
+                    "api_key": "none",
+                },
+            }
+        ],
         "general_settings": {"master_key": KEY},
         "litellm_settings": {"drop_params": True, "telemetry": False},
     }
     (work / "litellm.yaml").write_text(yaml.safe_dump(cfg))
     port = free_port()
-    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
-           "LITELLM_LOCAL_MODEL_COST_MAP": "True", "DISABLE_ADMIN_UI": "True"}
+    env = {
+        **os.environ,
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_TELEMETRY": "False",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "DISABLE_ADMIN_UI": "True",
+    }
     proc = subprocess.Popen(
-        [exe, "--config", str(work / "litellm.yaml"), "--port", str(port),
-         "--host", "127.0.0.1", "--num_workers", "1"],
-        stdout=(work / "litellm.log").open("w"), stderr=subprocess.STDOUT, env=env)
+        [
+            exe,
+            "--config",
+            str(work / "litellm.yaml"),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--num_workers",
+            "1",
+        ],
+        stdout=(work / "litellm.log").open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health/liveliness", proc, timeout=180)
     return proc, url + "/v1"
@@ -113,8 +162,9 @@ async def run(base: str, n: int, concurrency: int, model: str) -> dict[str, floa
     body = {**BODY, "model": model}
     latencies: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60,
-                                 headers={"Authorization": f"Bearer {KEY}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, timeout=60, headers={"Authorization": f"Bearer {KEY}"}
+    ) as client:
         for _ in range(min(50, n)):  # warm connections and code paths
             await client.post("/chat/completions", json=body)
         queue = iter(range(n))
@@ -131,8 +181,12 @@ async def run(base: str, n: int, concurrency: int, model: str) -> dict[str, floa
         await asyncio.gather(*[worker() for _ in range(concurrency)])
         elapsed = time.perf_counter() - t0
     s = sorted(latencies)
-    return {"p50_ms": s[len(s) // 2] * 1000, "p99_ms": s[int(len(s) * 0.99)] * 1000,
-            "rps": n / elapsed, "errors": errors}
+    return {
+        "p50_ms": s[len(s) // 2] * 1000,
+        "p99_ms": s[int(len(s) * 0.99)] * 1000,
+        "rps": n / elapsed,
+        "errors": errors,
+    }
 
 
 def main() -> None:
@@ -142,8 +196,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="duetto-overhead-"))
-    up = subprocess.Popen([sys.executable, "-c", UPSTREAM], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True)
+    up = subprocess.Popen(
+        [sys.executable, "-c", UPSTREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert up.stdout is not None
     upstream = up.stdout.readline().strip()
     procs: list[subprocess.Popen[Any]] = [up]
@@ -170,12 +225,16 @@ def main() -> None:
         summary: dict[str, Any] = {"requests": args.requests, "results": results}
         for c in (1, 50):
             d, g = results[f"direct@{c}"], results[f"duetto@{c}"]
-            summary[f"added_by_duetto@{c}"] = {"p50_ms": g["p50_ms"] - d["p50_ms"],
-                                               "p99_ms": g["p99_ms"] - d["p99_ms"]}
+            summary[f"added_by_duetto@{c}"] = {
+                "p50_ms": g["p50_ms"] - d["p50_ms"],
+                "p99_ms": g["p99_ms"] - d["p99_ms"],
+            }
             if f"litellm@{c}" in results:
                 lite = results[f"litellm@{c}"]
-                summary[f"added_by_litellm@{c}"] = {"p50_ms": lite["p50_ms"] - d["p50_ms"],
-                                                    "p99_ms": lite["p99_ms"] - d["p99_ms"]}
+                summary[f"added_by_litellm@{c}"] = {
+                    "p50_ms": lite["p50_ms"] - d["p50_ms"],
+                    "p99_ms": lite["p99_ms"] - d["p99_ms"],
+                }
                 summary[f"throughput_ratio_duetto_over_litellm@{c}"] = g["rps"] / lite["rps"]
         summary["notes"] = notes
     finally:

@@ -58,11 +58,19 @@ class TraceRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "created": self.created, "key": self.key, "model": self.model,
-            "answered_by": self.answered_by, "status": self.status,
-            "http_status": self.http_status, "stream": self.stream, "fallback": self.fallback,
-            "cost_usd": self.cost_usd, "llm_only_cost_usd": self.llm_only_cost_usd,
-            "latency_ms": self.latency_ms, **self.body,
+            "id": self.id,
+            "created": self.created,
+            "key": self.key,
+            "model": self.model,
+            "answered_by": self.answered_by,
+            "status": self.status,
+            "http_status": self.http_status,
+            "stream": self.stream,
+            "fallback": self.fallback,
+            "cost_usd": self.cost_usd,
+            "llm_only_cost_usd": self.llm_only_cost_usd,
+            "latency_ms": self.latency_ms,
+            **self.body,
         }
 
 
@@ -150,7 +158,8 @@ class TraceStore:
         md = sa.MetaData()
         p = self.prefix
         traces = sa.Table(
-            f"{p}traces", md,
+            f"{p}traces",
+            md,
             sa.Column("id", sa.String(64), primary_key=True),
             sa.Column("created", sa.Float, nullable=False, index=True),
             sa.Column("key", sa.String(128), index=True),
@@ -166,7 +175,8 @@ class TraceStore:
             sa.Column("body", sa.Text, nullable=False),
         )
         keys = sa.Table(
-            f"{p}keys", md,
+            f"{p}keys",
+            md,
             sa.Column("name", sa.String(128), primary_key=True),
             sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
             sa.Column("budget_usd", sa.Float),
@@ -175,7 +185,8 @@ class TraceStore:
             sa.Column("rpm", sa.Integer),
         )
         reservations = sa.Table(
-            f"{p}reservations", md,
+            f"{p}reservations",
+            md,
             sa.Column("id", sa.String(64), primary_key=True),
             sa.Column("key", sa.String(128), nullable=False),
             sa.Column("amount", sa.Float, nullable=False),
@@ -278,15 +289,20 @@ class TraceStore:
         import sqlalchemy as sa
 
         def q(conn: Any) -> int:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(self._t.traces))
-                       .scalar_one())
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(self._t.traces)).scalar_one()
+            )
 
         return int(await self._call(q))
 
     async def ids(self) -> list[str]:
         def q(conn: Any) -> list[str]:
-            return [r[0] for r in conn.execute(self._t.traces.select().with_only_columns(
-                self._t.traces.c.id))]
+            return [
+                r[0]
+                for r in conn.execute(
+                    self._t.traces.select().with_only_columns(self._t.traces.c.id)
+                )
+            ]
 
         return list(await self._call(q))
 
@@ -310,15 +326,22 @@ class TraceStore:
 
             t = self._t.keys
             # the same key under another name (a renamed key): retire the old row's hash
-            for (other,) in conn.execute(t.select().with_only_columns(t.c.name).where(
-                    t.c.key_hash == key.key_hash, t.c.name != key.name)):
+            for (other,) in conn.execute(
+                t.select()
+                .with_only_columns(t.c.name)
+                .where(t.c.key_hash == key.key_hash, t.c.name != key.name)
+            ):
                 retired = hashlib.sha256(f"retired:{other}".encode()).hexdigest()
                 conn.execute(t.update().where(t.c.name == other).values(key_hash=retired))
 
             dialect: Any = postgresql if self.dialect == "postgresql" else sqlite
             stmt = dialect.insert(self._t.keys).values(
-                name=key.name, key_hash=key.key_hash, budget_usd=key.budget_usd,
-                spent_usd=0.0, reserved_usd=0.0, rpm=key.rpm,
+                name=key.name,
+                key_hash=key.key_hash,
+                budget_usd=key.budget_usd,
+                spent_usd=0.0,
+                reserved_usd=0.0,
+                rpm=key.rpm,
             )
             stmt = stmt.on_conflict_do_update(
                 index_elements=["name"],
@@ -353,35 +376,47 @@ class TraceStore:
             stmt = (
                 t.update()
                 .where(t.c.name == key)
-                .where(sa.or_(t.c.budget_usd.is_(None),
-                              t.c.spent_usd + t.c.reserved_usd + amount <= t.c.budget_usd + _EPS))
+                .where(
+                    sa.or_(
+                        t.c.budget_usd.is_(None),
+                        t.c.spent_usd + t.c.reserved_usd + amount <= t.c.budget_usd + _EPS,
+                    )
+                )
                 .values(reserved_usd=t.c.reserved_usd + amount)
             )
             if conn.execute(stmt).rowcount != 1:
                 return False
-            conn.execute(self._t.reservations.insert().values(
-                id=reservation_id, key=key, amount=amount, created=time.time()))
+            conn.execute(
+                self._t.reservations.insert().values(
+                    id=reservation_id, key=key, amount=amount, created=time.time()
+                )
+            )
             return True
 
         return bool(await self._call(q))
 
     async def settle(self, reservation_id: str, cost_usd: float) -> bool:
         """Replace a reservation by the actual cost. False if it was already settled/released."""
-        return bool(await self._call(lambda conn: self._close_reservation(conn, reservation_id,
-                                                                          cost_usd)))
+        return bool(
+            await self._call(lambda conn: self._close_reservation(conn, reservation_id, cost_usd))
+        )
 
     async def release(self, reservation_id: str) -> bool:
         return await self.settle(reservation_id, 0.0)
 
     def _close_reservation(self, conn: Any, reservation_id: str, cost_usd: float) -> bool:
         r = self._t.reservations
-        row = conn.execute(r.delete().where(r.c.id == reservation_id)
-                           .returning(r.c.key, r.c.amount)).first()
+        row = conn.execute(
+            r.delete().where(r.c.id == reservation_id).returning(r.c.key, r.c.amount)
+        ).first()
         if row is None:
             return False
         t = self._t.keys
-        conn.execute(t.update().where(t.c.name == row[0]).values(
-            reserved_usd=t.c.reserved_usd - row[1], spent_usd=t.c.spent_usd + cost_usd))
+        conn.execute(
+            t.update()
+            .where(t.c.name == row[0])
+            .values(reserved_usd=t.c.reserved_usd - row[1], spent_usd=t.c.spent_usd + cost_usd)
+        )
         return True
 
     async def sweep(self, older_than_s: float) -> int:
@@ -389,9 +424,14 @@ class TraceStore:
 
         def q(conn: Any) -> int:
             r = self._t.reservations
-            stale = [row[0] for row in conn.execute(
-                r.select().with_only_columns(r.c.id)
-                .where(r.c.created < time.time() - older_than_s))]
+            stale = [
+                row[0]
+                for row in conn.execute(
+                    r.select()
+                    .with_only_columns(r.c.id)
+                    .where(r.c.created < time.time() - older_than_s)
+                )
+            ]
             return sum(self._close_reservation(conn, rid, 0.0) for rid in stale)
 
         return int(await self._call(q))
@@ -432,10 +472,18 @@ def _resolve(job: _Job, result: Any, exc: BaseException | None) -> None:
 
 def _row(r: TraceRecord) -> dict[str, Any]:
     return {
-        "id": r.id, "created": r.created, "key": r.key, "model": r.model,
-        "answered_by": r.answered_by, "status": r.status, "http_status": r.http_status,
-        "stream": r.stream, "fallback": r.fallback, "cost_usd": r.cost_usd,
-        "llm_only_cost_usd": r.llm_only_cost_usd, "latency_ms": r.latency_ms,
+        "id": r.id,
+        "created": r.created,
+        "key": r.key,
+        "model": r.model,
+        "answered_by": r.answered_by,
+        "status": r.status,
+        "http_status": r.http_status,
+        "stream": r.stream,
+        "fallback": r.fallback,
+        "cost_usd": r.cost_usd,
+        "llm_only_cost_usd": r.llm_only_cost_usd,
+        "latency_ms": r.latency_ms,
         "body": json.dumps(r.body, default=str),
     }
 

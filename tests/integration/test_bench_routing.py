@@ -31,10 +31,22 @@ def run(args: list[str]) -> None:
 
 def test_two_model_suite_with_cascade(tmp_path: Path) -> None:
     out, plot = tmp_path / "gsm8k.json", tmp_path / "gsm8k.png"
-    run([
-        "--suite", "routellm-gsm8k", "--data", str(DATA), "--limit", "400", "--n-boot", "50",
-        "--json", str(out), "--plot", str(plot),
-    ])
+    run(
+        [
+            "--suite",
+            "routellm-gsm8k",
+            "--data",
+            str(DATA),
+            "--limit",
+            "400",
+            "--n-boot",
+            "50",
+            "--json",
+            str(out),
+            "--plot",
+            str(plot),
+        ]
+    )
     doc = json.loads(out.read_text())
     assert set(doc) == {"suite", "n", "q_weak", "q_strong", "routers"}
     assert doc["suite"] == "routellm-gsm8k" and doc["n"] == 400
@@ -64,14 +76,18 @@ def test_multi_model_suite(tmp_path: Path) -> None:
     rows = {r["name"]: r for r in doc["routers"]}
     for row in rows.values():
         assert set(row) == {
-            "name", "aiq", "quality_at_best_single_cost", "cost_to_match_best_single"
+            "name",
+            "aiq",
+            "quality_at_best_single_cost",
+            "cost_to_match_best_single",
         }
     assert rows["oracle"]["aiq"] >= max(r["aiq"] for r in rows.values())
     assert rows["oracle"]["cost_to_match_best_single"] < best["cost"]
 
 
 def test_bad_suite_is_one_clear_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["bench", "routing", "--suite", "llmrouter", "--data",
-                                      str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["bench", "routing", "--suite", "llmrouter", "--data", str(tmp_path)]
+    )
     assert result.exit_code == 2
     assert "default_llm.json" in result.output

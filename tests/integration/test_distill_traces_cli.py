@@ -199,8 +199,18 @@ def test_jsonl_file_and_the_from_traces_subcommand(tmp_path: Path) -> None:
         )
     )
     out = tmp_path / "j"
-    r = run("from-traces", "--traces", str(f), "--task", "intent", *HEAD,
-            "--min-score", "0.5", "--out", str(out))
+    r = run(
+        "from-traces",
+        "--traces",
+        str(f),
+        "--task",
+        "intent",
+        *HEAD,
+        "--min-score",
+        "0.5",
+        "--out",
+        str(out),
+    )
     assert r.exit_code == 0, r.output
     report = json.loads((out / "report.json").read_text())
     assert report["source_kind"] == "jsonl" and report["selection"]["below_min_score"] == 150

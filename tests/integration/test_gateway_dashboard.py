@@ -23,43 +23,69 @@ DRIVER = shutil.which("chromedriver")
 def test_dashboard_shows_traffic_in_headless_chromium(tmp_path: Path) -> None:
     webdriver = pytest.importorskip("selenium.webdriver")
     if not (CHROMIUM and DRIVER):
-        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium "
-                    "chromium-driver)")
+        pytest.skip(
+            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        )
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    cfg = parse_config({
-        "models": {
-            "slm": {"backend": "fake", "script": "small answer", "card": {"name": "slm-card"}},
-            "llm": {"backend": "fake", "script": "a longer answer from the large model",
-                    "card": {"name": "llm-card", "location": "remote",
-                             "price_in_per_mtok": 2.5, "price_out_per_mtok": 10.0}},
-        },
-        "strategies": {"route": {"mode": "route", "models": ["slm", "llm"], "threshold": 0.5,
-                                 "scorer": {"kind": "length", "scale_chars": 30}}},
-    })
+    cfg = parse_config(
+        {
+            "models": {
+                "slm": {"backend": "fake", "script": "small answer", "card": {"name": "slm-card"}},
+                "llm": {
+                    "backend": "fake",
+                    "script": "a longer answer from the large model",
+                    "card": {
+                        "name": "llm-card",
+                        "location": "remote",
+                        "price_in_per_mtok": 2.5,
+                        "price_out_per_mtok": 10.0,
+                    },
+                },
+            },
+            "strategies": {
+                "route": {
+                    "mode": "route",
+                    "models": ["slm", "llm"],
+                    "threshold": 0.5,
+                    "scorer": {"kind": "length", "scale_chars": 30},
+                }
+            },
+        }
+    )
     settings = GatewaySettings(db=str(tmp_path / "gw.db"))
     with ServerThread(create_app(Engine(cfg), settings)) as gw:
         for i in range(30):  # 10 long prompts go to the LLM, 20 short ones stay local
             prompt = "please explain this in detail, step by step" if i % 3 == 0 else "hi"
-            r = httpx.post(gw.base_url + "/chat/completions", json={
-                "model": "route", "messages": [{"role": "user", "content": prompt}]})
+            r = httpx.post(
+                gw.base_url + "/chat/completions",
+                json={"model": "route", "messages": [{"role": "user", "content": prompt}]},
+            )
             assert r.status_code == 200
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                    "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        for arg in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1400,1000",
+        ):
             options.add_argument(arg)
         driver = webdriver.Chrome(service=Service(DRIVER), options=options)
         try:
             driver.get(gw.url + "/dashboard")
             WebDriverWait(driver, 20).until(
-                lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+                lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
+            )
             shot = tmp_path / "dashboard.png"
             driver.save_screenshot(str(shot))
-            values = {k: driver.find_element(By.ID, k).text
-                      for k in ("requests", "llm_share", "saved", "cost", "latency")}
+            values = {
+                k: driver.find_element(By.ID, k).text
+                for k in ("requests", "llm_share", "saved", "cost", "latency")
+            }
             rows = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#strategies tr")]
         finally:
             driver.quit()

@@ -25,19 +25,33 @@ KEY = "sk-fuzz"
 CONFIG = {
     "models": {
         "slm": {"backend": "fake", "script": "small", "card": {"name": "slm-card"}},
-        "llm": {"backend": "fake", "script": "large",
-                "card": {"name": "llm-card", "location": "remote", "price_in_per_mtok": 1.0,
-                         "price_out_per_mtok": 2.0}},
+        "llm": {
+            "backend": "fake",
+            "script": "large",
+            "card": {
+                "name": "llm-card",
+                "location": "remote",
+                "price_in_per_mtok": 1.0,
+                "price_out_per_mtok": 2.0,
+            },
+        },
     },
-    "strategies": {"route": {"mode": "route", "models": ["slm", "llm"], "threshold": 0.5,
-                             "scorer": {"kind": "length", "scale_chars": 40}}},
+    "strategies": {
+        "route": {
+            "mode": "route",
+            "models": ["slm", "llm"],
+            "threshold": 0.5,
+            "scorer": {"kind": "length", "scale_chars": 40},
+        }
+    },
     "gateway": {"fallback": "slm"},
 }
 
 
 def make_app(db: str) -> Any:
-    settings = GatewaySettings(db=db, keys=[ApiKey("fuzz", hash_key(KEY), budget_usd=1e6,
-                                                   rpm=10**6)], fallback="slm")
+    settings = GatewaySettings(
+        db=db, keys=[ApiKey("fuzz", hash_key(KEY), budget_usd=1e6, rpm=10**6)], fallback="slm"
+    )
     return create_app(Engine(parse_config(CONFIG)), settings)
 
 
@@ -52,14 +66,16 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
 
 
 @schema.parametrize()
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 def test_no_server_errors(case: Any, gateway: ServerThread) -> None:
     body = case.body
     if isinstance(body, dict) and "model" in body and hash(repr(body)) % 2 == 0:
         body["model"] = "route"
-    response = case.call(base_url=gateway.url, headers={"Authorization": f"Bearer {KEY}"},
-                         timeout=30)
+    response = case.call(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30
+    )
     assert response.status_code < 500, (response.status_code, response.text[:500])
     if response.status_code >= 400 and "json" in response.headers.get("content-type", ""):
         error = response.json().get("error")

@@ -44,18 +44,28 @@ def pg_reachable() -> bool:
         return False
 
 
-def write_config(path: Path, upstream: FakeOpenAIServer, key_name: str,
-                 budget: float | None) -> Path:
+def write_config(
+    path: Path, upstream: FakeOpenAIServer, key_name: str, budget: float | None
+) -> Path:
     cfg = {
         "endpoints": {"up": {"base_url": upstream.base_url, "timeout_s": 10, "retries": 0}},
         "models": {
             "slm": {"backend": "fake", "script": "local", "card": {"name": "slm-card"}},
-            "llm": {"backend": "openai", "endpoint": "up", "model": "fake-llm",
-                    "card": {"name": "llm-card", "location": "remote",
-                             "price_in_per_mtok": 1000.0, "price_out_per_mtok": 4000.0}},
+            "llm": {
+                "backend": "openai",
+                "endpoint": "up",
+                "model": "fake-llm",
+                "card": {
+                    "name": "llm-card",
+                    "location": "remote",
+                    "price_in_per_mtok": 1000.0,
+                    "price_out_per_mtok": 4000.0,
+                },
+            },
         },
-        "gateway": {"keys": [{"name": key_name, "key_sha256": hash_key(KEY),
-                              "budget_usd": budget}]},
+        "gateway": {
+            "keys": [{"name": key_name, "key_sha256": hash_key(KEY), "budget_usd": budget}]
+        },
     }
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -67,9 +77,23 @@ class Replica:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "duetto.cli.main", "serve", str(config), "--port",
-             str(self.port), "--db", db, "--log-level", "warning"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "duetto.cli.main",
+                "serve",
+                str(config),
+                "--port",
+                str(self.port),
+                "--db",
+                db,
+                "--log-level",
+                "warning",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.time() + timeout
@@ -102,14 +126,19 @@ def upstream() -> Iterator[FakeOpenAIServer]:
 
 
 async def fire(urls: list[str], n: int, body: dict[str, Any]) -> list[httpx.Response]:
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=n),
-                                 headers={"Authorization": f"Bearer {KEY}"}) as c:
-        return await asyncio.gather(*[
-            c.post(urls[i % len(urls)] + "/v1/chat/completions", json=body) for i in range(n)])
+    async with httpx.AsyncClient(
+        timeout=30,
+        limits=httpx.Limits(max_connections=n),
+        headers={"Authorization": f"Bearer {KEY}"},
+    ) as c:
+        return await asyncio.gather(
+            *[c.post(urls[i % len(urls)] + "/v1/chat/completions", json=body) for i in range(n)]
+        )
 
 
-def test_two_replicas_on_postgresql_enforce_one_budget(upstream: FakeOpenAIServer,
-                                                       tmp_path: Path) -> None:
+def test_two_replicas_on_postgresql_enforce_one_budget(
+    upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
     if not pg_reachable():
         pytest.skip("PostgreSQL is not reachable on localhost:5432")
     key_name = f"team-{uuid.uuid4().hex[:8]}"
@@ -119,8 +148,7 @@ def test_two_replicas_on_postgresql_enforce_one_budget(upstream: FakeOpenAIServe
     try:
         for r in replicas:
             r.wait_ready()
-        body = {"model": "llm", "max_tokens": 4,
-                "messages": [{"role": "user", "content": "hello"}]}
+        body = {"model": "llm", "max_tokens": 4, "messages": [{"role": "user", "content": "hello"}]}
         # waves of 100 concurrent requests until the budget refuses a whole wave
         responses: list[httpx.Response] = []
         for _ in range(20):
@@ -167,16 +195,22 @@ def test_kill_9_loses_no_answered_request(upstream: FakeOpenAIServer, tmp_path: 
         replica.wait_ready()
 
         async def load() -> None:
-            async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {KEY}"},
-                                         limits=httpx.Limits(max_connections=50)) as c:
+            async with httpx.AsyncClient(
+                timeout=30,
+                headers={"Authorization": f"Bearer {KEY}"},
+                limits=httpx.Limits(max_connections=50),
+            ) as c:
                 # at most 50 requests queued in httpx at once: its pool scans every waiting
                 # request on each release (quadratic), which with 2000 waiting on a busy machine
                 # starves this event loop and the fake upstream sharing its GIL
                 gate = asyncio.Semaphore(50)
 
                 async def one(i: int) -> None:
-                    body = {"model": "llm", "stream": i % 2 == 0,
-                            "messages": [{"role": "user", "content": f"q{i}"}]}
+                    body = {
+                        "model": "llm",
+                        "stream": i % 2 == 0,
+                        "messages": [{"role": "user", "content": f"q{i}"}],
+                    }
                     try:
                         async with gate:
                             r = await c.post(replica.url + "/v1/chat/completions", json=body)
@@ -197,8 +231,10 @@ def test_kill_9_loses_no_answered_request(upstream: FakeOpenAIServer, tmp_path: 
                         for t in tasks:
                             t.cancel()
                         log = (tmp_path / "r.log").read_text()[-3000:]
-                        pytest.fail(f"only {len(answered)} answered before the kill; outcomes "
-                                    f"{dict(outcomes)}; replica log tail:\n{log}")
+                        pytest.fail(
+                            f"only {len(answered)} answered before the kill; outcomes "
+                            f"{dict(outcomes)}; replica log tail:\n{log}"
+                        )
                     await asyncio.sleep(0.01)
                 os.kill(replica.proc.pid, signal.SIGKILL)
                 await asyncio.gather(*tasks)

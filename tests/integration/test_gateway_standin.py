@@ -30,22 +30,26 @@ def test_default_config_serves_every_strategy(tmp_path: Path) -> None:
     settings = GatewaySettings.from_config(cfg, db=str(tmp_path / "gw.db"))
     settings.fallback = cfg.slm_name()  # as `duetto serve` without CONFIG does
     with ServerThread(create_app(Engine(cfg), settings)) as gw:
-        client = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0,
-                               timeout=300)
+        client = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0, timeout=300)
         ids = {m.id for m in client.models.list()}
         assert set(cfg.strategies) <= ids and {"slm", "llm"} <= ids
         question = [{"role": "user", "content": "Which is larger, 3 or 5? Answer with the number."}]
         raw = client.chat.completions.with_raw_response.create(
-            model="pipeline-llm-draft-slm-format", max_tokens=16, messages=question)
+            model="pipeline-llm-draft-slm-format", max_tokens=16, messages=question
+        )
         answer = raw.parse()
         assert answer.choices[0].message.content
         trace = httpx.get(f"{gw.base_url}/traces/{raw.headers['x-duetto-trace-id']}").json()
         assert trace["trace"]["mode"] == "pipeline" and trace["usage"]["remote_calls"] == 1
-        chunks = list(client.chat.completions.create(
-            model="llm", max_tokens=16, stream=True, messages=question))
+        chunks = list(
+            client.chat.completions.create(
+                model="llm", max_tokens=16, stream=True, messages=question
+            )
+        )
         assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
         # thresholded strategies need the calibration `duetto eval` fits: until then the
         # SLM answers them, and says so
-        cascade = client.chat.completions.create(model="cascade-logprob", max_tokens=16,
-                                                 messages=question)
+        cascade = client.chat.completions.create(
+            model="cascade-logprob", max_tokens=16, messages=question
+        )
         assert cascade.choices[0].message.content

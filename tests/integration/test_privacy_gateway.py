@@ -48,27 +48,49 @@ def upstream() -> Iterator[FakeOpenAIServer]:
 
 
 def config(upstream: FakeOpenAIServer, privacy: dict[str, Any], **gateway: Any) -> Any:
-    return parse_config({
-        "endpoints": {"up": {"base_url": upstream.base_url, "retries": 0}},
-        "models": {
-            "slm": {"backend": "fake", "script": LOCAL_ANSWER, "card": {"name": "slm-card"}},
-            "llm": {"backend": "openai", "endpoint": "up", "model": "fake-llm",
-                    "card": {"name": "llm-card", "location": "remote", "trusted": False}},
-            "llm-open": {"backend": "openai", "endpoint": "up", "model": "fake-llm",
-                         "card": {"name": "llm-open-card", "location": "remote",
-                                  "trusted": False}},
-        },
-        "strategies": {"route": {"mode": "route", "models": ["slm", "llm"], "threshold": 0.5,
-                                 "scorer": {"kind": "length", "scale_chars": 10}}},
-        "gateway": {"keys": [{"name": "team", "key_sha256": hash_key(TEAM)},
-                             {"name": "hospital", "key_sha256": hash_key(HOSPITAL)}],
-                    **gateway},
-        "privacy": {"detector": "regex", **privacy},
-    })
+    return parse_config(
+        {
+            "endpoints": {"up": {"base_url": upstream.base_url, "retries": 0}},
+            "models": {
+                "slm": {"backend": "fake", "script": LOCAL_ANSWER, "card": {"name": "slm-card"}},
+                "llm": {
+                    "backend": "openai",
+                    "endpoint": "up",
+                    "model": "fake-llm",
+                    "card": {"name": "llm-card", "location": "remote", "trusted": False},
+                },
+                "llm-open": {
+                    "backend": "openai",
+                    "endpoint": "up",
+                    "model": "fake-llm",
+                    "card": {"name": "llm-open-card", "location": "remote", "trusted": False},
+                },
+            },
+            "strategies": {
+                "route": {
+                    "mode": "route",
+                    "models": ["slm", "llm"],
+                    "threshold": 0.5,
+                    "scorer": {"kind": "length", "scale_chars": 10},
+                }
+            },
+            "gateway": {
+                "keys": [
+                    {"name": "team", "key_sha256": hash_key(TEAM)},
+                    {"name": "hospital", "key_sha256": hash_key(HOSPITAL)},
+                ],
+                **gateway,
+            },
+            "privacy": {"detector": "regex", **privacy},
+        }
+    )
 
 
-POLICIES = {"default": "redact", "api_keys": {"hospital": "local_only"},
-            "routes": {"llm-open": "allow"}}
+POLICIES = {
+    "default": "redact",
+    "api_keys": {"hospital": "local_only"},
+    "routes": {"llm-open": "allow"},
+}
 
 
 @contextlib.contextmanager
@@ -85,15 +107,18 @@ def client(gw: ServerThread, key: str = TEAM) -> openai.OpenAI:
 def ask(gw: ServerThread, text: str, *, key: str = TEAM, model: str = "llm") -> tuple[str, str]:
     """(answer, trace id), non-streamed."""
     raw = client(gw, key).chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": text}])
+        model=model, messages=[{"role": "user", "content": text}]
+    )
     return raw.parse().choices[0].message.content or "", raw.headers["x-duetto-trace-id"]
 
 
-def ask_streamed(gw: ServerThread, text: str, *, key: str = TEAM,
-                 model: str = "llm") -> tuple[list[str], str]:
+def ask_streamed(
+    gw: ServerThread, text: str, *, key: str = TEAM, model: str = "llm"
+) -> tuple[list[str], str]:
     """(deltas the client received, trace id)."""
     with client(gw, key).chat.completions.with_streaming_response.create(
-            model=model, messages=[{"role": "user", "content": text}], stream=True) as raw:
+        model=model, messages=[{"role": "user", "content": text}], stream=True
+    ) as raw:
         trace_id = raw.headers["x-duetto-trace-id"]
         deltas = [c.choices[0].delta.content or "" for c in raw.parse() if c.choices]
     return [d for d in deltas if d], trace_id
@@ -101,8 +126,7 @@ def ask_streamed(gw: ServerThread, text: str, *, key: str = TEAM,
 
 def stored(gw: ServerThread, trace_id: str) -> dict[str, Any]:
     assert gw.loop is not None
-    record = asyncio.run_coroutine_threadsafe(
-        gw.app.state.store.get(trace_id), gw.loop).result(30)
+    record = asyncio.run_coroutine_threadsafe(gw.app.state.store.get(trace_id), gw.loop).result(30)
     assert record is not None
     out: dict[str, Any] = record.to_dict()
     return out
@@ -113,7 +137,8 @@ def upstream_text(upstream: FakeOpenAIServer) -> str:
 
 
 def test_redact_upstream_sees_placeholders_client_gets_values(
-        upstream: FakeOpenAIServer, tmp_path: Path) -> None:
+    upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
     with gateway(config(upstream, POLICIES), tmp_path) as gw:
         answer, trace_id = ask(gw, SECRET)
         assert answer == f"echo: {SECRET}"  # the upstream echoed placeholders; restored here
@@ -125,17 +150,22 @@ def test_redact_upstream_sees_placeholders_client_gets_values(
         trace = record["trace"]
         assert trace["extra"]["privacy"]["action"] == "redact"
         assert trace["extra"]["privacy"]["entities"] == {
-            "EMAIL_ADDRESS": 1, "US_SSN": 1, "PHONE_NUMBER": 1}
+            "EMAIL_ADDRESS": 1,
+            "US_SSN": 1,
+            "PHONE_NUMBER": 1,
+        }
         assert trace["usage"]["pii_sent"] == 0 and trace["usage"]["bytes_sent"] > 0
         text = json.dumps(record)  # the stored copy is redacted: request and answer
         assert not any(v in text for v in VALUES) and "<EMAIL_ADDRESS_1>" in text
 
 
 def test_redact_streamed_with_placeholders_split_across_chunks(
-        upstream: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    upstream: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the fake upstream streams 4-character pieces: every placeholder is cut across chunks
-    monkeypatch.setattr(fake_server, "_tokens",
-                        lambda text: [text[i:i + 4] for i in range(0, len(text), 4)])
+    monkeypatch.setattr(
+        fake_server, "_tokens", lambda text: [text[i : i + 4] for i in range(0, len(text), 4)]
+    )
     with gateway(config(upstream, POLICIES), tmp_path) as gw:
         deltas, trace_id = ask_streamed(gw, SECRET)
         assert "".join(deltas) == f"echo: {SECRET}"
@@ -149,7 +179,8 @@ def test_redact_streamed_with_placeholders_split_across_chunks(
 
 
 def test_local_only_sends_nothing_upstream_for_requests_with_pii(
-        upstream: FakeOpenAIServer, tmp_path: Path) -> None:
+    upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
     with gateway(config(upstream, POLICIES), tmp_path) as gw:
         answer, trace_id = ask(gw, SECRET, key=HOSPITAL)
         deltas, stream_id = ask_streamed(gw, SECRET, key=HOSPITAL, model="route")
@@ -170,8 +201,7 @@ def test_local_only_sends_nothing_upstream_for_requests_with_pii(
         assert len(upstream.requests) == 1
 
 
-def test_allow_sends_as_is_and_counts_the_leak(upstream: FakeOpenAIServer,
-                                               tmp_path: Path) -> None:
+def test_allow_sends_as_is_and_counts_the_leak(upstream: FakeOpenAIServer, tmp_path: Path) -> None:
     with gateway(config(upstream, POLICIES), tmp_path) as gw:
         answer, trace_id = ask(gw, f"write to {EMAIL}", model="llm-open")
         assert answer == f"echo: write to {EMAIL}" and EMAIL in upstream_text(upstream)
@@ -180,8 +210,7 @@ def test_allow_sends_as_is_and_counts_the_leak(upstream: FakeOpenAIServer,
         assert "privacy" not in record["trace"].get("extra", {})
 
 
-def test_trusted_models_get_the_request_as_is(upstream: FakeOpenAIServer,
-                                              tmp_path: Path) -> None:
+def test_trusted_models_get_the_request_as_is(upstream: FakeOpenAIServer, tmp_path: Path) -> None:
     cfg = config(upstream, POLICIES)
     with gateway(cfg, tmp_path) as gw:
         answer, trace_id = ask(gw, SECRET, key=HOSPITAL, model="slm")
@@ -192,25 +221,26 @@ def test_trusted_models_get_the_request_as_is(upstream: FakeOpenAIServer,
 
 
 def test_redacted_request_rescued_by_the_fallback_is_restored(
-        upstream: FakeOpenAIServer, tmp_path: Path) -> None:
+    upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
     cfg = config(upstream, POLICIES, fallback="slm")
     with gateway(cfg, tmp_path) as gw:
         upstream.fail_next(1, status=500)
         answer, trace_id = ask(gw, SECRET)
         assert answer == LOCAL_ANSWER
         record = stored(gw, trace_id)
-        assert record["fallback"] and record["trace"]["extra"]["privacy"]["action"] \
-            == "redact"
+        assert record["fallback"] and record["trace"]["extra"]["privacy"]["action"] == "redact"
         assert not any(v in upstream_text(upstream) for v in VALUES)
 
 
-async def test_local_only_without_a_trusted_local_model_refuses_to_start(
-        tmp_path: Path) -> None:
-    cfg = parse_config({
-        "endpoints": {"up": {"base_url": "http://127.0.0.1:9/v1"}},
-        "models": {"llm": {"backend": "openai", "endpoint": "up", "model": "m"}},
-        "privacy": {"default": "local_only", "detector": "regex"},
-    })
+async def test_local_only_without_a_trusted_local_model_refuses_to_start(tmp_path: Path) -> None:
+    cfg = parse_config(
+        {
+            "endpoints": {"up": {"base_url": "http://127.0.0.1:9/v1"}},
+            "models": {"llm": {"backend": "openai", "endpoint": "up", "model": "m"}},
+            "privacy": {"default": "local_only", "detector": "regex"},
+        }
+    )
     app = create_app(Engine(cfg), GatewaySettings.from_config(cfg, db=str(tmp_path / "g.db")))
     with pytest.raises(ConfigError, match="local_only"):
         async with app.router.lifespan_context(app):
@@ -218,7 +248,8 @@ async def test_local_only_without_a_trusted_local_model_refuses_to_start(
 
 
 def test_request_without_pii_under_redact_goes_out_unchanged(
-        upstream: FakeOpenAIServer, tmp_path: Path) -> None:
+    upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
     with gateway(config(upstream, POLICIES), tmp_path) as gw:
         answer, trace_id = ask(gw, "hello there")
         assert answer == "echo: hello there"
@@ -228,8 +259,9 @@ def test_request_without_pii_under_redact_goes_out_unchanged(
         assert privacy["action"] == "send" and privacy["placeholders"] == 0
 
 
-def test_the_redacted_values_are_never_logged_in_metrics(upstream: FakeOpenAIServer,
-                                                         tmp_path: Path) -> None:
+def test_the_redacted_values_are_never_logged_in_metrics(
+    upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
     with gateway(config(upstream, POLICIES), tmp_path) as gw:
         ask(gw, SECRET)
         ask(gw, SECRET, key=HOSPITAL)

@@ -19,9 +19,19 @@ from duetto.eval.aggregate import (
 
 def rec(strategy: str, i: int, **kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "strategy": strategy, "mode": "cascade", "item_id": f"i{i}", "quality": 1.0,
-        "latency_ms": 100.0, "ttft_ms": None, "cost_usd": 0.0, "remote_bytes": 0,
-        "energy_j": 1.0, "pii_sent": 0, "llm_calls": 0, "tokens_in": 10, "tokens_out": 5,
+        "strategy": strategy,
+        "mode": "cascade",
+        "item_id": f"i{i}",
+        "quality": 1.0,
+        "latency_ms": 100.0,
+        "ttft_ms": None,
+        "cost_usd": 0.0,
+        "remote_bytes": 0,
+        "energy_j": 1.0,
+        "pii_sent": 0,
+        "llm_calls": 0,
+        "tokens_in": 10,
+        "tokens_out": 5,
     }
     base.update(kw)
     return base
@@ -61,8 +71,18 @@ def test_percentiles() -> None:
 
 def test_summary_has_exactly_the_keys_and_right_totals() -> None:
     records = [
-        rec("c", 0, quality=1.0, cost_usd=0.002, remote_bytes=1000, llm_calls=1, pii_sent=2,
-            energy_j=10.0, latency_ms=300.0, ttft_ms=50.0),
+        rec(
+            "c",
+            0,
+            quality=1.0,
+            cost_usd=0.002,
+            remote_bytes=1000,
+            llm_calls=1,
+            pii_sent=2,
+            energy_j=10.0,
+            latency_ms=300.0,
+            ttft_ms=50.0,
+        ),
         rec("c", 1, quality=0.0, latency_ms=100.0, ttft_ms=20.0),
         rec("c", 2, quality=1.0, cost_usd=0.001, remote_bytes=500, llm_calls=2, latency_ms=200.0),
         rec("c", 3, quality=None, latency_ms=400.0),
@@ -99,8 +119,15 @@ def test_missing_values_are_none_not_nan() -> None:
 
 
 def test_pareto_front() -> None:
-    pts = [(0.0, 0.5), (1.0, 0.9), (0.5, 0.8), (0.6, 0.7), (0.5, 0.6), (2.0, 0.9),
-           (float("nan"), 1.0)]
+    pts = [
+        (0.0, 0.5),
+        (1.0, 0.9),
+        (0.5, 0.8),
+        (0.6, 0.7),
+        (0.5, 0.6),
+        (2.0, 0.9),
+        (float("nan"), 1.0),
+    ]
     assert pareto_front(pts) == [0, 2, 1]
     assert pareto_front([]) == []
     assert pareto_front([(1.0, 0.5)]) == [0]

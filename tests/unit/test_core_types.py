@@ -20,10 +20,32 @@ from duetto.usage import Usage
 
 
 def test_usage_adds_every_field_and_keeps_first_ttft() -> None:
-    a = Usage(tokens_in=3, tokens_out=5, bytes_sent=100, bytes_received=40, latency_ms=10.0,
-              ttft_ms=None, cost_usd=0.25, energy_j=1.5, pii_sent=1, calls=1, remote_calls=1)
-    b = Usage(tokens_in=7, tokens_out=1, bytes_sent=1, bytes_received=2, latency_ms=5.0,
-              ttft_ms=4.0, cost_usd=0.5, energy_j=0.5, pii_sent=2, calls=2, remote_calls=0)
+    a = Usage(
+        tokens_in=3,
+        tokens_out=5,
+        bytes_sent=100,
+        bytes_received=40,
+        latency_ms=10.0,
+        ttft_ms=None,
+        cost_usd=0.25,
+        energy_j=1.5,
+        pii_sent=1,
+        calls=1,
+        remote_calls=1,
+    )
+    b = Usage(
+        tokens_in=7,
+        tokens_out=1,
+        bytes_sent=1,
+        bytes_received=2,
+        latency_ms=5.0,
+        ttft_ms=4.0,
+        cost_usd=0.5,
+        energy_j=0.5,
+        pii_sent=2,
+        calls=2,
+        remote_calls=0,
+    )
     total = a + b
     for f in fields(Usage):
         if f.name != "ttft_ms":
@@ -45,12 +67,27 @@ def test_usage_dict_round_trip_ignores_unknown_keys() -> None:
 
 def _tree() -> Step:
     draft = Step("slm", usage=Usage(tokens_out=10, calls=1, latency_ms=50.0))
-    verify = Step("llm", usage=Usage(tokens_out=20, calls=1, remote_calls=1, cost_usd=0.01,
-                                     latency_ms=200.0))
-    inner = Step("cascade", kind="strategy", mode="cascade", decision="escalated", score=0.3,
-                 threshold=0.5, children=[draft, verify], latency_ms=240.0)
-    return Step("top", kind="strategy", mode="pipeline", children=[inner],
-                usage=Usage(calls=0, energy_j=0.5), extra={"why": "test"})
+    verify = Step(
+        "llm", usage=Usage(tokens_out=20, calls=1, remote_calls=1, cost_usd=0.01, latency_ms=200.0)
+    )
+    inner = Step(
+        "cascade",
+        kind="strategy",
+        mode="cascade",
+        decision="escalated",
+        score=0.3,
+        threshold=0.5,
+        children=[draft, verify],
+        latency_ms=240.0,
+    )
+    return Step(
+        "top",
+        kind="strategy",
+        mode="pipeline",
+        children=[inner],
+        usage=Usage(calls=0, energy_j=0.5),
+        extra={"why": "test"},
+    )
 
 
 def test_step_total_sums_subtree_and_uses_measured_latency() -> None:
@@ -95,10 +132,14 @@ def test_request_key_is_stable_and_sensitive_to_what_changes_the_answer() -> Non
 
 
 def test_request_helpers() -> None:
-    r = ChatRequest.from_dicts([
-        {"role": "system", "content": "s"}, {"role": "user", "content": "u1"},
-        {"role": "assistant", "content": None}, {"role": "user", "content": "u2"},
-    ])
+    r = ChatRequest.from_dicts(
+        [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "u1"},
+            {"role": "assistant", "content": None},
+            {"role": "user", "content": "u2"},
+        ]
+    )
     assert r.last_user == "u2" and r.text == "s\nu1\n\nu2"
     assert ChatRequest(messages=(Message("system", "only"),)).last_user == ""
 
@@ -107,8 +148,14 @@ def test_request_helpers() -> None:
 
 
 def test_card_cost_and_energy() -> None:
-    remote = ModelCard("llm", location="remote", price_in_per_mtok=2.5, price_out_per_mtok=10.0,
-                       energy_j_per_token_in=0.2, energy_j_per_token_out=2.0)
+    remote = ModelCard(
+        "llm",
+        location="remote",
+        price_in_per_mtok=2.5,
+        price_out_per_mtok=10.0,
+        energy_j_per_token_in=0.2,
+        energy_j_per_token_out=2.0,
+    )
     assert remote.cost(1_000_000, 0) == pytest.approx(2.5)
     assert remote.cost(2000, 500) == pytest.approx((2000 * 2.5 + 500 * 10.0) / 1e6)
     assert remote.energy(100, 10, cpu_seconds=99.0) == pytest.approx(100 * 0.2 + 10 * 2.0)
@@ -155,8 +202,9 @@ async def test_scripted_logprobs_give_confidence() -> None:
 
 
 async def test_leaf_accounting_for_remote_untrusted_card() -> None:
-    card = ModelCard("llm", location="remote", trusted=False,
-                     price_in_per_mtok=1.0, price_out_per_mtok=2.0)
+    card = ModelCard(
+        "llm", location="remote", trusted=False, price_in_per_mtok=1.0, price_out_per_mtok=2.0
+    )
     model = ScriptedModel(card, "four words of answer")
     request = ChatRequest.of("mail me at jane.doe@example.com or call +1 415-555-0100")
     r = await model.complete(request)
@@ -213,5 +261,5 @@ def test_regex_spans_are_exact_sorted_and_not_overlapping() -> None:
     found = regex_detect(text)
     assert [e.type for e in found] == ["EMAIL_ADDRESS", "CREDIT_CARD", "IP_ADDRESS"]
     for e in found:
-        assert text[e.start:e.end] == e.text
+        assert text[e.start : e.end] == e.text
     assert all(a.end <= b.start for a, b in itertools.pairwise(found))

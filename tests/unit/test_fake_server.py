@@ -28,7 +28,7 @@ def sse_events(text: str) -> list[Any]:
     out: list[Any] = []
     for line in text.splitlines():
         if line.startswith("data: "):
-            data = line[len("data: "):]
+            data = line[len("data: ") :]
             out.append(data if data == "[DONE]" else json.loads(data))
     return out
 
@@ -53,8 +53,10 @@ def test_models_and_completion_shapes(fake_openai: FakeOpenAIServer) -> None:
 
 def test_stream_chunk_shapes(fake_openai: FakeOpenAIServer) -> None:
     with httpx.Client(base_url=fake_openai.base_url) as client:
-        r = client.post("/chat/completions",
-                        json=chat("a b c", stream=True, stream_options={"include_usage": True}))
+        r = client.post(
+            "/chat/completions",
+            json=chat("a b c", stream=True, stream_options={"include_usage": True}),
+        )
     assert r.headers["content-type"].startswith("text/event-stream")
     events = sse_events(r.text)
     assert events[-1] == "[DONE]"
@@ -75,11 +77,14 @@ def test_scripts_truncation_and_errors() -> None:
         return str(messages[-1]["content"]).upper()
 
     with FakeOpenAIServer(script=shout) as server, httpx.Client(base_url=server.base_url) as c:
-        assert c.post("/chat/completions", json=chat("hi")).json()["choices"][0]["message"][
-            "content"] == "HI"
-    with FakeOpenAIServer(script={"q": "one two three four"}) as server, httpx.Client(
-        base_url=server.base_url
-    ) as c:
+        assert (
+            c.post("/chat/completions", json=chat("hi")).json()["choices"][0]["message"]["content"]
+            == "HI"
+        )
+    with (
+        FakeOpenAIServer(script={"q": "one two three four"}) as server,
+        httpx.Client(base_url=server.base_url) as c,
+    ):
         short = c.post("/chat/completions", json=chat("q", max_tokens=2)).json()["choices"][0]
         assert short["message"]["content"] == "one two" and short["finish_reason"] == "length"
         other = c.post("/chat/completions", json=chat("unknown")).json()["choices"][0]
@@ -106,8 +111,9 @@ async def _statuses(seed: int, n: int) -> list[int]:
         FakeOpenAIServer(error_rate=0.3, error_status=503, seed=seed) as server,
         httpx.AsyncClient(base_url=server.base_url) as client,
     ):
-        return [(await client.post("/chat/completions", json=chat("x"))).status_code
-                for _ in range(n)]
+        return [
+            (await client.post("/chat/completions", json=chat("x"))).status_code for _ in range(n)
+        ]
 
 
 async def test_random_faults_are_seeded() -> None:
@@ -119,9 +125,10 @@ async def test_random_faults_are_seeded() -> None:
 
 
 def test_latency_is_injected() -> None:
-    with FakeOpenAIServer(latency_s=0.15) as server, httpx.Client(
-        base_url=server.base_url
-    ) as client:
+    with (
+        FakeOpenAIServer(latency_s=0.15) as server,
+        httpx.Client(base_url=server.base_url) as client,
+    ):
         client.get("/models")  # connect first: time only the handler
         t0 = time.perf_counter()
         client.post("/chat/completions", json=chat("x"))

@@ -27,8 +27,9 @@ pytestmark = pytest.mark.timeout(60)
 KEY = "sk-test-alpha"
 OTHER = "sk-test-beta"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-LLM_CARD = ModelCard("llm-card", location="remote", trusted=False,
-                     price_in_per_mtok=100.0, price_out_per_mtok=400.0)
+LLM_CARD = ModelCard(
+    "llm-card", location="remote", trusted=False, price_in_per_mtok=100.0, price_out_per_mtok=400.0
+)
 
 
 class TinyEngine:
@@ -83,8 +84,10 @@ async def gateway(
 
 
 def models(llm: ChatModel | None = None) -> dict[str, ChatModel]:
-    return {"slm": ScriptedModel("slm-card", "local answer"),
-            "llm": llm or ScriptedModel(LLM_CARD, "remote answer")}
+    return {
+        "slm": ScriptedModel("slm-card", "local answer"),
+        "llm": llm or ScriptedModel(LLM_CARD, "remote answer"),
+    }
 
 
 def sse(text: str) -> list[Any]:
@@ -98,14 +101,19 @@ def sse(text: str) -> list[Any]:
 async def test_auth_validation_and_models(tmp_path: Path) -> None:
     async with gateway(TinyEngine(models()), tmp_path) as (_, c):
         assert (await c.post("/v1/chat/completions", json=chat())).status_code == 401
-        r = await c.post("/v1/chat/completions", json=chat(),
-                         headers={"Authorization": "Bearer wrong"})
+        r = await c.post(
+            "/v1/chat/completions", json=chat(), headers={"Authorization": "Bearer wrong"}
+        )
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
-        r = await c.post("/v1/chat/completions", json={"model": "llm", "messages": []},
-                         headers=AUTH)
+        r = await c.post(
+            "/v1/chat/completions", json={"model": "llm", "messages": []}, headers=AUTH
+        )
         assert r.status_code == 422 and "messages" in r.json()["error"]["message"]
-        r = await c.post("/v1/chat/completions", content=b"{not json",
-                         headers={**AUTH, "content-type": "application/json"})
+        r = await c.post(
+            "/v1/chat/completions",
+            content=b"{not json",
+            headers={**AUTH, "content-type": "application/json"},
+        )
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
         r = await c.post("/v1/chat/completions", json=chat("gpt-9"), headers=AUTH)
         assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
@@ -117,9 +125,13 @@ async def test_auth_validation_and_models(tmp_path: Path) -> None:
 
 async def test_completion_trace_and_exactly_once_storage(tmp_path: Path) -> None:
     async with gateway(TinyEngine(models()), tmp_path) as (app, c):
+
         async def one(i: int) -> httpx.Response:
-            return await c.post("/v1/chat/completions", headers=AUTH,
-                                json=chat("llm" if i % 2 else "slm", f"q{i}", stream=i % 3 == 0))
+            return await c.post(
+                "/v1/chat/completions",
+                headers=AUTH,
+                json=chat("llm" if i % 2 else "slm", f"q{i}", stream=i % 3 == 0),
+            )
 
         responses = await asyncio.gather(*[one(i) for i in range(40)])
         assert all(r.status_code == 200 for r in responses)
@@ -155,8 +167,10 @@ async def test_fallback_rescues_failures_and_the_trace_says_so(tmp_path: Path) -
         assert "scripted failure" in t["primary_error"]
         s = await c.post("/v1/chat/completions", json=chat(stream=True), headers=AUTH)
         assert "local answer" in s.text and s.text.rstrip().endswith("[DONE]")
-        assert 'duetto_fallbacks_total{outcome="rescued",strategy="llm"} 2.0' in (
-            await c.get("/metrics")).text
+        assert (
+            'duetto_fallbacks_total{outcome="rescued",strategy="llm"} 2.0'
+            in (await c.get("/metrics")).text
+        )
 
 
 async def test_no_fallback_gives_a_well_formed_502_and_releases_the_budget(
@@ -182,8 +196,11 @@ async def test_a_stream_cut_mid_way_is_continued_by_the_fallback(tmp_path: Path)
     async with gateway(engine, tmp_path, fallback="slm") as (app, c):
         r = await c.post("/v1/chat/completions", json=chat(stream=True), headers=AUTH)
         events = sse(r.text)
-        text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1]
-                       if isinstance(e, dict) and e["choices"])
+        text = "".join(
+            e["choices"][0]["delta"].get("content", "")
+            for e in events[:-1]
+            if isinstance(e, dict) and e["choices"]
+        )
         assert text == "part one and the rest" and events[-1] == "[DONE]"
         assert events[-2]["duetto"]["fallback"] is True
         cont = fallback.calls[-1]
@@ -195,8 +212,9 @@ async def test_a_stream_cut_mid_way_is_continued_by_the_fallback(tmp_path: Path)
 
 async def test_a_slow_model_hits_the_deadline_and_falls_back(tmp_path: Path) -> None:
     slow = ScriptedModel(LLM_CARD, "late", latency_s=5.0)
-    async with gateway(TinyEngine(models(slow)), tmp_path, fallback="slm",
-                       request_timeout_s=0.2) as (_, c):
+    async with gateway(
+        TinyEngine(models(slow)), tmp_path, fallback="slm", request_timeout_s=0.2
+    ) as (_, c):
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         r = await c.post("/v1/chat/completions", json=chat(), headers=AUTH)
@@ -208,14 +226,18 @@ async def test_budget_reserve_settle_including_streams(tmp_path: Path) -> None:
     # each call costs 1 token in × 100 + 2 tokens out × 400 per Mtok = 9e-4 USD
     keys = [ApiKey("alpha", hash_key(KEY), budget_usd=0.02)]
     async with gateway(TinyEngine(models()), tmp_path, keys=keys) as (app, c):
-        r = await c.post("/v1/chat/completions", json=chat(stream=True, max_tokens=4),
-                         headers=AUTH)
+        r = await c.post("/v1/chat/completions", json=chat(stream=True, max_tokens=4), headers=AUTH)
         assert r.status_code == 200
         key = await app.state.store.key("alpha")
         assert key.spent_usd == pytest.approx(9e-4) and key.reserved_usd == pytest.approx(0)
-        results = await asyncio.gather(*[
-            c.post("/v1/chat/completions", json=chat(max_tokens=4, stream=i % 2 == 0),
-                   headers=AUTH) for i in range(60)])
+        results = await asyncio.gather(
+            *[
+                c.post(
+                    "/v1/chat/completions", json=chat(max_tokens=4, stream=i % 2 == 0), headers=AUTH
+                )
+                for i in range(60)
+            ]
+        )
         ok = sum(x.status_code == 200 for x in results)
         refused = [x for x in results if x.status_code == 429]
         # a burst is admitted on worst-case reservations (2.9e-3 each), so about 6 at once
@@ -229,8 +251,9 @@ async def test_budget_reserve_settle_including_streams(tmp_path: Path) -> None:
 async def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
     keys = [ApiKey("alpha", hash_key(KEY), rpm=2)]
     async with gateway(TinyEngine(models()), tmp_path, keys=keys) as (_, c):
-        codes = [(await c.post("/v1/chat/completions", json=chat(), headers=AUTH))
-                 for _ in range(3)]
+        codes = [
+            (await c.post("/v1/chat/completions", json=chat(), headers=AUTH)) for _ in range(3)
+        ]
         assert [x.status_code for x in codes] == [200, 200, 429]
         assert codes[2].json()["error"]["code"] == "rate_limit_exceeded"
         assert int(codes[2].headers["retry-after"]) >= 1
@@ -239,35 +262,62 @@ async def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
 async def test_session_affinity_keeps_follow_ups_on_the_model_that_answered(
     tmp_path: Path,
 ) -> None:
-    cfg = parse_config({
-        "models": {"slm": {"backend": "fake", "script": "small", "card": {"name": "slm-card"}},
-                   "llm": {"backend": "fake", "script": "large",
-                           "card": {"name": "llm-card", "location": "remote"}}},
-        "strategies": {"route": {"mode": "route", "models": ["slm", "llm"], "threshold": 0.5,
-                                 "scorer": {"kind": "length", "scale_chars": 50}}},
-    })
-    long_turn = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "small"},
-                 {"role": "user", "content": "and now a much longer follow-up question " * 3}]
+    cfg = parse_config(
+        {
+            "models": {
+                "slm": {"backend": "fake", "script": "small", "card": {"name": "slm-card"}},
+                "llm": {
+                    "backend": "fake",
+                    "script": "large",
+                    "card": {"name": "llm-card", "location": "remote"},
+                },
+            },
+            "strategies": {
+                "route": {
+                    "mode": "route",
+                    "models": ["slm", "llm"],
+                    "threshold": 0.5,
+                    "scorer": {"kind": "length", "scale_chars": 50},
+                }
+            },
+        }
+    )
+    long_turn = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "small"},
+        {"role": "user", "content": "and now a much longer follow-up question " * 3},
+    ]
     async with gateway(Engine(cfg), tmp_path, affinity=True) as (_, c):
-        first = await c.post("/v1/chat/completions", headers={**AUTH, "x-duetto-session": "s1"},
-                             json=chat("route", "hi"))
+        first = await c.post(
+            "/v1/chat/completions",
+            headers={**AUTH, "x-duetto-session": "s1"},
+            json=chat("route", "hi"),
+        )
         assert first.json()["choices"][0]["message"]["content"] == "small"
         # the router reads the whole conversation: without a session, the long one goes large
-        r = await c.post("/v1/chat/completions", headers=AUTH,
-                         json={"model": "route", "messages": long_turn})
+        r = await c.post(
+            "/v1/chat/completions", headers=AUTH, json={"model": "route", "messages": long_turn}
+        )
         assert r.json()["choices"][0]["message"]["content"] == "large"
-        pinned = await c.post("/v1/chat/completions", headers={**AUTH, "x-duetto-session": "s1"},
-                              json={"model": "route", "messages": long_turn})
+        pinned = await c.post(
+            "/v1/chat/completions",
+            headers={**AUTH, "x-duetto-session": "s1"},
+            json={"model": "route", "messages": long_turn},
+        )
         assert pinned.json()["choices"][0]["message"]["content"] == "small"
-        by_user = await c.post("/v1/chat/completions", headers=AUTH,
-                               json={"model": "route", "messages": long_turn, "user": "u2"})
+        by_user = await c.post(
+            "/v1/chat/completions",
+            headers=AUTH,
+            json={"model": "route", "messages": long_turn, "user": "u2"},
+        )
         assert by_user.json()["choices"][0]["message"]["content"] == "large"
 
 
 async def test_stored_copy_is_redacted_when_the_policy_says_so(tmp_path: Path) -> None:
     async with gateway(TinyEngine(models()), tmp_path, redact_store=True) as (app, c):
-        r = await c.post("/v1/chat/completions", headers=AUTH,
-                         json=chat(content="write to alice@example.com"))
+        r = await c.post(
+            "/v1/chat/completions", headers=AUTH, json=chat(content="write to alice@example.com")
+        )
         stored = await app.state.store.get(r.headers["x-duetto-trace-id"])
         text = json.dumps(stored.to_dict())
         assert "alice@example.com" not in text and "<EMAIL_ADDRESS_1>" in text
@@ -276,14 +326,26 @@ async def test_stored_copy_is_redacted_when_the_policy_says_so(tmp_path: Path) -
 async def test_an_uncalibrated_strategy_is_served_with_an_adaptive_threshold(
     tmp_path: Path,
 ) -> None:
-    cfg = parse_config({
-        "models": {"slm": {"backend": "fake", "script": "small", "card": {"name": "slm-card"}},
-                   "llm": {"backend": "fake", "script": "large",
-                           "card": {"name": "llm-card", "location": "remote"}}},
-        "target": "llm_share=0.3",
-        "strategies": {"route": {"mode": "route", "models": ["slm", "llm"],
-                                 "scorer": {"kind": "length", "scale_chars": 50}}},
-    })
+    cfg = parse_config(
+        {
+            "models": {
+                "slm": {"backend": "fake", "script": "small", "card": {"name": "slm-card"}},
+                "llm": {
+                    "backend": "fake",
+                    "script": "large",
+                    "card": {"name": "llm-card", "location": "remote"},
+                },
+            },
+            "target": "llm_share=0.3",
+            "strategies": {
+                "route": {
+                    "mode": "route",
+                    "models": ["slm", "llm"],
+                    "scorer": {"kind": "length", "scale_chars": 50},
+                }
+            },
+        }
+    )
     engine = Engine(cfg)
     async with gateway(engine, tmp_path) as (_, c):
         r = await c.post("/v1/chat/completions", headers=AUTH, json=chat("route", "hi"))

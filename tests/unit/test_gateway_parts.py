@@ -99,33 +99,54 @@ def test_worst_case_cost_bounds_the_actual_cost() -> None:
 
 
 def test_request_conversion_keeps_the_whole_conversation() -> None:
-    body = ChatCompletionRequest.model_validate({
-        "model": "m", "max_completion_tokens": 7, "stop": "END", "temperature": 0.3,
-        "messages": [
-            {"role": "developer", "content": "be brief"},
-            {"role": "user",
-             "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
-            {"role": "assistant", "content": None},
-            {"role": "user", "content": "c"},
-        ],
-        "some_new_openai_field": {"x": 1},
-    })
+    body = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "max_completion_tokens": 7,
+            "stop": "END",
+            "temperature": 0.3,
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                },
+                {"role": "assistant", "content": None},
+                {"role": "user", "content": "c"},
+            ],
+            "some_new_openai_field": {"x": 1},
+        }
+    )
     req = to_chat_request(body, default_max_tokens=99)
     assert [m.role for m in req.messages] == ["system", "user", "assistant", "user"]
     assert req.messages[1].content == "ab" and req.last_user == "c"
     assert req.max_tokens == 7 and req.stop == ("END",) and req.temperature == 0.3
-    assert to_chat_request(ChatCompletionRequest.model_validate(
-        {"model": "m", "messages": [{"role": "user", "content": "x"}]}), 99).max_tokens == 99
+    assert (
+        to_chat_request(
+            ChatCompletionRequest.model_validate(
+                {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+            ),
+            99,
+        ).max_tokens
+        == 99
+    )
 
 
-@pytest.mark.parametrize("bad", [
-    {"model": "m", "messages": []},
-    {"model": "m", "messages": [{"role": "tool", "content": "x"}]},
-    {"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2},
-    {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]},
-    {"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": ["a"] * 5},
-    {"messages": [{"role": "user", "content": "x"}]},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"model": "m", "messages": []},
+        {"model": "m", "messages": [{"role": "tool", "content": "x"}]},
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2},
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function"}],
+        },
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": ["a"] * 5},
+        {"messages": [{"role": "user", "content": "x"}]},
+    ],
+)
 def test_request_schema_refuses_what_it_cannot_honour(bad: dict[str, object]) -> None:
     from pydantic import ValidationError
 
@@ -145,8 +166,9 @@ def _events(data: bytes) -> list[object]:
 def test_chunk_writer_puts_usage_in_the_final_chunk() -> None:
     from duetto.messages import ChatResponse
 
-    resp = ChatResponse("hi there", "m", Usage(tokens_in=3, tokens_out=2), Step("m"),
-                        finish_reason="weird")
+    resp = ChatResponse(
+        "hi there", "m", Usage(tokens_in=3, tokens_out=2), Step("m"), finish_reason="weird"
+    )
     plain = ChunkWriter("dt-abc", "strategy", include_usage=False)
     chunks = _events(plain.role() + plain.delta("hi") + plain.finish(resp, {}) + plain.DONE)
     assert chunks[-1] == "[DONE]"
@@ -166,8 +188,12 @@ def test_live_stats_rates_shares_savings_and_percentiles() -> None:
     stats = LiveStats(now=0.0)
     for i in range(100):
         remote = i % 4 == 0
-        usage = Usage(calls=1, remote_calls=int(remote), cost_usd=0.01 if remote else 0.0,
-                      pii_sent=1 if i == 7 else 0)
+        usage = Usage(
+            calls=1,
+            remote_calls=int(remote),
+            cost_usd=0.01 if remote else 0.0,
+            pii_sent=1 if i == 7 else 0,
+        )
         stats.add(Outcome("route", "ok", usage, llm_only_cost_usd=0.01, latency_s=i / 1000), 10.0)
     stats.add(Outcome("route", "error"), 10.0)
     snap = stats.snapshot(now=20.0)
@@ -203,8 +229,11 @@ def test_continuation_and_leaves() -> None:
 
 
 def test_storage_redaction_reaches_nested_strings() -> None:
-    body = {"request": {"messages": [{"content": "mail bob@example.org now"}]},
-            "trace": {"extra": {"notes": ["call +1 415 555 0100"]}}, "n": 3}
+    body = {
+        "request": {"messages": [{"content": "mail bob@example.org now"}]},
+        "trace": {"extra": {"notes": ["call +1 415 555 0100"]}},
+        "n": 3,
+    }
     out = redact_for_storage(body)
     text = json.dumps(out)
     assert "bob@example.org" not in text and "<EMAIL_ADDRESS_1>" in text
@@ -212,9 +241,14 @@ def test_storage_redaction_reaches_nested_strings() -> None:
 
 
 def test_settings_from_config_hash_keys_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = {"models": {"a": {"backend": "fake"}}, "privacy": {"policy": "redact"},
-            "gateway": {"fallback": "a", "keys": [{"name": "team", "key_env": "TEAM_KEY",
-                                                   "budget_usd": 2.5, "rpm": 60}]}}
+    data = {
+        "models": {"a": {"backend": "fake"}},
+        "privacy": {"policy": "redact"},
+        "gateway": {
+            "fallback": "a",
+            "keys": [{"name": "team", "key_env": "TEAM_KEY", "budget_usd": 2.5, "rpm": 60}],
+        },
+    }
     cfg = parse_config(data)
     with pytest.raises(ConfigError, match="TEAM_KEY"):
         GatewaySettings.from_config(cfg)

@@ -49,8 +49,14 @@ def test_urls() -> None:
 
 async def test_appends_are_committed_once(store: TraceStore) -> None:
     ids = [f"dt-{i}" for i in range(300)]
-    await asyncio.gather(*[store.append(TraceRecord(id=i, model="m", status="ok", cost_usd=0.5,
-                                                    body={"response": i})) for i in ids])
+    await asyncio.gather(
+        *[
+            store.append(
+                TraceRecord(id=i, model="m", status="ok", cost_usd=0.5, body={"response": i})
+            )
+            for i in ids
+        ]
+    )
     assert await store.count() == 300
     assert sorted(await store.ids()) == sorted(ids)
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"):

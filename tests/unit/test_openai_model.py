@@ -62,8 +62,9 @@ async def test_complete_reads_text_usage_and_accounts(server: FakeOpenAIServer) 
     assert response.finish_reason == "stop"
     assert response.usage.tokens_out == len(ANSWER.split())  # the server's usage block
     assert "tokens_estimated" not in response.trace.extra
-    assert response.usage.cost_usd == pytest.approx(CARD.cost(response.usage.tokens_in,
-                                                              response.usage.tokens_out))
+    assert response.usage.cost_usd == pytest.approx(
+        CARD.cost(response.usage.tokens_in, response.usage.tokens_out)
+    )
     assert response.usage.remote_calls == 1 and response.usage.calls == 1
     sent = server.requests[-1]
     assert sent["model"] == "fake-llm" and sent["max_tokens"] == 64 and sent["stop"] == ["\n"]
@@ -80,7 +81,7 @@ async def test_logprobs_requested_and_parsed(server: FakeOpenAIServer) -> None:
     n = len(ANSWER.split())
     assert response.logprobs == [server.settings.logprob] * n
     assert streamed.logprobs == response.logprobs
-    assert response.confidence == pytest.approx(2.718281828 ** server.settings.logprob)
+    assert response.confidence == pytest.approx(2.718281828**server.settings.logprob)
 
 
 async def test_stream_deltas_concatenate_with_usage_and_ttft() -> None:

@@ -24,19 +24,23 @@ EMAIL, SSN, PHONE = "ana.lopez@example.org", "123-45-6789", "+1 415 555 0100"
 
 
 def conversation() -> ChatRequest:
-    return ChatRequest(messages=(
-        Message("system", "You help the support team."),
-        Message("user", f"I am {EMAIL}, my SSN is {SSN}."),
-        Message("assistant", "Thanks, noted."),
-        Message("user", f"Call me at {PHONE} or write to {EMAIL}."),
-    ))
+    return ChatRequest(
+        messages=(
+            Message("system", "You help the support team."),
+            Message("user", f"I am {EMAIL}, my SSN is {SSN}."),
+            Message("assistant", "Thanks, noted."),
+            Message("user", f"Call me at {PHONE} or write to {EMAIL}."),
+        )
+    )
 
 
-def plan(policy: str | dict[str, Any], target: ModelCard = REMOTE,
-         request: ChatRequest | None = None) -> PrivacyPlan:
+def plan(
+    policy: str | dict[str, Any], target: ModelCard = REMOTE, request: ChatRequest | None = None
+) -> PrivacyPlan:
     req = request or conversation()
-    return plan_request(req, PrivacyPolicy.parse(policy), target,
-                        detect_messages(req, regex_detect))
+    return plan_request(
+        req, PrivacyPolicy.parse(policy), target, detect_messages(req, regex_detect)
+    )
 
 
 def test_redact_hides_every_value_and_restores_them() -> None:
@@ -120,23 +124,30 @@ def test_use_detector_installs_the_choice(monkeypatch: pytest.MonkeyPatch) -> No
         use_detector("presidio")
 
 
-MODELS = {"slm": {"backend": "fake"},
-          "llm": {"backend": "fake", "card": {"location": "remote", "trusted": False}}}
+MODELS = {
+    "slm": {"backend": "fake"},
+    "llm": {"backend": "fake", "card": {"location": "remote", "trusted": False}},
+}
 
 
 def test_privacy_config_old_and_table_forms() -> None:
     old = parse_config({"models": MODELS, "privacy": {"policy": "redact"}})
     assert old.privacy.table().default.mode == "redact"
     assert parse_config({"models": MODELS}).privacy.table().default.mode == "allow"
-    cfg = parse_config({
-        "models": MODELS,
-        "strategies": {"r": {"mode": "route", "models": ["slm", "llm"], "threshold": 0.5}},
-        "gateway": {"keys": [{"name": "hospital", "key_sha256": "0" * 64}]},
-        "privacy": {"default": {"mode": "redact", "min_score": 0.5},
-                    "api_keys": {"hospital": "local_only"}, "routes": {"llm": "allow"},
-                    "strategies": {"r": {"mode": "redact", "entity_types": ["US_SSN"]}},
-                    "detector": "regex"},
-    })
+    cfg = parse_config(
+        {
+            "models": MODELS,
+            "strategies": {"r": {"mode": "route", "models": ["slm", "llm"], "threshold": 0.5}},
+            "gateway": {"keys": [{"name": "hospital", "key_sha256": "0" * 64}]},
+            "privacy": {
+                "default": {"mode": "redact", "min_score": 0.5},
+                "api_keys": {"hospital": "local_only"},
+                "routes": {"llm": "allow"},
+                "strategies": {"r": {"mode": "redact", "entity_types": ["US_SSN"]}},
+                "detector": "regex",
+            },
+        }
+    )
     table = cfg.privacy.table()
     assert table.for_request(api_key="hospital", route="llm").mode == "local_only"
     assert table.for_request(api_key="other", route="llm").mode == "allow"
@@ -147,14 +158,17 @@ def test_privacy_config_old_and_table_forms() -> None:
     assert settings.local_model == "slm" and settings.redact_store  # default is not allow
 
 
-@pytest.mark.parametrize(("privacy", "where"), [
-    ({"policy": "redact", "default": "allow"}, "privacy"),
-    ({"default": "forget"}, "privacy.default"),
-    ({"routes": {"nope": "allow"}}, "privacy.routes.nope"),
-    ({"strategies": {"llm": "allow"}}, "privacy.strategies.llm"),  # a model, not a strategy
-    ({"api_keys": {"ghost": "local_only"}}, "privacy.api_keys.ghost"),
-    ({"api_keys": {}, "detector": "spacy"}, "privacy.detector"),
-])
+@pytest.mark.parametrize(
+    ("privacy", "where"),
+    [
+        ({"policy": "redact", "default": "allow"}, "privacy"),
+        ({"default": "forget"}, "privacy.default"),
+        ({"routes": {"nope": "allow"}}, "privacy.routes.nope"),
+        ({"strategies": {"llm": "allow"}}, "privacy.strategies.llm"),  # a model, not a strategy
+        ({"api_keys": {"ghost": "local_only"}}, "privacy.api_keys.ghost"),
+        ({"api_keys": {}, "detector": "spacy"}, "privacy.detector"),
+    ],
+)
 def test_privacy_config_errors_name_the_key(privacy: dict[str, Any], where: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"models": MODELS, "privacy": privacy})

@@ -11,17 +11,21 @@ from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
 from duetto.models.replay import ReplayModel
 
-CARD = ModelCard("gpt4-replay", location="remote", trusted=False,
-                 price_in_per_mtok=10.0, price_out_per_mtok=30.0)
+CARD = ModelCard(
+    "gpt4-replay", location="remote", trusted=False, price_in_per_mtok=10.0, price_out_per_mtok=30.0
+)
 
 
 async def test_lookup_by_prompt_key_and_item_id() -> None:
     keyed = ChatRequest.of("what is 2+2?", max_tokens=16)
-    model = ReplayModel(CARD, {
-        "capital of France?": {"response": "Paris", "score": 1.0},
-        keyed.key(): "4",
-        "item-7": {"response": "seven", "score": 0.0},
-    })
+    model = ReplayModel(
+        CARD,
+        {
+            "capital of France?": {"response": "Paris", "score": 1.0},
+            keyed.key(): "4",
+            "item-7": {"response": "seven", "score": 0.0},
+        },
+    )
     assert (await model.complete(ChatRequest.of("capital of France?"))).text == "Paris"
     assert (await model.complete(keyed)).text == "4"
     by_id = ChatRequest.of("a prompt nobody recorded", metadata={"item_id": "item-7"})
@@ -44,10 +48,13 @@ async def test_missing_entry_is_a_user_error_naming_the_prompt() -> None:
 
 
 async def test_recorded_score_tokens_and_cost() -> None:
-    model = ReplayModel(CARD, {
-        "a": {"response": "yes", "score": 0.75, "tokens_in": 120, "tokens_out": 30},
-        "b": {"response": "no", "score": None, "cost": 0.5},
-    })
+    model = ReplayModel(
+        CARD,
+        {
+            "a": {"response": "yes", "score": 0.75, "tokens_in": 120, "tokens_out": 30},
+            "b": {"response": "no", "score": None, "cost": 0.5},
+        },
+    )
     a = await model.complete(ChatRequest.of("a"))
     assert a.trace.extra["recorded_score"] == 0.75
     assert a.score is None  # ground truth must not reach strategies as a confidence
@@ -114,8 +121,14 @@ async def test_replays_real_gpt4_answers_on_gsm8k(shared_datasets: Path) -> None
         rows = [row for _, row in zip(range(50), csv.DictReader(fh), strict=False)]
     model = ReplayModel.from_rows(
         CARD,
-        ({"prompt": r["prompt"], "response": r[f"{gpt4}_response"],
-          "score": float(r[gpt4] == "True")} for r in rows),
+        (
+            {
+                "prompt": r["prompt"],
+                "response": r[f"{gpt4}_response"],
+                "score": float(r[gpt4] == "True"),
+            }
+            for r in rows
+        ),
     )
     scores = []
     for row in rows:

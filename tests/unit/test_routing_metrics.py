@@ -106,9 +106,7 @@ def test_bootstrap_interval_brackets_the_estimate() -> None:
 
 def test_hull_drops_points_under_the_chord_and_stops_rising() -> None:
     # (0.5, 0.25) lies under the chord (0,0)-(1,1); (1.5, 0.9) is past the top, cut.
-    hx, hy = nondecreasing_hull(
-        np.array([0.0, 0.5, 1.0, 1.5]), np.array([0.0, 0.25, 1.0, 0.9])
-    )
+    hx, hy = nondecreasing_hull(np.array([0.0, 0.5, 1.0, 1.5]), np.array([0.0, 0.25, 1.0, 0.9]))
     assert hx.tolist() == [0.0, 1.0] and hy.tolist() == [0.0, 1.0]
     hx2, hy2 = nondecreasing_hull(np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.75, 1.0]))
     assert hx2.tolist() == [0.0, 0.5, 1.0]

@@ -23,8 +23,9 @@ from duetto.models.base import ModelCard
 from duetto.models.fake import ScriptedModel
 
 
-def item(scorer: str, reference: str | None, choices: tuple[str, ...] = (),
-         prompt: str = "question?") -> WorkItem:
+def item(
+    scorer: str, reference: str | None, choices: tuple[str, ...] = (), prompt: str = "question?"
+) -> WorkItem:
     return WorkItem("t1", ChatRequest.of(prompt), reference, "t", scorer, choices)
 
 
@@ -35,8 +36,13 @@ MC = item("choice", "B", ("Lyon", "Paris", "Nice"), MC_PROMPT)
 @pytest.mark.parametrize(
     ("output", "expected"),
     [
-        ("Paris", 1.0), ("The answer is Paris.", 1.0), ("  PARIS!  ", 1.0),
-        ("answer: paris", 1.0), ("Paris, France", 0.0), ("Lyon", 0.0), ("", 0.0),
+        ("Paris", 1.0),
+        ("The answer is Paris.", 1.0),
+        ("  PARIS!  ", 1.0),
+        ("answer: paris", 1.0),
+        ("Paris, France", 0.0),
+        ("Lyon", 0.0),
+        ("", 0.0),
     ],
 )
 def test_exact(output: str, expected: float) -> None:
@@ -52,10 +58,23 @@ def test_normalize_and_exact_alternatives() -> None:
 @pytest.mark.parametrize(
     ("output", "expected"),
     [
-        ("B) Paris", 1.0), ("The answer is B", 1.0), ("Paris", 1.0), ("B", 1.0), ("b)", 1.0),
-        ("(B)", 1.0), ("I think it is B.", 1.0), ("Option b", 1.0), ("B Paris", 1.0),
-        ("paris.", 1.0), ("Lyon is wrong; the answer is Paris", 1.0), ("Answer: B", 1.0),
-        ("A) Lyon", 0.0), ("Nice", 0.0), ("C", 0.0), ("The answer is A", 0.0), ("", 0.0),
+        ("B) Paris", 1.0),
+        ("The answer is B", 1.0),
+        ("Paris", 1.0),
+        ("B", 1.0),
+        ("b)", 1.0),
+        ("(B)", 1.0),
+        ("I think it is B.", 1.0),
+        ("Option b", 1.0),
+        ("B Paris", 1.0),
+        ("paris.", 1.0),
+        ("Lyon is wrong; the answer is Paris", 1.0),
+        ("Answer: B", 1.0),
+        ("A) Lyon", 0.0),
+        ("Nice", 0.0),
+        ("C", 0.0),
+        ("The answer is A", 0.0),
+        ("", 0.0),
         ("I am not sure", 0.0),
     ],
 )
@@ -79,8 +98,12 @@ def test_choice_text_reference_with_listed_letters() -> None:
 
 
 def test_choice_labels_without_letters() -> None:
-    it = item("choice", "cancel_order", ("billing", "cancel_order", "refund"),
-              "Labels: billing, cancel_order, refund. Message: stop my order")
+    it = item(
+        "choice",
+        "cancel_order",
+        ("billing", "cancel_order", "refund"),
+        "Labels: billing, cancel_order, refund. Message: stop my order",
+    )
     assert score(it, "cancel order") == 1.0
     assert score(it, "Cancel-Order.") == 1.0
     assert score(it, "billing") == 0.0
@@ -97,10 +120,16 @@ def test_choice_prefers_longest_match_and_whole_words() -> None:
 @pytest.mark.parametrize(
     ("text", "value"),
     [
-        ("#### 1,234", 1234.0), ("The answer is $72.", 72.0), ("48 + 24 = 72", 72.0),
-        ("Answer: 3/4", 0.75), ("it fell to -5 degrees", -5.0), ("costs $1,000.50", 1000.5),
+        ("#### 1,234", 1234.0),
+        ("The answer is $72.", 72.0),
+        ("48 + 24 = 72", 72.0),
+        ("Answer: 3/4", 0.75),
+        ("it fell to -5 degrees", -5.0),
+        ("costs $1,000.50", 1000.5),
         ("Answer: 18 apples, because 3 + 15 = 18 and 20 - 2", 18.0),
-        ("3, 4 and 5", 5.0), ("no number", None), ("on 12/05/2024 we paid 7", 7.0),
+        ("3, 4 and 5", 5.0),
+        ("no number", None),
+        ("on 12/05/2024 we paid 7", 7.0),
     ],
 )
 def test_extract_number(text: str, value: float | None) -> None:
@@ -135,9 +164,16 @@ def test_none_and_judge_dispatch() -> None:
 @pytest.mark.parametrize(
     ("reply", "grade"),
     [
-        ("Grade: 7", 0.7), ("8/10", 0.8), ("I'd give it 9 out of 10", 0.9), ("10", 1.0),
-        ("Score: 12", 1.0), ("Yes", 1.0), ("No, incorrect.", 0.0), ("correct", 1.0),
-        ("incorrect", 0.0), ("hmm", None),
+        ("Grade: 7", 0.7),
+        ("8/10", 0.8),
+        ("I'd give it 9 out of 10", 0.9),
+        ("10", 1.0),
+        ("Score: 12", 1.0),
+        ("Yes", 1.0),
+        ("No, incorrect.", 0.0),
+        ("correct", 1.0),
+        ("incorrect", 0.0),
+        ("hmm", None),
     ],
 )
 def test_parse_grade(reply: str, grade: float | None) -> None:
@@ -145,8 +181,9 @@ def test_parse_grade(reply: str, grade: float | None) -> None:
 
 
 async def test_judge_scorer_asks_the_model_and_adds_usage() -> None:
-    judge_model = ScriptedModel(ModelCard("judge", price_in_per_mtok=1.0),
-                                ["Grade: 6", "hmm, hard to say", "Yes"])
+    judge_model = ScriptedModel(
+        ModelCard("judge", price_in_per_mtok=1.0), ["Grade: 6", "hmm, hard to say", "Yes"]
+    )
     judge = JudgeScorer(judge_model)
     it = item("judge", "Paris", prompt="Capital of France?")
     assert await judge.score(it, "Paris, I think") == pytest.approx(0.6)

@@ -18,11 +18,22 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
 
 
 def test_jsonl_prompt_system_and_fields(tmp_path: Path) -> None:
-    f = write_jsonl(tmp_path / "w.jsonl", [
-        {"id": "q1", "prompt": "2+2?", "system": "Number only.", "reference": "4",
-         "scorer": "numeric", "task": "math", "tags": ["hard"], "max_tokens": 12},
-        {"prompt": "Pick", "reference": "B", "scorer": "choice", "choices": ["x", "y"]},
-    ])
+    f = write_jsonl(
+        tmp_path / "w.jsonl",
+        [
+            {
+                "id": "q1",
+                "prompt": "2+2?",
+                "system": "Number only.",
+                "reference": "4",
+                "scorer": "numeric",
+                "task": "math",
+                "tags": ["hard"],
+                "max_tokens": 12,
+            },
+            {"prompt": "Pick", "reference": "B", "scorer": "choice", "choices": ["x", "y"]},
+        ],
+    )
     a, b = load_workload(f)
     assert a.id == "q1" and a.task == "math" and a.tags == ("hard",)
     assert [m.role for m in a.request.messages] == ["system", "user"]
@@ -33,12 +44,18 @@ def test_jsonl_prompt_system_and_fields(tmp_path: Path) -> None:
 
 
 def test_jsonl_messages_and_default_scorer(tmp_path: Path) -> None:
-    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-            {"role": "user", "content": "capital of France?"}]
-    f = write_jsonl(tmp_path / "w.jsonl", [
-        {"messages": msgs, "system": "Be brief.", "reference": "Paris"},
-        {"messages": msgs},
-    ])
+    msgs = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "capital of France?"},
+    ]
+    f = write_jsonl(
+        tmp_path / "w.jsonl",
+        [
+            {"messages": msgs, "system": "Be brief.", "reference": "Paris"},
+            {"messages": msgs},
+        ],
+    )
     a, b = load_workload(f)
     assert a.request.messages[0].role == "system" and len(a.request.messages) == 4
     assert a.request.last_user == "capital of France?"
@@ -66,16 +83,19 @@ def test_csv_workload(tmp_path: Path) -> None:
         ([{"reference": "x"}], "neither 'prompt' nor 'messages'"),
         ([{"prompt": "a", "reference": "x", "scorer": "fuzzy"}], "scorer 'fuzzy'"),
         ([{"prompt": "a", "scorer": "numeric"}], "needs a 'reference'"),
-        ([{"prompt": "a", "reference": "D", "scorer": "choice", "choices": ["x", "y"]}],
-         "neither a choice nor a choice label"),
+        (
+            [{"prompt": "a", "reference": "D", "scorer": "choice", "choices": ["x", "y"]}],
+            "neither a choice nor a choice label",
+        ),
         ([{"prompt": "a", "reference": "x", "max_tokens": "many"}], "max_tokens"),
         ([{"prompt": "a", "reference": "x", "colour": "red"}], "unknown field"),
         ([{"id": "same", "prompt": "a"}, {"id": "same", "prompt": "b"}], "duplicate id"),
         ([{"messages": [{"role": "robot", "content": "x"}]}], "role"),
     ],
 )
-def test_bad_rows_name_file_line_and_format(tmp_path: Path, rows: list[object],
-                                            needle: str) -> None:
+def test_bad_rows_name_file_line_and_format(
+    tmp_path: Path, rows: list[object], needle: str
+) -> None:
     f = write_jsonl(tmp_path / "bad.jsonl", rows)
     with pytest.raises(DataError) as info:
         load_workload(f)

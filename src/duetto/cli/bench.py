@@ -78,8 +78,12 @@ def render_table(report: RoutingReport) -> Table:
         for row in r["routers"]:
             lo, hi = row["apgr_ci"]
             table.add_row(
-                row["name"], _fmt(row["apgr"]), f"{_fmt(lo)}–{_fmt(hi)}",
-                _fmt(row["cpt50"], True), _fmt(row["cpt80"], True), _fmt(row["cpt95"], True),
+                row["name"],
+                _fmt(row["apgr"]),
+                f"{_fmt(lo)}–{_fmt(hi)}",
+                _fmt(row["cpt50"], True),
+                _fmt(row["cpt80"], True),
+                _fmt(row["cpt95"], True),
             )
         return table
     best = r["best_single"]
@@ -92,7 +96,9 @@ def render_table(report: RoutingReport) -> Table:
     for row in r["routers"]:
         match = row["cost_to_match_best_single"]
         table.add_row(
-            row["name"], _fmt(row["aiq"]), _fmt(row["quality_at_best_single_cost"]),
+            row["name"],
+            _fmt(row["aiq"]),
+            _fmt(row["quality_at_best_single_cost"]),
             "never" if match is None else f"{100 * match / best['cost']:.1f}% of its cost",
         )
     return table

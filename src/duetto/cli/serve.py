@@ -16,12 +16,18 @@ def serve(
     config: Annotated[Path | None, typer.Argument(help="YAML config (default: the demo's)")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
-    db: Annotated[str | None, typer.Option(
-        help="Trace store: a SQLite path or a SQLAlchemy URL (postgresql://...)")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Trace store: a SQLite path or a SQLAlchemy URL (postgresql://...)"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
-    calibration: Annotated[Path | None, typer.Option(
-        help="calibration.json written by `duetto eval`/`duetto demo`: thresholds, calibrators "
-             "and fitted scorers for the config's strategies")] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="calibration.json written by `duetto eval`/`duetto demo`: thresholds, calibrators "
+            "and fitted scorers for the config's strategies"
+        ),
+    ] = None,
 ) -> None:
     """Serve the config's strategies and models behind an OpenAI-compatible API."""
     import logging
@@ -58,9 +64,19 @@ def serve(
         raise typer.Exit(2) from exc
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     app = create_app(Engine(cfg, fitted=fitted), settings)
-    console.print(f"duetto gateway on http://{host}:{port}/v1  (dashboard: /dashboard, "
-                  f"store: {settings.db or 'duetto-gateway.db'})")
+    console.print(
+        f"duetto gateway on http://{host}:{port}/v1  (dashboard: /dashboard, "
+        f"store: {settings.db or 'duetto-gateway.db'})"
+    )
     # keep-alive longer than the usual load-balancer idle timeout (60 s): otherwise a client can
     # reuse a connection in the instant the server closes it
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=10, timeout_keep_alive=75, backlog=4096)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        timeout_keep_alive=75,
+        backlog=4096,
+    )

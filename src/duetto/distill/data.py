@@ -88,8 +88,8 @@ def load_banking77(folder: str | Path) -> IntentDataset:
     folder = Path(folder)
     train, test = _read_csv(folder / "train.csv"), _read_csv(folder / "test.csv")
     cats = folder / "categories.json"
-    labels = sorted(json.loads(cats.read_text())) if cats.is_file() else sorted(
-        {e.label for e in train}
+    labels = (
+        sorted(json.loads(cats.read_text())) if cats.is_file() else sorted({e.label for e in train})
     )
     unknown = {e.label for e in (*train, *test)} - set(labels)
     if unknown:

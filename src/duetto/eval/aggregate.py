@@ -17,9 +17,21 @@ from typing import Any
 import numpy as np
 
 SUMMARY_KEYS = (
-    "name", "mode", "quality", "llm_call_share", "cost_usd", "cost_usd_per_1k", "latency_ms",
-    "ttft_ms", "remote_bytes", "remote_bytes_per_request", "energy_j", "energy_j_per_request",
-    "privacy_leaks", "leak_rate", "n",
+    "name",
+    "mode",
+    "quality",
+    "llm_call_share",
+    "cost_usd",
+    "cost_usd_per_1k",
+    "latency_ms",
+    "ttft_ms",
+    "remote_bytes",
+    "remote_bytes_per_request",
+    "energy_j",
+    "energy_j_per_request",
+    "privacy_leaks",
+    "leak_rate",
+    "n",
 )
 
 
@@ -63,8 +75,9 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def summarize_strategy(records: Sequence[Mapping[str, Any]], name: str | None = None,
-                       mode: str | None = None) -> dict[str, Any]:
+def summarize_strategy(
+    records: Sequence[Mapping[str, Any]], name: str | None = None, mode: str | None = None
+) -> dict[str, Any]:
     """The summary of one strategy's records (keys: SUMMARY_KEYS)."""
     n = len(records)
     name = name if name is not None else (str(records[0]["strategy"]) if records else "")
@@ -115,7 +128,8 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the (cost, quality) points no other point beats (cost <= and quality >=,
     one of them strictly), ordered by cost. Points with a NaN/None coordinate are left out."""
     valid = [
-        (i, float(c), float(q)) for i, (c, q) in enumerate(points)
+        (i, float(c), float(q))
+        for i, (c, q) in enumerate(points)
         if c is not None and q is not None and math.isfinite(c) and math.isfinite(q)
     ]
     front = []

@@ -409,4 +409,3 @@ def load_suite(name: str, data_dir: str | Path = "../shared/datasets") -> Record
     if name not in loaders:
         raise DataError(f"unknown suite {name!r}; known: {', '.join(SUITES)} or jsonl:PATH")
     return loaders[name](root)
-

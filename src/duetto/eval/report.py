@@ -45,8 +45,9 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         "pareto": out_dir / "pareto.png",
         "html": out_dir / "report.html",
     }
-    paths["json"].write_text(json.dumps(_json_safe(report), indent=2, default=str) + "\n",
-                             encoding="utf-8")
+    paths["json"].write_text(
+        json.dumps(_json_safe(report), indent=2, default=str) + "\n", encoding="utf-8"
+    )
     pareto_png = _png(_pareto_figure(report))
     paths["pareto"].write_bytes(pareto_png)
     charts = [(title, _png(fig)) for title, fig in _axis_figures(report)]
@@ -61,8 +62,12 @@ def print_summary(report: dict[str, Any], console: Console | None = None) -> Non
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=str(report.get("title") or "duetto evaluation"), box=box.SIMPLE_HEAD,
-                  collapse_padding=True, pad_edge=False)
+    table = Table(
+        title=str(report.get("title") or "duetto evaluation"),
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     # Narrow enough for an 80-column terminal: the HTML report has every axis in full.
     table.add_column("strategy", min_width=12, overflow="fold")
     for col in ("quality (CI)", "LLM", "$/1k", "ms p50/p95", "B/req", "J/req", "leaks"):
@@ -82,8 +87,10 @@ def print_summary(report: dict[str, Any], console: Console | None = None) -> Non
             str(s.get("privacy_leaks", 0)),
         )
     console.print(table)
-    console.print("* baseline · quality: mean and 95% bootstrap CI · LLM: share of requests "
-                  "calling the LLM · leaks: PII entities sent to untrusted models · J: estimate")
+    console.print(
+        "* baseline · quality: mean and 95% bootstrap CI · LLM: share of requests "
+        "calling the LLM · leaks: PII entities sent to untrusted models · J: estimate"
+    )
     rec = report.get("recommendation")
     if rec:
         console.print(f"Recommendation: {_recommendation_headline(rec)}")
@@ -174,22 +181,44 @@ def _pareto_figure(report: dict[str, Any]) -> Figure:
         q = s.get("quality") or {}
         lo, hi = _val(q.get("ci_low")), _val(q.get("ci_high"))
         yerr = [[y - lo], [hi - y]] if not (math.isnan(lo) or math.isnan(hi)) else None
-        ax.errorbar([x], [y], yerr=yerr, fmt="s" if is_baseline else "o", ms=8, capsize=4,
-                    color="0.45" if is_baseline else colors[k],
-                    mfc="white" if is_baseline else colors[k], mew=2,
-                    label=None if is_baseline in legend_done else
-                    ("baseline" if is_baseline else "strategy"))
+        ax.errorbar(
+            [x],
+            [y],
+            yerr=yerr,
+            fmt="s" if is_baseline else "o",
+            ms=8,
+            capsize=4,
+            color="0.45" if is_baseline else colors[k],
+            mfc="white" if is_baseline else colors[k],
+            mew=2,
+            label=None
+            if is_baseline in legend_done
+            else ("baseline" if is_baseline else "strategy"),
+        )
         legend_done.add(is_baseline)
-        ax.annotate(label, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8,
-                    color="0.3" if is_baseline else "black")
+        ax.annotate(
+            label,
+            (x, y),
+            xytext=(6, 6),
+            textcoords="offset points",
+            fontsize=8,
+            color="0.3" if is_baseline else "black",
+        )
     candidates = [
         (xs[k], ys[k]) if not _is_key(report, s, _NOT_ON_FRONT) else (math.nan, math.nan)
         for k, (_, s, _) in enumerate(entries)
     ]
     front = pareto_front(candidates)
     if len(front) > 1:
-        ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:red", lw=1.2,
-                zorder=0, label="Pareto front")
+        ax.plot(
+            [xs[i] for i in front],
+            [ys[i] for i in front],
+            "--",
+            color="tab:red",
+            lw=1.2,
+            zorder=0,
+            label="Pareto front",
+        )
     ax.set_xlabel("cost, USD per 1,000 requests")
     ax.set_ylabel("quality (mean, 95% bootstrap CI)")
     ax.set_title("Cost vs quality (baselines: hollow grey squares)")
@@ -217,18 +246,25 @@ _AXES: list[tuple[str, str, _Getter]] = [
     ("Cost", "USD per 1,000 requests", lambda s: _val(s.get("cost_usd_per_1k"))),
     ("Remote bytes", "bytes sent per request", lambda s: _val(s.get("remote_bytes_per_request"))),
     ("Energy (estimate)", "joules per request", lambda s: _val(s.get("energy_j_per_request"))),
-    ("Privacy leaks", "PII entities sent to untrusted models",
-     lambda s: _val(s.get("privacy_leaks"))),
-    ("LLM-call share", "share of requests calling the LLM",
-     lambda s: _val(s.get("llm_call_share"))),
+    (
+        "Privacy leaks",
+        "PII entities sent to untrusted models",
+        lambda s: _val(s.get("privacy_leaks")),
+    ),
+    (
+        "LLM-call share",
+        "share of requests calling the LLM",
+        lambda s: _val(s.get("llm_call_share")),
+    ),
 ]
 
 
 def _axis_figures(report: dict[str, Any]) -> list[tuple[str, Figure]]:
     entries = _entries(report)
     labels = [label.replace(" [baseline]", "*") for label, _, _ in entries]
-    colors = ["0.7" if b else c for (_, _, b), c in zip(entries, _palette(len(entries)),
-                                                        strict=True)]
+    colors = [
+        "0.7" if b else c for (_, _, b), c in zip(entries, _palette(len(entries)), strict=True)
+    ]
     hatches = ["//" if b else "" for _, _, b in entries]
     figs: list[tuple[str, Figure]] = []
     for title, unit, get in _AXES:
@@ -237,8 +273,14 @@ def _axis_figures(report: dict[str, Any]) -> list[tuple[str, Figure]]:
         yerr = None
         if title == "Quality":
             yerr = _quality_errors(entries)
-        bars = ax.bar(range(len(entries)), [0 if math.isnan(v) else v for v in values],
-                      color=colors, yerr=yerr, capsize=3, edgecolor="0.3")
+        bars = ax.bar(
+            range(len(entries)),
+            [0 if math.isnan(v) else v for v in values],
+            color=colors,
+            yerr=yerr,
+            capsize=3,
+            edgecolor="0.3",
+        )
         for bar, h in zip(bars, hatches, strict=True):
             bar.set_hatch(h)
         _finish_bars(ax, labels, title, unit)
@@ -248,10 +290,20 @@ def _axis_figures(report: dict[str, Any]) -> list[tuple[str, Figure]]:
     idx = range(len(entries))
     p50 = [_val(s["latency_ms"].get("p50")) for _, s, _ in entries]
     p95 = [_val(s["latency_ms"].get("p95")) for _, s, _ in entries]
-    ax.bar([i - 0.2 for i in idx], [0 if math.isnan(v) else v for v in p50], 0.4,
-           label="p50", color="tab:blue")
-    ax.bar([i + 0.2 for i in idx], [0 if math.isnan(v) else v for v in p95], 0.4,
-           label="p95", color="tab:orange")
+    ax.bar(
+        [i - 0.2 for i in idx],
+        [0 if math.isnan(v) else v for v in p50],
+        0.4,
+        label="p50",
+        color="tab:blue",
+    )
+    ax.bar(
+        [i + 0.2 for i in idx],
+        [0 if math.isnan(v) else v for v in p95],
+        0.4,
+        label="p95",
+        color="tab:orange",
+    )
     ax.legend(fontsize=8)
     _finish_bars(ax, labels, "Latency", "milliseconds per request")
     figs.insert(2, ("Latency", fig))
@@ -328,8 +380,7 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def render_html(report: dict[str, Any], pareto_png: bytes,
-                charts: list[tuple[str, bytes]]) -> str:
+def render_html(report: dict[str, Any], pareto_png: bytes, charts: list[tuple[str, bytes]]) -> str:
     """The whole report as one HTML string with every image inline."""
     title = str(report.get("title") or "duetto evaluation")
     wl = report.get("workload") or {}
@@ -339,20 +390,27 @@ def render_html(report: dict[str, Any], pareto_png: bytes,
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">Created {_e(report.get("created", ""))} · workload '
-        f'<b>{_e(wl.get("name", ""))}</b>, n = {_e(wl.get("n", ""))}{_run_facts(report)}</p>',
+        f"<b>{_e(wl.get('name', ''))}</b>, n = {_e(wl.get('n', ''))}{_run_facts(report)}</p>",
         _models_line(report.get("models") or []),
         _models_html(report.get("models") or []),
     ]
     notes = report.get("notes") or []
     if notes:
         parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
-    parts += ["<h2>Summary</h2>", _summary_table(report), _summary_notes(report),
-              '<p class="meta">Energy figures are estimates. Baselines are in grey italics. '
-              "Privacy leaks count PII entities of the user's input sent to untrusted models."
-              "</p>",
-              "<h2>Recommendation</h2>", _recommendation_html(report.get("recommendation")),
-              "<h2>Cost vs quality</h2>", _img(pareto_png, "cost versus quality, Pareto front"),
-              "<h2>Per axis</h2>", '<div class="charts">']
+    parts += [
+        "<h2>Summary</h2>",
+        _summary_table(report),
+        _summary_notes(report),
+        '<p class="meta">Energy figures are estimates. Baselines are in grey italics. '
+        "Privacy leaks count PII entities of the user's input sent to untrusted models."
+        "</p>",
+        "<h2>Recommendation</h2>",
+        _recommendation_html(report.get("recommendation")),
+        "<h2>Cost vs quality</h2>",
+        _img(pareto_png, "cost versus quality, Pareto front"),
+        "<h2>Per axis</h2>",
+        '<div class="charts">',
+    ]
     parts += [f"<div>{_img(png, name)}</div>" for name, png in charts]
     parts.append('</div><p class="meta">* baseline (hatched grey bars)</p>')
     if report.get("calibration"):
@@ -366,18 +424,21 @@ def _run_facts(report: dict[str, Any]) -> str:
     wl = report.get("workload") or {}
     facts = []
     if wl.get("heldout_n") is not None:
-        facts.append(f'calibration {wl.get("calibration_n", 0)} / held-out {wl["heldout_n"]}')
+        facts.append(f"calibration {wl.get('calibration_n', 0)} / held-out {wl['heldout_n']}")
     if report.get("errors"):
-        facts.append(f'{report["errors"]} failed requests (scored 0)')
+        facts.append(f"{report['errors']} failed requests (scored 0)")
     if report.get("elapsed_s") is not None:
-        facts.append(f'{report["elapsed_s"]} s')
+        facts.append(f"{report['elapsed_s']} s")
     return "".join(f" · {_e(f)}" for f in facts)
 
 
 def _summary_notes(report: dict[str, Any]) -> str:
     """Notes attached to single summaries (e.g. the LLM share of the random baseline)."""
-    notes = [f"{label.replace(' [baseline]', '')}: {s['note']}"
-             for label, s, _ in _entries(report) if s.get("note")]
+    notes = [
+        f"{label.replace(' [baseline]', '')}: {s['note']}"
+        for label, s, _ in _entries(report)
+        if s.get("note")
+    ]
     if not notes:
         return ""
     return '<ul class="meta">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
@@ -389,7 +450,7 @@ def _models_line(models: list[dict[str, Any]]) -> str:
         return ""
     parts = []
     for m in models:
-        desc = f'{m.get("location", "")}{", " + str(m["label"]) if m.get("label") else ""}'
+        desc = f"{m.get('location', '')}{', ' + str(m['label']) if m.get('label') else ''}"
         parts.append(f"<b>{_e(m.get('name', ''))}</b> ({_e(desc)})")
     return f'<p class="meta">Models: {" · ".join(parts)}</p>'
 
@@ -399,42 +460,55 @@ def _models_html(models: list[dict[str, Any]]) -> str:
         return ""
     rows = []
     for m in models:
-        where = f'{m.get("location", "")}, {"trusted" if m.get("trusted") else "untrusted"}'
-        price = (f'{_fmt(m.get("price_in_per_mtok"), 2)} / {_fmt(m.get("price_out_per_mtok"), 2)}')
-        rows.append(f'<tr><td class="l">{_e(m.get("name", ""))}</td><td class="l">{_e(where)}'
-                    f'</td><td class="l">{_e(m.get("label", ""))}</td><td>{_e(price)}</td>'
-                    f'<td class="l">{_e(m.get("source", ""))}</td></tr>')
-    head = ('<tr><th class="l">model</th><th class="l">where</th><th class="l">label</th>'
-            '<th>USD per Mtok in / out</th><th class="l">source of figures</th></tr>')
+        where = f"{m.get('location', '')}, {'trusted' if m.get('trusted') else 'untrusted'}"
+        price = f"{_fmt(m.get('price_in_per_mtok'), 2)} / {_fmt(m.get('price_out_per_mtok'), 2)}"
+        rows.append(
+            f'<tr><td class="l">{_e(m.get("name", ""))}</td><td class="l">{_e(where)}'
+            f'</td><td class="l">{_e(m.get("label", ""))}</td><td>{_e(price)}</td>'
+            f'<td class="l">{_e(m.get("source", ""))}</td></tr>'
+        )
+    head = (
+        '<tr><th class="l">model</th><th class="l">where</th><th class="l">label</th>'
+        '<th>USD per Mtok in / out</th><th class="l">source of figures</th></tr>'
+    )
     return f"<h2>Models</h2><table>{head}{''.join(rows)}</table>"
 
 
 def _summary_table(report: dict[str, Any]) -> str:
-    head = '<tr><th class="l">strategy</th><th class="l">mode</th>' + "".join(
-        f"<th>{_e(c)}</th>" for c, _ in _COLUMNS) + "</tr>"
+    head = (
+        '<tr><th class="l">strategy</th><th class="l">mode</th>'
+        + "".join(f"<th>{_e(c)}</th>" for c, _ in _COLUMNS)
+        + "</tr>"
+    )
     rows = []
     for label, s, is_baseline in _entries(report):
         name = label.replace(" [baseline]", "")
         badge = ' <span class="badge">baseline</span>' if is_baseline else ""
         cells = "".join(f"<td>{_e(fn(s))}</td>" for _, fn in _COLUMNS)
         cls = ' class="baseline"' if is_baseline else ""
-        rows.append(f'<tr{cls}><td class="l">{_e(name)}{badge}</td>'
-                    f'<td class="l">{_e(s.get("mode") or "")}</td>{cells}</tr>')
+        rows.append(
+            f'<tr{cls}><td class="l">{_e(name)}{badge}</td>'
+            f'<td class="l">{_e(s.get("mode") or "")}</td>{cells}</tr>'
+        )
     return f"<table>{head}{''.join(rows)}</table>"
 
 
 def _recommendation_html(rec: dict[str, Any] | None) -> str:
     if not rec:
         return '<p class="meta">No recommendation for this run.</p>'
-    return (f'<div class="rec"><p><b>{_e(_recommendation_headline(rec))}</b></p>'
-            f"{_kv_html(rec)}</div>")
+    return (
+        f'<div class="rec"><p><b>{_e(_recommendation_headline(rec))}</b></p>{_kv_html(rec)}</div>'
+    )
 
 
 def _kv_html(d: dict[str, Any]) -> str:
     rows = []
     for k, v in d.items():
-        text = json.dumps(_json_safe(v), indent=1, default=str) if isinstance(
-            v, dict | list) else str(v)
+        text = (
+            json.dumps(_json_safe(v), indent=1, default=str)
+            if isinstance(v, dict | list)
+            else str(v)
+        )
         cell = f"<pre>{_e(text)}</pre>" if isinstance(v, dict | list) else _e(text)
         rows.append(f'<tr><th class="l">{_e(k)}</th><td class="l">{cell}</td></tr>')
     return f"<table>{''.join(rows)}</table>"

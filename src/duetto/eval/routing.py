@@ -124,8 +124,9 @@ def cost_quality_points(
 
 def nondecreasing_hull(cost: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Upper convex hull of the points, cut where it stops rising (so it never decreases)."""
-    pts = sorted(set(zip(np.asarray(cost, float).tolist(), np.asarray(quality, float).tolist(),
-                         strict=True)))
+    pts = sorted(
+        set(zip(np.asarray(cost, float).tolist(), np.asarray(quality, float).tolist(), strict=True))
+    )
     # for equal costs keep only the best quality
     best: dict[float, float] = {}
     for c, q in pts:
@@ -277,14 +278,16 @@ def evaluate_two_model(
     rows, curves = [], {}
     for name, score in scored:
         ci = bootstrap_two_model(score, weak, strong, n_boot=n_boot, seed=seed)
-        rows.append({
-            "name": name,
-            "apgr": _round(apgr(score, weak, strong)),
-            "apgr_ci": [_round(ci["apgr"][0]), _round(ci["apgr"][1])],
-            "cpt50": _round(cpt(score, weak, strong, 0.5)),
-            "cpt80": _round(cpt(score, weak, strong, 0.8)),
-            "cpt95": _round(cpt(score, weak, strong, 0.95)),
-        })
+        rows.append(
+            {
+                "name": name,
+                "apgr": _round(apgr(score, weak, strong)),
+                "apgr_ci": [_round(ci["apgr"][0]), _round(ci["apgr"][1])],
+                "cpt50": _round(cpt(score, weak, strong, 0.5)),
+                "cpt80": _round(cpt(score, weak, strong, 0.8)),
+                "cpt95": _round(cpt(score, weak, strong, 0.95)),
+            }
+        )
         x, pgr = pgr_curve(score, weak, strong)
         curves[name] = _downsample(x, q_weak + pgr * (q_strong - q_weak))
     result = {
@@ -332,12 +335,14 @@ def evaluate_multi_model(
     for name, pred in predictions:
         pc, pq = multi_model_point_cloud(pred, suite.scores, suite.costs)
         hx, hy = nondecreasing_hull(pc, pq)
-        rows.append({
-            "name": name,
-            "aiq": _round(aiq(hx, hy, c_min, c_max)),
-            "quality_at_best_single_cost": _round(hull_quality_at(hx, hy, best_c)),
-            "cost_to_match_best_single": _round(hull_cost_for(hx, hy, best_q), 8),
-        })
+        rows.append(
+            {
+                "name": name,
+                "aiq": _round(aiq(hx, hy, c_min, c_max)),
+                "quality_at_best_single_cost": _round(hull_quality_at(hx, hy, best_c)),
+                "cost_to_match_best_single": _round(hull_cost_for(hx, hy, best_q), 8),
+            }
+        )
         curves[name] = (hx.tolist(), hy.tolist())
     result = {
         "suite": suite.name,
@@ -347,7 +352,9 @@ def evaluate_multi_model(
         ],
         "routers": rows,
         "best_single": {
-            "name": suite.models[best], "quality": _round(best_q), "cost": _round(best_c, 8)
+            "name": suite.models[best],
+            "quality": _round(best_q),
+            "cost": _round(best_c, 8),
         },
     }
     return RoutingReport(result, curves, "mean cost per query ($)")

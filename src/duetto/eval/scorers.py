@@ -35,7 +35,7 @@ def normalize(text: str) -> str:
     text = text.strip()
     m = _ANSWER_MARKER.match(text)
     if m:
-        text = text[m.end():]
+        text = text[m.end() :]
     return " ".join(text.lower().translate(_PUNCT).split())
 
 
@@ -95,7 +95,7 @@ def extract_number(text: str) -> float | None:
     else:
         markers = list(_ANSWER_MARKER.finditer(text))
         if markers:
-            tail = text[markers[-1].end():]
+            tail = text[markers[-1].end() :]
     if tail is not None:
         m = _NUMBER.search(tail)
         if m:
@@ -172,8 +172,9 @@ def _first_choice(text: str, choices: tuple[str, ...], letters: bool) -> int | N
         m = re.match(r"\s*([A-Z])\s+", text)
         if m:
             i = ord(m.group(1)) - ord("A")
-            if 0 <= i < len(choices) and re.match(_phrase_pattern(choices[i]), text[m.end():],
-                                                  re.IGNORECASE):
+            if 0 <= i < len(choices) and re.match(
+                _phrase_pattern(choices[i]), text[m.end() :], re.IGNORECASE
+            ):
                 hits.append((m.start(), -len(text), i))
     for i, c in enumerate(choices):
         m2 = re.search(_phrase_pattern(c), text, re.IGNORECASE)
@@ -188,7 +189,7 @@ def pick_choice(output: str, choices: tuple[str, ...], letters: bool = True) -> 
     the output only echoes the lettered options one per line."""
     markers = list(_ANSWER_MARKER.finditer(output))
     if markers:
-        found = _first_choice(output[markers[-1].end():], choices, letters)
+        found = _first_choice(output[markers[-1].end() :], choices, letters)
         if found is not None:
             return found
     if letters and _lists_options(output, len(choices)):
@@ -254,8 +255,9 @@ def parse_grade(text: str) -> float | None:
     """A grade in [0, 1] from a judge's reply: "7/10", "Grade: 7", "7", or yes/no."""
     m = re.search(r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*10\b", text, re.IGNORECASE)
     if not m:
-        m = re.search(r"\b(?:grade|score|rating)\b\s*(?:is|:|=)?\s*(\d+(?:\.\d+)?)", text,
-                      re.IGNORECASE)
+        m = re.search(
+            r"\b(?:grade|score|rating)\b\s*(?:is|:|=)?\s*(\d+(?:\.\d+)?)", text, re.IGNORECASE
+        )
     if not m:
         m = re.search(r"(?<![\d.])(\d+(?:\.\d+)?)(?![\d.])", text)
         if m and float(m.group(1)) > 10:
@@ -274,8 +276,14 @@ class JudgeScorer:
     The judge's own usage (tokens, cost, latency) adds up in `usage`, apart from the strategy's.
     """
 
-    def __init__(self, model: ChatModel, *, max_tokens: int = 16,
-                 system: str = JUDGE_SYSTEM, template: str = JUDGE_TEMPLATE) -> None:
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        max_tokens: int = 16,
+        system: str = JUDGE_SYSTEM,
+        template: str = JUDGE_TEMPLATE,
+    ) -> None:
         self.model = model
         self.max_tokens = max_tokens
         self.system = system
@@ -285,10 +293,12 @@ class JudgeScorer:
 
     def request(self, item: WorkItem, output: str) -> ChatRequest:
         ref = f"Reference answer:\n{item.reference}\n\n" if item.reference else ""
-        prompt = self.template.format(question=item.request.last_user, reference_block=ref,
-                                      output=output)
-        return ChatRequest.of(prompt, system=self.system, max_tokens=self.max_tokens,
-                              temperature=0.0, task="judge")
+        prompt = self.template.format(
+            question=item.request.last_user, reference_block=ref, output=output
+        )
+        return ChatRequest.of(
+            prompt, system=self.system, max_tokens=self.max_tokens, temperature=0.0, task="judge"
+        )
 
     async def score(self, item: WorkItem, output: str) -> float:
         response = await self.model.complete(self.request(item, output))

@@ -31,7 +31,15 @@ ROW_FORMAT = (
     "'choices' (list of strings), 'id', 'tags' (list of strings), 'max_tokens' (int)"
 )
 _KNOWN_KEYS = {
-    "prompt", "messages", "system", "reference", "task", "scorer", "choices", "id", "tags",
+    "prompt",
+    "messages",
+    "system",
+    "reference",
+    "task",
+    "scorer",
+    "choices",
+    "id",
+    "tags",
     "max_tokens",
 }
 
@@ -64,8 +72,9 @@ def load_workload(path: str | Path) -> list[WorkItem]:
     elif suffix == ".csv":
         rows = _csv_rows(p)
     else:
-        raise DataError(f"unknown workload extension {suffix!r}", file=str(p),
-                        expected="a .jsonl or .csv file")
+        raise DataError(
+            f"unknown workload extension {suffix!r}", file=str(p), expected="a .jsonl or .csv file"
+        )
     return _items_from_rows(rows, source=str(p), default_prefix=p.stem)
 
 
@@ -107,11 +116,15 @@ def _parse_jsonl_text(text: str, source: str) -> Iterator[tuple[int, dict[str, A
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"line {lineno}: not valid JSON ({e.msg})", file=source,
-                            expected=ROW_FORMAT) from None
+            raise DataError(
+                f"line {lineno}: not valid JSON ({e.msg})", file=source, expected=ROW_FORMAT
+            ) from None
         if not isinstance(row, dict):
-            raise DataError(f"line {lineno}: a JSON {type(row).__name__}, not an object",
-                            file=source, expected=ROW_FORMAT)
+            raise DataError(
+                f"line {lineno}: a JSON {type(row).__name__}, not an object",
+                file=source,
+                expected=ROW_FORMAT,
+            )
         yield lineno, row
 
 
@@ -123,8 +136,11 @@ def _csv_rows(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     with p.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not ({"prompt", "messages"} & set(reader.fieldnames)):
-            raise DataError("line 1: the header has neither 'prompt' nor 'messages'",
-                            file=str(p), expected=ROW_FORMAT)
+            raise DataError(
+                "line 1: the header has neither 'prompt' nor 'messages'",
+                file=str(p),
+                expected=ROW_FORMAT,
+            )
         for row in reader:
             # Empty CSV cells mean "absent"; line_num is the physical line the row ended on.
             yield reader.line_num, {k: v for k, v in row.items() if k and v not in (None, "")}
@@ -141,8 +157,11 @@ def _items_from_rows(
         except _RowError as e:
             raise DataError(f"line {lineno}: {e}", file=source, expected=ROW_FORMAT) from None
         if item.id in seen:
-            raise DataError(f"line {lineno}: duplicate id {item.id!r} (first on line "
-                            f"{seen[item.id]})", file=source, expected="unique ids")
+            raise DataError(
+                f"line {lineno}: duplicate id {item.id!r} (first on line {seen[item.id]})",
+                file=source,
+                expected="unique ids",
+            )
         seen[item.id] = lineno
         items.append(item)
     if not items:
@@ -181,8 +200,9 @@ def _item_from_row(row: dict[str, Any], default_id: str) -> WorkItem:
     task = _optional_str(row, "task")
     request = _request_from_row(row, task)
 
-    scorer = _optional_str(row, "scorer") or ("exact" if row.get("reference") is not None
-                                              else "none")
+    scorer = _optional_str(row, "scorer") or (
+        "exact" if row.get("reference") is not None else "none"
+    )
     if scorer not in SCORERS:
         raise _RowError(f"scorer {scorer!r} is not one of {', '.join(SCORERS)}")
     reference = _optional_str(row, "reference")
@@ -223,8 +243,11 @@ def _request_from_row(row: dict[str, Any], task: str | None) -> ChatRequest:
     if not isinstance(messages, list) or not messages:
         raise _RowError("'messages' must be a non-empty list")
     for m in messages:
-        if (not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant")
-                or not isinstance(m.get("content"), str)):
+        if (
+            not isinstance(m, dict)
+            or m.get("role") not in ("system", "user", "assistant")
+            or not isinstance(m.get("content"), str)
+        ):
             raise _RowError("each message needs 'role' (system|user|assistant) and 'content'")
     if system and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": system}, *messages]
@@ -235,5 +258,7 @@ def _check_choice_reference(reference: str, choices: tuple[str, ...]) -> None:
     if len(choices) < 2:
         raise _RowError("scorer 'choice' needs at least two 'choices'")
     if choice_index(reference, choices) is None:
-        raise _RowError(f"reference {reference!r} is neither a choice nor a choice label "
-                        f"(A-{chr(64 + len(choices))})")
+        raise _RowError(
+            f"reference {reference!r} is neither a choice nor a choice label "
+            f"(A-{chr(64 + len(choices))})"
+        )

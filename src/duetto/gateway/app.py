@@ -43,9 +43,12 @@ SESSION_HEADER = "x-duetto-session"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in [
-        (400, "Malformed request"), (401, "Missing or wrong API key"),
-        (404, "Unknown model or trace"), (422, "Invalid request"),
-        (429, "Rate limit or budget exceeded"), (502, "The model and its fallback failed"),
+        (400, "Malformed request"),
+        (401, "Missing or wrong API key"),
+        (404, "Unknown model or trace"),
+        (422, "Invalid request"),
+        (429, "Rate limit or budget exceeded"),
+        (502, "The model and its fallback failed"),
         (504, "The model and its fallback timed out"),
     ]
 }
@@ -85,16 +88,27 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
                 await engine.aclose()
             await store.close()
 
-    app = FastAPI(title="duetto gateway", version="1", lifespan=lifespan,
-                  description="OpenAI-compatible gateway applying duetto strategies.")
+    app = FastAPI(
+        title="duetto gateway",
+        version="1",
+        lifespan=lifespan,
+        description="OpenAI-compatible gateway applying duetto strategies.",
+    )
     app.state.gateway = gw
     app.state.store = store
     app.state.metrics = metrics
 
-    def error(status: int, message: str, kind: str, code: str | None = None,
-              param: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse(error_body(message, kind, code, param), status_code=status,
-                            headers=headers)
+    def error(
+        status: int,
+        message: str,
+        kind: str,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> JSONResponse:
+        return JSONResponse(
+            error_body(message, kind, code, param), status_code=status, headers=headers
+        )
 
     class ApiError(Exception):
         def __init__(self, response: JSONResponse) -> None:
@@ -108,27 +122,45 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errs = exc.errors()
         metrics.rejected.labels("invalid").inc()
-        if errs and (errs[0].get("type") == "json_invalid"
-                     or tuple(errs[0].get("loc", ())) == ("body",)):
-            return error(400, f"Malformed JSON body: {errs[0].get('msg')}",
-                         "invalid_request_error", "invalid_json")
+        if errs and (
+            errs[0].get("type") == "json_invalid" or tuple(errs[0].get("loc", ())) == ("body",)
+        ):
+            return error(
+                400,
+                f"Malformed JSON body: {errs[0].get('msg')}",
+                "invalid_request_error",
+                "invalid_json",
+            )
         parts = []
         for e in errs[:5]:
             loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
             parts.append(f"{loc or 'body'}: {e.get('msg')}")
         first = ".".join(str(p) for p in errs[0].get("loc", ()) if p != "body") if errs else None
-        return error(422, "Invalid request: " + "; ".join(parts), "invalid_request_error",
-                     "invalid_request", first or None)
+        return error(
+            422,
+            "Invalid request: " + "; ".join(parts),
+            "invalid_request_error",
+            "invalid_request",
+            first or None,
+        )
 
     @app.exception_handler(404)
     async def _not_found(request: Request, _: Exception) -> JSONResponse:
-        return error(404, f"No route {request.method} {request.url.path}",
-                     "invalid_request_error", "not_found")
+        return error(
+            404,
+            f"No route {request.method} {request.url.path}",
+            "invalid_request_error",
+            "not_found",
+        )
 
     @app.exception_handler(405)
     async def _bad_method(request: Request, _: Exception) -> JSONResponse:
-        return error(405, f"Method {request.method} not allowed on {request.url.path}",
-                     "invalid_request_error", "method_not_allowed")
+        return error(
+            405,
+            f"Method {request.method} not allowed on {request.url.path}",
+            "invalid_request_error",
+            "method_not_allowed",
+        )
 
     bearer = HTTPBearer(auto_error=False, description="An API key from the gateway config")
 
@@ -138,26 +170,49 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
         who = await gw.keys.authenticate(creds.credentials if creds else None)
         if who is None:
             metrics.rejected.labels("auth").inc()
-            raise ApiError(error(401, "Incorrect or missing API key", "invalid_request_error",
-                                 "invalid_api_key"))
+            raise ApiError(
+                error(
+                    401, "Incorrect or missing API key", "invalid_request_error", "invalid_api_key"
+                )
+            )
         return who
 
-    @app.post("/v1/chat/completions", responses=_ERRORS, response_model=None,
-              summary="Chat completion (OpenAI-compatible)")
-    async def chat(body: ChatCompletionRequest, request: Request,
-                   who: Annotated[Any, Depends(caller)]) -> Response:
+    @app.post(
+        "/v1/chat/completions",
+        responses=_ERRORS,
+        response_model=None,
+        summary="Chat completion (OpenAI-compatible)",
+    )
+    async def chat(
+        body: ChatCompletionRequest, request: Request, who: Annotated[Any, Depends(caller)]
+    ) -> Response:
         t0 = time.perf_counter()
         chat_request = to_chat_request(body, settings.default_max_tokens)
         session = request.headers.get(SESSION_HEADER) or body.user
-        stored = {"messages": [m.to_dict() for m in chat_request.messages],
-                  "max_tokens": chat_request.max_tokens, "stream": bool(body.stream)}
+        stored = {
+            "messages": [m.to_dict() for m in chat_request.messages],
+            "max_tokens": chat_request.max_tokens,
+            "stream": bool(body.stream),
+        }
         try:
-            call = await gw.admit(who, body.model, chat_request, stream=bool(body.stream),
-                                  session=session, stored_request=stored)
+            call = await gw.admit(
+                who,
+                body.model,
+                chat_request,
+                stream=bool(body.stream),
+                session=session,
+                stored_request=stored,
+            )
         except Rejected as exc:
             headers = {"retry-after": f"{exc.retry_after:.0f}"} if exc.retry_after else None
-            return error(exc.status, str(exc), exc.kind, exc.code,
-                         "model" if exc.status == 404 else None, headers)
+            return error(
+                exc.status,
+                str(exc),
+                exc.kind,
+                exc.code,
+                "model" if exc.status == 404 else None,
+                headers,
+            )
         call.t0 = t0
         headers = {TRACE_HEADER: call.trace_id}
         if body.stream:
@@ -171,15 +226,20 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
             answer = task.result()
         except GatewayFailure as exc:
             await gw.finish(call, None, status="error", http_status=exc.status, error=str(exc))
-            return error(exc.status, str(exc), "upstream_error", "upstream_failed",
-                         headers=headers)
+            return error(exc.status, str(exc), "upstream_error", "upstream_failed", headers=headers)
         await gw.finish(call, answer)
         extra = duetto_block(call.trace_id, answer.response, answer.answered_by, answer.fallback)
-        return JSONResponse(completion(call.trace_id, body.model, answer.response, extra),
-                            headers=headers)
+        return JSONResponse(
+            completion(call.trace_id, body.model, answer.response, extra), headers=headers
+        )
 
-    async def _stream(call: Call, model: str, include_usage: bool, headers: dict[str, str],
-                      receive: Callable[[], Awaitable[Any]]) -> Response:
+    async def _stream(
+        call: Call,
+        model: str,
+        include_usage: bool,
+        headers: dict[str, str],
+        receive: Callable[[], Awaitable[Any]],
+    ) -> Response:
         events = gw.stream(call)
         # The first item before any byte: a failure here is still a proper HTTP error.
         task = asyncio.ensure_future(anext(events))
@@ -190,8 +250,7 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
             first: str | Answer = task.result()
         except GatewayFailure as exc:
             await gw.finish(call, None, status="error", http_status=exc.status, error=str(exc))
-            return error(exc.status, str(exc), "upstream_error", "upstream_failed",
-                         headers=headers)
+            return error(exc.status, str(exc), "upstream_error", "upstream_failed", headers=headers)
         except BaseException:
             gw.finish_cancelled(call)
             raise
@@ -211,24 +270,34 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
                     yield writer.delta(item)
                     item = await anext(events)
             except GatewayFailure as exc:
-                await gw.finish(call, None, status="error", http_status=exc.status,
-                                error=str(exc))
+                await gw.finish(call, None, status="error", http_status=exc.status, error=str(exc))
                 yield ChunkWriter.error(str(exc), "upstream_error", "upstream_failed")
             except (asyncio.CancelledError, GeneratorExit):
                 gw.finish_cancelled(call)  # the client went away: upstream call cancelled
                 raise
 
-        return StreamingResponse(sse(), media_type="text/event-stream",
-                                 headers={**headers, "cache-control": "no-cache"})
+        return StreamingResponse(
+            sse(), media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
+        )
 
     @app.get("/v1/models", responses=_ERRORS, summary="Strategies and raw models")
     async def list_models(_: Annotated[Any, Depends(caller)]) -> dict[str, Any]:
         data = []
         for name, m in gw.names():
             mode = getattr(m, "mode", None)
-            data.append({"id": name, "object": "model", "created": 0, "owned_by": "duetto",
-                         "duetto": {"kind": "strategy" if mode else "model", "mode": mode,
-                                    "location": m.card.location}})
+            data.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "duetto",
+                    "duetto": {
+                        "kind": "strategy" if mode else "model",
+                        "mode": mode,
+                        "location": m.card.location,
+                    },
+                }
+            )
         return {"object": "list", "data": data}
 
     @app.get("/v1/traces/{trace_id}", responses=_ERRORS, summary="A stored request and trace")
@@ -240,9 +309,13 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
 
     @app.get("/health", summary="Liveness and upstream breaker states")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "store": store.dialect,
-                "models": sorted(gw.engine.models), "strategies": sorted(gw.engine.strategies),
-                "breakers": {n: b.state for n, b in gw.breakers.items()}}
+        return {
+            "status": "ok",
+            "store": store.dialect,
+            "models": sorted(gw.engine.models),
+            "strategies": sorted(gw.engine.strategies),
+            "breakers": {n: b.state for n, b in gw.breakers.items()},
+        }
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:

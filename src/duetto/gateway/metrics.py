@@ -115,8 +115,14 @@ class LiveStats:
         strategies = []
         for name, tot in sorted(self.by_strategy.items()):
             mine = sorted(ms for _, s, ms in self._recent if s == name)
-            strategies.append({"name": name, **tot.to_dict(),
-                               "p50_ms": _percentile(mine, 0.5), "p95_ms": _percentile(mine, 0.95)})
+            strategies.append(
+                {
+                    "name": name,
+                    **tot.to_dict(),
+                    "p50_ms": _percentile(mine, 0.5),
+                    "p95_ms": _percentile(mine, 0.95),
+                }
+            )
         return {
             "uptime_s": now - self.started,
             "rate_rps": last_minute / span,
@@ -135,36 +141,62 @@ class GatewayMetrics:
 
         r = self.registry = CollectorRegistry()
         s = ["strategy"]
-        self.requests = Counter("duetto_requests", "Accepted requests by outcome",
-                                ["strategy", "status"], registry=r)
+        self.requests = Counter(
+            "duetto_requests", "Accepted requests by outcome", ["strategy", "status"], registry=r
+        )
         self.llm_requests = Counter(
-            "duetto_llm_requests", "Requests that called a remote LLM at least once", s,
-            registry=r)
-        self.model_calls = Counter("duetto_model_calls", "Model calls",
-                                   ["strategy", "location"], registry=r)
+            "duetto_llm_requests", "Requests that called a remote LLM at least once", s, registry=r
+        )
+        self.model_calls = Counter(
+            "duetto_model_calls", "Model calls", ["strategy", "location"], registry=r
+        )
         self.cost = Counter("duetto_cost_usd", "Cost in USD", s, registry=r)
         self.llm_only_cost = Counter(
             "duetto_llm_only_cost_usd",
-            "Estimated cost of the same requests on the LLM alone (counterfactual)", s, registry=r)
-        self.latency = Histogram("duetto_request_latency_seconds", "Gateway latency", s,
-                                 buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("duetto_ttft_seconds", "Time to first token (streams)", s,
-                              buckets=LATENCY_BUCKETS, registry=r)
-        self.remote_bytes = Counter("duetto_remote_bytes", "Bytes exchanged with remote models",
-                                    ["strategy", "direction"], registry=r)
+            "Estimated cost of the same requests on the LLM alone (counterfactual)",
+            s,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "duetto_request_latency_seconds",
+            "Gateway latency",
+            s,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "duetto_ttft_seconds",
+            "Time to first token (streams)",
+            s,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.remote_bytes = Counter(
+            "duetto_remote_bytes",
+            "Bytes exchanged with remote models",
+            ["strategy", "direction"],
+            registry=r,
+        )
         self.energy = Counter("duetto_energy_joules", "Estimated energy", s, registry=r)
-        self.pii_sent = Counter("duetto_pii_entities_sent",
-                                "PII entities sent outside the trusted zone", s, registry=r)
-        self.leaky = Counter("duetto_leaky_requests",
-                             "Requests that sent at least one PII entity outside", s, registry=r)
-        self.fallbacks = Counter("duetto_fallbacks", "Fallbacks taken, by outcome",
-                                 ["strategy", "outcome"], registry=r)
-        self.rejected = Counter("duetto_rejected_requests", "Requests refused before any call",
-                                ["reason"], registry=r)
-        self.in_flight = Gauge("duetto_requests_in_flight", "Requests being answered",
-                               registry=r)
-        self.breaker_open = Gauge("duetto_breaker_open", "1 when an upstream's breaker is open",
-                                  ["upstream"], registry=r)
+        self.pii_sent = Counter(
+            "duetto_pii_entities_sent", "PII entities sent outside the trusted zone", s, registry=r
+        )
+        self.leaky = Counter(
+            "duetto_leaky_requests",
+            "Requests that sent at least one PII entity outside",
+            s,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "duetto_fallbacks", "Fallbacks taken, by outcome", ["strategy", "outcome"], registry=r
+        )
+        self.rejected = Counter(
+            "duetto_rejected_requests", "Requests refused before any call", ["reason"], registry=r
+        )
+        self.in_flight = Gauge("duetto_requests_in_flight", "Requests being answered", registry=r)
+        self.breaker_open = Gauge(
+            "duetto_breaker_open", "1 when an upstream's breaker is open", ["upstream"], registry=r
+        )
         self.live = LiveStats(time.time())
 
     def observe(self, o: Outcome) -> None:

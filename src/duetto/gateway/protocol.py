@@ -72,8 +72,9 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def error_body(message: str, kind: str, code: str | None = None,
-               param: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, kind: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -113,31 +114,47 @@ def finish_reason(value: str | None) -> str:
 
 def usage_block(response: ChatResponse) -> dict[str, int]:
     u = response.usage
-    return {"prompt_tokens": u.tokens_in, "completion_tokens": u.tokens_out,
-            "total_tokens": u.tokens_in + u.tokens_out}
+    return {
+        "prompt_tokens": u.tokens_in,
+        "completion_tokens": u.tokens_out,
+        "total_tokens": u.tokens_in + u.tokens_out,
+    }
 
 
-def duetto_block(trace_id: str, response: ChatResponse, answered_by: str,
-                 fallback: bool) -> dict[str, Any]:
+def duetto_block(
+    trace_id: str, response: ChatResponse, answered_by: str, fallback: bool
+) -> dict[str, Any]:
     """duetto's own fields (clients ignore unknown fields): what answered and what it cost."""
     u = response.usage
-    return {"trace_id": trace_id, "answered_by": answered_by, "fallback": fallback,
-            "cost_usd": u.cost_usd, "llm_calls": u.remote_calls}
+    return {
+        "trace_id": trace_id,
+        "answered_by": answered_by,
+        "fallback": fallback,
+        "cost_usd": u.cost_usd,
+        "llm_calls": u.remote_calls,
+    }
 
 
-def completion(trace_id: str, model: str, response: ChatResponse, extra: dict[str, Any],
-               created: int | None = None) -> dict[str, Any]:
+def completion(
+    trace_id: str,
+    model: str,
+    response: ChatResponse,
+    extra: dict[str, Any],
+    created: int | None = None,
+) -> dict[str, Any]:
     return {
         "id": completion_id(trace_id),
         "object": "chat.completion",
         "created": created or int(time.time()),
         "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": response.text, "refusal": None},
-            "logprobs": None,
-            "finish_reason": finish_reason(response.finish_reason),
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": response.text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason(response.finish_reason),
+            }
+        ],
         "usage": usage_block(response),
         "system_fingerprint": None,
         "duetto": extra,
@@ -154,27 +171,47 @@ class ChunkWriter:
         self.include_usage = include_usage
 
     def _chunk(self, choices: list[dict[str, Any]], **more: Any) -> bytes:
-        payload: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk",
-                                   "created": self.created, "model": self.model,
-                                   "system_fingerprint": None, "choices": choices}
+        payload: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
         if self.include_usage:
             payload["usage"] = None
         payload.update(more)
         return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
     def role(self) -> bytes:
-        return self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                             "logprobs": None, "finish_reason": None}])
+        return self._chunk(
+            [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ]
+        )
 
     def delta(self, text: str) -> bytes:
-        return self._chunk([{"index": 0, "delta": {"content": text}, "logprobs": None,
-                             "finish_reason": None}])
+        return self._chunk(
+            [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]
+        )
 
     def finish(self, response: ChatResponse, extra: dict[str, Any]) -> bytes:
         """The finish chunk, then the usage: OpenAI's separate usage chunk when the client asked
         for it, else the usage rides on the finish chunk (clients ignore unknown fields)."""
-        choice = [{"index": 0, "delta": {}, "logprobs": None,
-                   "finish_reason": finish_reason(response.finish_reason)}]
+        choice = [
+            {
+                "index": 0,
+                "delta": {},
+                "logprobs": None,
+                "finish_reason": finish_reason(response.finish_reason),
+            }
+        ]
         if not self.include_usage:
             return self._chunk(choice, usage=usage_block(response), duetto=extra)
         return self._chunk(choice) + self._chunk([], usage=usage_block(response), duetto=extra)

@@ -1,7 +1,7 @@
 """Run a gateway app on a real loopback socket in a background thread (tests, benchmarks).
 
-    with ServerThread(create_app(engine, settings)) as server:
-        client = openai.OpenAI(base_url=server.base_url, api_key="sk-...")
+with ServerThread(create_app(engine, settings)) as server:
+    client = openai.OpenAI(base_url=server.base_url, api_key="sk-...")
 """
 
 from __future__ import annotations
@@ -39,11 +39,18 @@ class ServerThread:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on",
-                                backlog=4096, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            backlog=4096,
+            timeout_graceful_shutdown=5,
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, args=(sock,), daemon=True,
-                                        name=f"gateway-{self.port}")
+        self._thread = threading.Thread(
+            target=self._run, args=(sock,), daemon=True, name=f"gateway-{self.port}"
+        )
         self._thread.start()
         if not self._ready.wait(60) or self._error is not None:
             raise RuntimeError(f"gateway did not start: {self._error!r}")
@@ -79,6 +86,7 @@ class ServerThread:
     def __enter__(self) -> ServerThread:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -44,8 +44,9 @@ CONTINUE = "Continue your previous answer exactly where it stopped. Do not repea
 class Rejected(Exception):
     """Refused before any model call (not stored: the request was not accepted)."""
 
-    def __init__(self, status: int, message: str, kind: str, code: str,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, kind: str, code: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.kind, self.code, self.retry_after = status, kind, code, retry_after
 
@@ -101,28 +102,53 @@ def llm_only_cost(llm: ModelCard | None, response: ChatResponse) -> float:
 def continuation(request: ChatRequest, partial: str) -> ChatRequest:
     """The request a fallback gets after a stream was cut: the partial answer as context."""
     return request.with_messages(
-        [*request.messages, Message("assistant", partial), Message("user", CONTINUE)])
+        [*request.messages, Message("assistant", partial), Message("user", CONTINUE)]
+    )
 
 
-def fallback_trace(failed: ChatModel, error: BaseException, answer: ChatResponse,
-                   latency_ms: float, continued_after: int | None) -> ChatResponse:
+def fallback_trace(
+    failed: ChatModel,
+    error: BaseException,
+    answer: ChatResponse,
+    latency_ms: float,
+    continued_after: int | None,
+) -> ChatResponse:
     note = f"{failed.name} failed: {type(error).__name__}: {error}"[:500]
-    failed_step = Step(name=failed.name, kind="strategy" if hasattr(failed, "mode") else "model",
-                       decision="failed", note=note)
+    failed_step = Step(
+        name=failed.name,
+        kind="strategy" if hasattr(failed, "mode") else "model",
+        decision="failed",
+        note=note,
+    )
     extra: dict[str, Any] = {"fallback_to": answer.model}
     if continued_after is not None:
         extra["continued_after_chars"] = continued_after
-    step = Step(name="gateway", kind="strategy", mode="baseline", role="fallback",
-                decision="fallback", latency_ms=latency_ms, note=note,
-                children=[failed_step, answer.trace], extra=extra)
-    return ChatResponse(text=answer.text, model=answer.model, usage=step.total(), trace=step,
-                        finish_reason=answer.finish_reason, logprobs=answer.logprobs,
-                        score=answer.score)
+    step = Step(
+        name="gateway",
+        kind="strategy",
+        mode="baseline",
+        role="fallback",
+        decision="fallback",
+        latency_ms=latency_ms,
+        note=note,
+        children=[failed_step, answer.trace],
+        extra=extra,
+    )
+    return ChatResponse(
+        text=answer.text,
+        model=answer.model,
+        usage=step.total(),
+        trace=step,
+        finish_reason=answer.finish_reason,
+        logprobs=answer.logprobs,
+        score=answer.score,
+    )
 
 
 class Gateway:
-    def __init__(self, engine: Any, settings: GatewaySettings, store: TraceStore,
-                 metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, engine: Any, settings: GatewaySettings, store: TraceStore, metrics: GatewayMetrics
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.store = store
@@ -146,7 +172,8 @@ class Gateway:
         breaker = CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_reset_s)
         self.breakers[name] = breaker
         self.metrics.breaker_open.labels(name).set_function(
-            lambda: 1.0 if breaker.state == "open" else 0.0)
+            lambda: 1.0 if breaker.state == "open" else 0.0
+        )
         return BreakerModel(model, breaker)
 
     async def start(self) -> None:
@@ -181,10 +208,12 @@ class Gateway:
             if target.kind == "budget_usd_per_1k":
                 target = Target.parse("quality=0.95")
             strategy.policy = AdaptiveThreshold(target, start=0.5)
-            log.warning("strategy %r is not calibrated: serving it with an online adaptive "
-                        "threshold from 0.5 (for a measured one: `duetto eval`, then "
-                        "`duetto serve --calibration REPORT_DIR/calibration.json`)",
-                        name)
+            log.warning(
+                "strategy %r is not calibrated: serving it with an online adaptive "
+                "threshold from 0.5 (for a measured one: `duetto eval`, then "
+                "`duetto serve --calibration REPORT_DIR/calibration.json`)",
+                name,
+            )
 
     def _trusted_local(self) -> ChatModel | None:
         """The model answering local_only requests: the local model, else a trusted fallback."""
@@ -193,11 +222,18 @@ class Gateway:
             if model is not None and model.card.trusted:
                 return model
         table = self.settings.privacy
-        policies = [table.default, *table.by_api_key.values(), *table.by_route.values(),
-                    *table.by_strategy.values()]
+        policies = [
+            table.default,
+            *table.by_api_key.values(),
+            *table.by_route.values(),
+            *table.by_strategy.values(),
+        ]
         if any(p.mode == "local_only" for p in policies):
-            raise ConfigError("a local_only policy needs a trusted local model (`slm:`) or a "
-                              "trusted `gateway.fallback`", "privacy")
+            raise ConfigError(
+                "a local_only policy needs a trusted local model (`slm:`) or a "
+                "trusted `gateway.fallback`",
+                "privacy",
+            )
         return None
 
     async def aclose(self) -> None:
@@ -216,32 +252,55 @@ class Gateway:
 
     # ---- admit -----------------------------------------------------------------------------
 
-    async def admit(self, who: Principal, requested: str, request: ChatRequest, *, stream: bool,
-                    session: str | None, stored_request: dict[str, Any]) -> Call:
+    async def admit(
+        self,
+        who: Principal,
+        requested: str,
+        request: ChatRequest,
+        *,
+        stream: bool,
+        session: str | None,
+        stored_request: dict[str, Any],
+    ) -> Call:
         model = self.lookup(requested)
         if model is None:
             self.metrics.rejected.labels("model_not_found").inc()
-            raise Rejected(404, f"The model `{requested}` does not exist (see GET /v1/models)",
-                           "invalid_request_error", "model_not_found")
+            raise Rejected(
+                404,
+                f"The model `{requested}` does not exist (see GET /v1/models)",
+                "invalid_request_error",
+                "model_not_found",
+            )
         wait = self.keys.rate_limit(who)
         if wait > 0:
             self.metrics.rejected.labels("rate_limit").inc()
-            raise Rejected(429, f"Rate limit of {who.rpm} requests per minute reached",
-                           "rate_limit_error", "rate_limit_exceeded", retry_after=wait)
+            raise Rejected(
+                429,
+                f"Rate limit of {who.rpm} requests per minute reached",
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                retry_after=wait,
+            )
         if self.settings.affinity and session and getattr(model, "mode", None) in AFFINITY_MODES:
             pinned = self._sessions.get((who.name, requested, session))
             if pinned is not None:
                 self._sessions.move_to_end((who.name, requested, session))
                 model = self.engine.get(pinned)
         policy = self.settings.privacy.for_request(
-            api_key=who.name, route=requested,
-            strategy=requested if requested in self.engine.strategies else None)
+            api_key=who.name,
+            route=requested,
+            strategy=requested if requested in self.engine.strategies else None,
+        )
         plan = self._plan(request, policy, model)
         allow_fallback = True
         if plan is not None and plan.local:
             if self.local is None:  # start() refuses such a config; settings changed since
-                raise Rejected(400, "local_only policy and no trusted local model configured",
-                               "invalid_request_error", "privacy_local_only")
+                raise Rejected(
+                    400,
+                    "local_only policy and no trusted local model configured",
+                    "invalid_request_error",
+                    "privacy_local_only",
+                )
             model = self.local
             allow_fallback = self.fallback is not None and self.fallback.card.trusted
         if plan is not None:
@@ -253,15 +312,33 @@ class Gateway:
         reservation = await self.budgets.reserve(who, worst_case_cost(cards, request))
         if reservation is False or reservation is True:
             self.metrics.rejected.labels("budget").inc()
-            raise Rejected(429, f"Budget of key {who.name!r} (USD {who.budget_usd}) would be "
-                           "exceeded by this request's worst-case cost",
-                           "insufficient_quota", "insufficient_quota")
+            raise Rejected(
+                429,
+                f"Budget of key {who.name!r} (USD {who.budget_usd}) would be "
+                "exceeded by this request's worst-case cost",
+                "insufficient_quota",
+                "insufficient_quota",
+            )
         self.metrics.in_flight.inc()
-        return Call(new_trace_id(), requested, model, request, who, stream, session, cards,
-                    reservation, stored_request, plan, policy.mode, allow_fallback)
+        return Call(
+            new_trace_id(),
+            requested,
+            model,
+            request,
+            who,
+            stream,
+            session,
+            cards,
+            reservation,
+            stored_request,
+            plan,
+            policy.mode,
+            allow_fallback,
+        )
 
-    def _plan(self, request: ChatRequest, policy: PrivacyPolicy,
-              model: ChatModel) -> PrivacyPlan | None:
+    def _plan(
+        self, request: ChatRequest, policy: PrivacyPolicy, model: ChatModel
+    ) -> PrivacyPlan | None:
         """Apply the policy at the boundary: only when the model (or the fallback that may
         take over) can reach an untrusted model. `allow` needs no decision: the privacy axis
         counts what leaves (LeafModel.pii_sent)."""
@@ -328,11 +405,16 @@ class Gateway:
             async with asyncio.timeout(self.settings.fallback_timeout_s):
                 response = await fb.complete(call.request)
         except Exception as exc:
-            raise GatewayFailure(f"{_describe(call.model, error)}; fallback "
-                                 f"{_describe(fb, exc)}", _status(exc)) from exc
+            raise GatewayFailure(
+                f"{_describe(call.model, error)}; fallback {_describe(fb, exc)}", _status(exc)
+            ) from exc
         latency = (time.perf_counter() - call.t0) * 1000
-        return Answer(fallback_trace(call.model, error, response, latency, None), fb.name,
-                      True, f"{type(error).__name__}: {error}")
+        return Answer(
+            fallback_trace(call.model, error, response, latency, None),
+            fb.name,
+            True,
+            f"{type(error).__name__}: {error}",
+        )
 
     async def _stream(self, call: Call) -> AsyncIterator[str | Answer]:
         """The model's own deltas (placeholders as sent; `call.streamed` keeps them so, for a
@@ -363,8 +445,9 @@ class Gateway:
                     latency = (time.perf_counter() - call.t0) * 1000
                     if sent:  # the client saw both parts: the answer is their concatenation
                         item.text = sent + item.text
-                    response = fallback_trace(call.model, error, item, latency,
-                                              len(sent) if sent else None)
+                    response = fallback_trace(
+                        call.model, error, item, latency, len(sent) if sent else None
+                    )
                     yield Answer(response, fb.name, True, f"{type(error).__name__}: {error}")
                     return
                 self._first_token(call)
@@ -372,8 +455,9 @@ class Gateway:
                 yield item
             raise ModelError(f"{fb.name}: stream ended without a response")
         except Exception as exc:
-            raise GatewayFailure(f"{_describe(call.model, error)}; fallback "
-                                 f"{_describe(fb, exc)}", _status(exc)) from exc
+            raise GatewayFailure(
+                f"{_describe(call.model, error)}; fallback {_describe(fb, exc)}", _status(exc)
+            ) from exc
 
     def _first_token(self, call: Call) -> None:
         if call.ttft_s is None:
@@ -387,8 +471,15 @@ class Gateway:
 
     # ---- finish ----------------------------------------------------------------------------
 
-    async def finish(self, call: Call, answer: Answer | None, *, status: str = "ok",
-                     http_status: int = 200, error: str | None = None) -> None:
+    async def finish(
+        self,
+        call: Call,
+        answer: Answer | None,
+        *,
+        status: str = "ok",
+        http_status: int = 200,
+        error: str | None = None,
+    ) -> None:
         """Settle or release, observe, and store the request (exactly once per Call)."""
         if call.finished:
             return
@@ -402,8 +493,11 @@ class Gateway:
             counterfactual = llm_only_cost(self.llm_card, response)
         else:
             usage, response, counterfactual = Usage(), None, 0.0
-            cost = (partial_cost(call.cards, call.request, sum(map(len, call.streamed)))
-                    if status == "cancelled" else 0.0)
+            cost = (
+                partial_cost(call.cards, call.request, sum(map(len, call.streamed)))
+                if status == "cancelled"
+                else 0.0
+            )
             usage.cost_usd = cost
         try:
             if status == "error":
@@ -417,8 +511,18 @@ class Gateway:
             fallback = "rescued"
         elif status == "error" and self._call_fallback(call) is not None:
             fallback = "failed"
-        self.metrics.observe(Outcome(call.requested, status, usage, counterfactual, latency_s,
-                                     call.ttft_s, fallback, call.stream))
+        self.metrics.observe(
+            Outcome(
+                call.requested,
+                status,
+                usage,
+                counterfactual,
+                latency_s,
+                call.ttft_s,
+                fallback,
+                call.stream,
+            )
+        )
         if answer is not None and status == "ok":
             self._pin(call, answer.response)
         record = self._record(call, answer, status, http_status, error, latency_s, counterfactual)
@@ -436,8 +540,10 @@ class Gateway:
         if call.finished:
             return
         task = asyncio.get_running_loop().create_task(
-            self.finish(call, None, status="cancelled", http_status=499,
-                        error="client disconnected"))
+            self.finish(
+                call, None, status="cancelled", http_status=499, error="client disconnected"
+            )
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -454,13 +560,25 @@ class Gateway:
         while len(self._sessions) > self.settings.max_sessions:
             self._sessions.popitem(last=False)
 
-    def _record(self, call: Call, answer: Answer | None, status: str, http_status: int,
-                error: str | None, latency_s: float, counterfactual: float) -> TraceRecord:
+    def _record(
+        self,
+        call: Call,
+        answer: Answer | None,
+        status: str,
+        http_status: int,
+        error: str | None,
+        latency_s: float,
+        counterfactual: float,
+    ) -> TraceRecord:
         body: dict[str, Any] = {"request": call.stored_request, "session": call.session}
         if answer is not None:
             r = answer.response
-            body.update(response=r.text, finish_reason=r.finish_reason,
-                        usage=r.usage.to_dict(), trace=r.trace.to_dict())
+            body.update(
+                response=r.text,
+                finish_reason=r.finish_reason,
+                usage=r.usage.to_dict(),
+                trace=r.trace.to_dict(),
+            )
             if answer.primary_error:
                 body["primary_error"] = answer.primary_error
         else:
@@ -470,15 +588,24 @@ class Gateway:
         if self.settings.redact_store or call.policy_mode != "allow":
             body = redact_for_storage(body)
         return TraceRecord(
-            id=call.trace_id, model=call.requested, status=status, http_status=http_status,
-            key=call.who.name, answered_by=answer.answered_by if answer else None,
-            stream=call.stream, fallback=bool(answer and answer.fallback),
+            id=call.trace_id,
+            model=call.requested,
+            status=status,
+            http_status=http_status,
+            key=call.who.name,
+            answered_by=answer.answered_by if answer else None,
+            stream=call.stream,
+            fallback=bool(answer and answer.fallback),
             cost_usd=answer.response.usage.cost_usd if answer else 0.0,
-            llm_only_cost_usd=counterfactual, latency_ms=latency_s * 1000, body=body)
+            llm_only_cost_usd=counterfactual,
+            latency_ms=latency_s * 1000,
+            body=body,
+        )
 
 
-async def _deltas(model: ChatModel, request: ChatRequest,
-                  deadline: float) -> AsyncIterator[str | ChatResponse]:
+async def _deltas(
+    model: ChatModel, request: ChatRequest, deadline: float
+) -> AsyncIterator[str | ChatResponse]:
     """A model's stream as text deltas then its ChatResponse, each chunk under the deadline."""
     agen = model.stream(request).__aiter__()
     try:

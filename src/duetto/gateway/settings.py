@@ -57,8 +57,9 @@ class GatewaySettings:
             else:
                 value = os.environ.get(k.key_env or "")
                 if not value:
-                    raise ConfigError(f"environment variable {k.key_env} is not set",
-                                      f"gateway.keys[{i}].key_env")
+                    raise ConfigError(
+                        f"environment variable {k.key_env} is not set", f"gateway.keys[{i}].key_env"
+                    )
                 digest = hash_key(value)
             keys.append(ApiKey(k.name, digest, k.budget_usd, k.rpm))
         privacy = cfg.privacy.table()

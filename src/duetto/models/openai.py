@@ -248,8 +248,15 @@ class OpenAIModel(LeafModel):
                 status=200,
                 body=str(data)[:2000],
             ) from exc
-        return self._result(request, text, finish, _logprobs(choice.get("logprobs")),
-                            data.get("usage"), tally, ttft_ms=None)
+        return self._result(
+            request,
+            text,
+            finish,
+            _logprobs(choice.get("logprobs")),
+            data.get("usage"),
+            tally,
+            ttft_ms=None,
+        )
 
     async def _fetch_json(self, content: bytes, tally: _Tally) -> dict[str, Any]:
         response = await self._open(content, tally)
@@ -267,8 +274,11 @@ class OpenAIModel(LeafModel):
             error = UpstreamError(f"{self.card.name}: response is not JSON: {text}", status=200)
             raise _AttemptFailed(error) from exc
         if not isinstance(data, dict) or "error" in data:
-            error = UpstreamError(f"{self.card.name}: error in body: {str(data)[:300]}",
-                                  status=200, body=str(data)[:2000])
+            error = UpstreamError(
+                f"{self.card.name}: error in body: {str(data)[:300]}",
+                status=200,
+                body=str(data)[:2000],
+            )
             raise _AttemptFailed(error)
         return data
 
@@ -293,8 +303,15 @@ class OpenAIModel(LeafModel):
                     raise failed.error from failed.__cause__
                 await self._backoff_or_raise(failed, attempt)
                 attempt += 1
-        yield self._result(request, "".join(state.parts), state.finish or "stop",
-                           state.logprobs or None, state.usage, tally, ttft_ms=state.ttft_ms)
+        yield self._result(
+            request,
+            "".join(state.parts),
+            state.finish or "stop",
+            state.logprobs or None,
+            state.usage,
+            tally,
+            ttft_ms=state.ttft_ms,
+        )
 
     async def _stream_attempt(
         self, content: bytes, tally: _Tally, state: _StreamState
@@ -304,9 +321,13 @@ class OpenAIModel(LeafModel):
             async for line in response.aiter_lines():
                 delta = state.feed(line)
                 if state.error is not None:
-                    raise _AttemptFailed(UpstreamError(
-                        f"{self.card.name}: error event in stream: {state.error[:300]}",
-                        status=200, body=state.error))
+                    raise _AttemptFailed(
+                        UpstreamError(
+                            f"{self.card.name}: error event in stream: {state.error[:300]}",
+                            status=200,
+                            body=state.error,
+                        )
+                    )
                 if delta:
                     yield delta
                 if state.done:
@@ -317,8 +338,9 @@ class OpenAIModel(LeafModel):
             await response.aclose()
             tally.count_response(response)
         if not state.done and state.finish is None:
-            raise _AttemptFailed(BrokenStream(
-                f"{self.card.name}: stream ended without a finish reason or [DONE]"))
+            raise _AttemptFailed(
+                BrokenStream(f"{self.card.name}: stream ended without a finish reason or [DONE]")
+            )
 
     # ---- shared --------------------------------------------------------------------------
 

@@ -100,13 +100,19 @@ class ReplayModel(LeafModel):
         for n, row in enumerate(rows, 1):
             keys = [str(row[f]) for f in (id_field, prompt_field, "key") if row.get(f) is not None]
             if not keys:
-                raise DataError(f"row {n} has neither {id_field!r} nor {prompt_field!r}",
-                                file=source, expected="one JSON object per line")
+                raise DataError(
+                    f"row {n} has neither {id_field!r} nor {prompt_field!r}",
+                    file=source,
+                    expected="one JSON object per line",
+                )
             record = {
                 "response": row.get(response_field),
                 "score": row.get(score_field),
-                **{k: row[k] for k in ("tokens_in", "tokens_out", "cost", "finish_reason")
-                   if row.get(k) is not None},
+                **{
+                    k: row[k]
+                    for k in ("tokens_in", "tokens_out", "cost", "finish_reason")
+                    if row.get(k) is not None
+                },
             }
             for key in keys:
                 records[key] = record
@@ -126,10 +132,16 @@ class ReplayModel(LeafModel):
                 try:
                     row = json.loads(line)
                 except ValueError as exc:
-                    raise DataError(f"line {n} is not JSON ({exc})", file=str(path),
-                                    expected="one JSON object per line") from exc
+                    raise DataError(
+                        f"line {n} is not JSON ({exc})",
+                        file=str(path),
+                        expected="one JSON object per line",
+                    ) from exc
                 if not isinstance(row, dict):
-                    raise DataError(f"line {n} is not a JSON object", file=str(path),
-                                    expected="one JSON object per line")
+                    raise DataError(
+                        f"line {n} is not a JSON object",
+                        file=str(path),
+                        expected="one JSON object per line",
+                    )
                 rows.append(row)
         return cls.from_rows(card, rows, source=str(path), **fields)

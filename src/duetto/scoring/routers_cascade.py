@@ -31,18 +31,50 @@ _NUM = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 _ANNOT = re.compile(r"<<([^<>=]+)=([^<>]+)>>")
 _MARKER = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
 _HEDGES = (
-    "however", "approximately", "assume", "assuming", "round", "cannot", "can't", "not possible",
-    "actually", "mistake", "incorrect", "wait", "unclear", "not enough information", "estimate",
+    "however",
+    "approximately",
+    "assume",
+    "assuming",
+    "round",
+    "cannot",
+    "can't",
+    "not possible",
+    "actually",
+    "mistake",
+    "incorrect",
+    "wait",
+    "unclear",
+    "not enough information",
+    "estimate",
 )
 _OPS: dict[type, Any] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.USub: operator.neg, ast.UAdd: operator.pos,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
 }
 FEATURE_NAMES = (
-    "has_marker", "answer_numeric", "answer_integer", "answer_negative", "answer_log_magnitude",
-    "n_checks", "n_wrong", "any_wrong", "share_wrong", "answer_is_last_result",
-    "answer_in_body", "answer_in_question", "hedges", "log_response_chars", "n_lines",
-    "question_numbers_used", "log_prompt_chars", "n_question_numbers", "n_markers",
+    "has_marker",
+    "answer_numeric",
+    "answer_integer",
+    "answer_negative",
+    "answer_log_magnitude",
+    "n_checks",
+    "n_wrong",
+    "any_wrong",
+    "share_wrong",
+    "answer_is_last_result",
+    "answer_in_body",
+    "answer_in_question",
+    "hedges",
+    "log_response_chars",
+    "n_lines",
+    "question_numbers_used",
+    "log_prompt_chars",
+    "n_question_numbers",
+    "n_markers",
 )
 
 
@@ -56,8 +88,12 @@ def parse_number(text: str) -> float | None:
 def safe_eval(expr: str) -> float | None:
     """Evaluate + − × ÷ arithmetic on numbers; None for anything else (never runs code)."""
     cleaned = (
-        expr.replace("\\", "").replace("×", "*").replace("÷", "/").replace("$", "")
-        .replace(",", "").strip()
+        expr.replace("\\", "")
+        .replace("×", "*")
+        .replace("÷", "/")
+        .replace("$", "")
+        .replace(",", "")
+        .strip()
     )
     cleaned = re.sub(r"(?<=\d)\s*x\s*(?=[\d(])", "*", cleaned)
     if not cleaned or not re.fullmatch(r"[\d\s.+\-*/()]+", cleaned) or len(cleaned) > 200:
@@ -242,8 +278,11 @@ class CascadeLogisticScorer(_PostGeneration):
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {
-            "global_mean": self.global_mean, "mu": self.mu, "sd": self.sd,
-            "coef": self.coef, "bias": np.array([self.bias]),
+            "global_mean": self.global_mean,
+            "mu": self.mu,
+            "sd": self.sd,
+            "coef": self.coef,
+            "bias": np.array([self.bias]),
         }
 
     def _restore(self, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -253,5 +292,7 @@ class CascadeLogisticScorer(_PostGeneration):
 
 
 CASCADE_ROUTERS: list[type[Router]] = [
-    ArithmeticCheckScorer, AnswerFormatScorer, CascadeLogisticScorer,
+    ArithmeticCheckScorer,
+    AnswerFormatScorer,
+    CascadeLogisticScorer,
 ]

@@ -197,4 +197,3 @@ class Cascade(Strategy):
             base=strong_out,
         )
         return Branches(score=prob, cheap=cheap, strong=strong)
-

@@ -264,8 +264,10 @@ class FakeOpenAIServer:
             self.exchanges.append(exchange)
         if path.endswith("/v1/models") and scope["method"] == "GET":
             self.counts["models"] += 1
-            data = [{"id": m, "object": "model", "created": 0, "owned_by": "duetto"}
-                    for m in self.settings.models]
+            data = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "duetto"}
+                for m in self.settings.models
+            ]
             await _send_json(send, exchange, 200, {"object": "list", "data": data})
         elif path.endswith("/v1/chat/completions") and scope["method"] == "POST":
             await self._chat(body, exchange, send)
@@ -530,10 +532,13 @@ async def _send_error(
     message: str,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    kind = "rate_limit_error" if status == 429 else (
-        "invalid_request_error" if status < 500 else "server_error"
+    kind = (
+        "rate_limit_error"
+        if status == 429
+        else ("invalid_request_error" if status < 500 else "server_error")
     )
-    payload = {"error": {"message": message, "type": kind, "param": None,
-                         "code": _REASONS.get(status)}}
+    payload = {
+        "error": {"message": message, "type": kind, "param": None, "code": _REASONS.get(status)}
+    }
     data = json.dumps(payload).encode()
     await _send_bytes(send, exchange, status, [*_JSON, *(extra_headers or [])], data)

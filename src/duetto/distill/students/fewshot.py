@@ -106,10 +106,7 @@ class FewShotStudent:
         tokens = llama.tokenize(prompt.encode(), add_bos=False, special=True)
         n_vocab = llama.n_vocab()
         trie = LabelTrie.build(
-            {
-                c: llama.tokenize(c.encode(), add_bos=False, special=False)
-                for c in choices
-            }
+            {c: llama.tokenize(c.encode(), add_bos=False, special=False) for c in choices}
         )
         llama.reset()
 
