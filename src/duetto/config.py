@@ -13,33 +13,51 @@ here, never silent fallbacks at run time. See examples/duetto.yaml for the full 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field
 
 from duetto.calibrate import Target
 from duetto.errors import ConfigError
-
-if TYPE_CHECKING:
-    from duetto.privacy.policy import PolicyTable
-
-MODES = ("pipeline", "route", "cascade", "assist", "fuse")
-# Keys of a strategy that hold references to models or strategies.
-REF_KEYS = (
-    "models",
-    "answerer",
-    "helper",
-    "compressor",
-    "teacher",
-    "student",
-    "judge",
-    "aggregator",
+from duetto.options import (
+    AssistOptions,
+    CascadeOptions,
+    CompressAssistOptions,
+    FallbackOptions,
+    FuseOptions,
+    HintAssistOptions,
+    PipelineOptions,
+    RedactAssistOptions,
+    RouteOptions,
+    StageOptions,
+    StrategyConfig,
+    StrategyOptions,
 )
+from duetto.privacy.policy import PolicyField, PolicyTable, PolicyTableSpec
+from duetto.validation import Strict as _Strict
+from duetto.validation import validate_as
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+__all__ = [
+    "AssistOptions",
+    "CascadeOptions",
+    "CompressAssistOptions",
+    "Config",
+    "FallbackOptions",
+    "FuseOptions",
+    "HintAssistOptions",
+    "PipelineOptions",
+    "RedactAssistOptions",
+    "RouteOptions",
+    "StageOptions",
+    "StrategyConfig",
+    "StrategyOptions",
+    "all_errors",
+    "build_order",
+    "load_config",
+    "load_default_config",
+    "parse_config",
+]
 
 
 class EndpointConfig(_Strict):
@@ -75,57 +93,21 @@ class ModelConfig(_Strict):
     card: CardConfig = Field(default_factory=lambda: CardConfig())
 
 
-class StrategyConfig(BaseModel):
-    """Common keys; mode-specific keys are kept as extras and checked by the engine's builders."""
-
-    model_config = ConfigDict(extra="allow")
-    mode: Literal["pipeline", "route", "cascade", "assist", "fuse"]
-    threshold: float | None = None
-    target: str | None = None
-    adaptive: bool = False
-    description: str = ""
-
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-PolicySpec = Literal["allow", "redact", "local_only"] | dict[str, Any]
-
-
-class PrivacyConfig(_Strict):
+class PrivacyConfig(PolicyTableSpec):
     """`privacy:` one policy for everything (`policy: redact`) or a table (docs/privacy.md):
     `{default, api_keys, routes, strategies}`; API key > route > strategy > default. A policy is
-    a mode or `{mode, entity_types, min_score}`. Without any policy everything is `allow`."""
+    a mode or `{mode, entity_types, min_score}`. Without any policy everything is `allow`, the
+    one default of duetto.privacy.policy."""
 
-    policy: PolicySpec | None = None  # the older spelling of `default`
-    default: PolicySpec | None = None
-    api_keys: dict[str, PolicySpec] = Field(default_factory=dict)  # gateway key name → policy
-    routes: dict[str, PolicySpec] = Field(default_factory=dict)  # requested model name → policy
-    strategies: dict[str, PolicySpec] = Field(default_factory=dict)
+    policy: PolicyField | None = None  # the older spelling of `default`
+    default: PolicyField | None = None  # type: ignore[assignment]
     detector: Literal["regex", "presidio"] | None = None  # None: presidio if importable
 
-    @model_validator(mode="after")
-    def _check_table(self) -> PrivacyConfig:
-        if self.policy is not None and self.default is not None:
-            raise ValueError("give `default` or `policy` (the same thing), not both")
-        try:
-            self.table()
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from exc
-        return self
-
     def table(self) -> PolicyTable:
-        from duetto.privacy.policy import PolicyTable
-
         spec = self.default if self.default is not None else self.policy
-        return PolicyTable.parse(
-            {
-                "default": spec if spec is not None else "allow",
-                "api_keys": self.api_keys,
-                "routes": self.routes,
-                "strategies": self.strategies,
-            }
-        )
+        tables = {"api_keys": self.api_keys, "routes": self.routes, "strategies": self.strategies}
+        default = {"default": spec} if spec is not None else {}
+        return PolicyTableSpec(**tables, **default).table()
 
 
 class GatewayKeyConfig(_Strict):
@@ -204,87 +186,77 @@ class Config(_Strict):
         return cfg
 
 
-def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _refs(value: Any) -> list[tuple[str, str]]:
-    """(sub-path, name) for every reference inside a strategy option."""
-    if isinstance(value, str):
-        return [("", value)]
-    if isinstance(value, list):
-        out: list[tuple[str, str]] = []
-        for i, v in enumerate(value):
-            if isinstance(v, str):
-                out.append((f"[{i}]", v))
-            elif isinstance(v, dict) and isinstance(v.get("model"), str):
-                out.append((f"[{i}].model", v["model"]))
-        return out
-    if isinstance(value, dict) and isinstance(value.get("model"), str):
-        return [(".model", value["model"])]
-    return []
-
-
-def strategy_refs(s: StrategyConfig) -> list[tuple[str, str]]:
-    opts = s.options()
-    out: list[tuple[str, str]] = []
-    for key in (*REF_KEYS, "stages", "verifier", "scorer"):
-        if key in opts:
-            out += [(key + sub, name) for sub, name in _refs(opts[key])]
-    return out
-
-
-THRESHOLDED = ("route", "cascade")
+Errors = list[tuple[str, str]]  # (path, message)
 
 
 def validate(cfg: Config) -> None:
+    """The checks across sections (names, references, cycles); raises one ConfigError that
+    lists every problem found."""
+    errors: Errors = []
     names = cfg.names()
     for name in cfg.strategies:
         if name in cfg.models:
-            raise ConfigError("a strategy cannot share its name with a model", f"strategies.{name}")
+            errors.append((f"strategies.{name}", "a strategy cannot share its name with a model"))
     for ename, m in cfg.models.items():
         if m.backend == "openai":
             if not m.endpoint:
-                raise ConfigError("an openai model needs `endpoint`", f"models.{ename}.endpoint")
-            if m.endpoint not in cfg.endpoints:
-                raise ConfigError(f"unknown endpoint {m.endpoint!r}", f"models.{ename}.endpoint")
-    if cfg.target:
-        Target.parse(cfg.target)
+                errors.append((f"models.{ename}.endpoint", "an openai model needs `endpoint`"))
+            elif m.endpoint not in cfg.endpoints:
+                errors.append((f"models.{ename}.endpoint", f"unknown endpoint {m.endpoint!r}"))
+    _check_target(cfg.target, "target", errors)
     for sname, s in cfg.strategies.items():
-        for sub, ref in strategy_refs(s):
-            if ref not in names:
-                raise ConfigError(
-                    f"unknown model or strategy {ref!r} (known: {', '.join(sorted(names))})",
-                    f"strategies.{sname}.{sub}",
-                )
-        if s.target:
-            Target.parse(s.target)
-        if s.mode in THRESHOLDED and s.threshold is None and not (s.target or cfg.target):
-            if s.mode == "route" and len(s.options().get("models", [])) > 2:
-                continue  # an N-model route picks argmax(quality - lambda*cost): no threshold
-            raise ConfigError(
-                "needs `threshold` or a calibration `target` (here or at the top level)",
-                f"strategies.{sname}.threshold",
-            )
+        errors += _check_strategy(cfg, sname, s, names)
     gw = cfg.gateway
     if gw.fallback is not None and gw.fallback not in names:
-        raise ConfigError(f"unknown model or strategy {gw.fallback!r}", "gateway.fallback")
+        errors.append(("gateway.fallback", f"unknown model or strategy {gw.fallback!r}"))
     for i, k in enumerate(gw.keys):
         if not (k.key_env or k.key_sha256):
-            raise ConfigError("a key needs `key_env` or `key_sha256`", f"gateway.keys[{i}]")
-    _check_privacy_names(cfg)
+            errors.append((f"gateway.keys[{i}]", "a key needs `key_env` or `key_sha256`"))
+    errors += _check_privacy(cfg)
     for key in ("slm", "llm"):
         ref = getattr(cfg, key)
         if ref is not None and ref not in cfg.models:
-            raise ConfigError(f"unknown model {ref!r}", key)
-    _check_cycles(cfg)
+            errors.append((key, f"unknown model {ref!r}"))
+    if not errors:
+        errors += _check_cycles(cfg)
+    if errors:
+        raise ConfigError(errors[0][1], errors[0][0], errors)
 
 
-def _check_privacy_names(cfg: Config) -> None:
+def _check_target(text: str | None, path: str, errors: Errors) -> None:
+    if text:
+        try:
+            Target.parse(text)
+        except ConfigError as exc:
+            errors.append((path, exc.message))
+
+
+def _check_strategy(cfg: Config, sname: str, s: StrategyOptions, names: set[str]) -> Errors:
+    base = f"strategies.{sname}"
+    errors: Errors = []
+    for sub, ref in s.refs():
+        if ref not in names:
+            known = ", ".join(sorted(names))
+            errors.append((f"{base}.{sub}", f"unknown model or strategy {ref!r} (known: {known})"))
+    if isinstance(s, CascadeOptions | RouteOptions):
+        _check_target(s.target, f"{base}.target", errors)
+        for i, rule in enumerate(s.rules or []):
+            if rule.target not in s.models:
+                msg = f"rule target {rule.target!r} is not one of `models` ({', '.join(s.models)})"
+                errors.append((f"{base}.rules[{i}].target", msg))
+        # an N-model route picks argmax(quality - lambda*cost): it needs no threshold
+        n_route = isinstance(s, RouteOptions) and len(s.models) > 2
+        if s.threshold is None and not (s.target or cfg.target or n_route):
+            msg = "needs `threshold` or a calibration `target` (here or at the top level)"
+            errors.append((f"{base}.threshold", msg))
+    return errors
+
+
+def _check_privacy(cfg: Config) -> Errors:
     """A policy under an unknown name would silently never apply: an error instead."""
+    errors: Errors = []
+    if cfg.privacy.policy is not None and cfg.privacy.default is not None:
+        errors.append(("privacy.policy", "give `default` or `policy` (the same thing), not both"))
     known = [
         ("api_keys", "gateway key", {k.name for k in cfg.gateway.keys}),
         ("routes", "model or strategy", cfg.names()),
@@ -293,25 +265,29 @@ def _check_privacy_names(cfg: Config) -> None:
     for section, what, names in known:
         for name in getattr(cfg.privacy, section):
             if name not in names:
-                raise ConfigError(f"unknown {what} {name!r}", f"privacy.{section}.{name}")
+                errors.append((f"privacy.{section}.{name}", f"unknown {what} {name!r}"))
+    return errors
 
 
-def _check_cycles(cfg: Config) -> None:
+def _check_cycles(cfg: Config) -> Errors:
     state: dict[str, int] = {}  # 1 = visiting, 2 = done
+    errors: Errors = []
 
     def visit(name: str, trail: list[str]) -> None:
         if state.get(name) == 2 or name not in cfg.strategies:
             return
         if state.get(name) == 1:
             cycle = " -> ".join([*trail[trail.index(name) :], name])
-            raise ConfigError(f"cycle between strategies: {cycle}", f"strategies.{name}")
+            errors.append((f"strategies.{name}", f"cycle between strategies: {cycle}"))
+            return
         state[name] = 1
-        for _, ref in strategy_refs(cfg.strategies[name]):
+        for _, ref in cfg.strategies[name].refs():
             visit(ref, [*trail, name])
         state[name] = 2
 
     for name in cfg.strategies:
         visit(name, [])
+    return errors[:1]
 
 
 def build_order(cfg: Config) -> list[str]:
@@ -321,7 +297,7 @@ def build_order(cfg: Config) -> list[str]:
     def visit(name: str) -> None:
         if name in order or name not in cfg.strategies:
             return
-        for _, ref in strategy_refs(cfg.strategies[name]):
+        for _, ref in cfg.strategies[name].refs():
             visit(ref)
         order.append(name)
 
@@ -331,13 +307,11 @@ def build_order(cfg: Config) -> list[str]:
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate `data` (parsed YAML): every bad key, unknown kind or name is reported at once,
+    in one ConfigError (`.errors`); no model is built."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
-    try:
-        cfg = Config.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(err["msg"], _path(tuple(err["loc"]))) from exc
+    cfg = validate_as(Config, data)
     validate(cfg)
     return cfg
 
@@ -364,17 +338,9 @@ def load_default_config() -> Config:
 
 
 def all_errors(path: str | Path) -> list[str]:
-    """Every error `duetto validate` prints (pydantic reports all field errors at once)."""
+    """Every error `duetto validate` prints, as `path: message`."""
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        return [f"{path}: {exc}"]
-    try:
-        Config.model_validate(data)
-    except ValidationError as exc:
-        return [f"{_path(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
-    try:
-        parse_config(data, str(path))
+        load_config(path)
     except ConfigError as exc:
-        return [str(exc)]
+        return [f"{p}: {m}" if p else m for p, m in exc.errors]
     return []

@@ -184,6 +184,6 @@ class Engine:
         return AdaptiveThreshold(Target.parse(text), start=start)
 
     def _build_strategy(self, name: str, sc: StrategyConfig) -> ChatModel:
-        from duetto.strategies.build import build_strategy
+        from duetto.build import build_strategy
 
         return build_strategy(name, sc, self._ref, self._policy(name, sc))

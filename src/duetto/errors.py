@@ -26,9 +26,28 @@ class UserError(DuettoError):
 
 
 class ConfigError(UserError):
-    def __init__(self, message: str, path: str = "") -> None:
+    """`message` is the bare text, `path` the key it is about; `errors` lists every
+    (path, message) found at once (the first is `path`/`message`)."""
+
+    def __init__(
+        self, message: str, path: str = "", errors: list[tuple[str, str]] | None = None
+    ) -> None:
+        self.message = message
         self.path = path
-        super().__init__(f"{path}: {message}" if path else message)
+        self.errors = list(errors) if errors else [(path, message)]
+        super().__init__("\n".join(f"{p}: {m}" if p else m for p, m in self.errors))
+
+    def under(self, prefix: str) -> ConfigError:
+        """The same error(s) with every path prefixed: `e.under("strategies.c1")` turns
+        `models[1]` into `strategies.c1.models[1]`."""
+
+        def join(path: str) -> str:
+            if not path or not prefix:
+                return path or prefix
+            return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
+
+        errors = [(join(p), m) for p, m in self.errors]
+        return ConfigError(errors[0][1], errors[0][0], errors)
 
 
 class DataError(UserError):

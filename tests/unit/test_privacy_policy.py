@@ -60,9 +60,30 @@ def test_table_most_specific_wins() -> None:
 
 
 def test_bad_config_names_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"privacy\.routes\.r1"):
+    with pytest.raises(ConfigError) as e:
         PolicyTable.parse({"routes": {"r1": "share_everything"}})
-    with pytest.raises(ConfigError, match="unknown keys"):
-        PolicyTable.parse({"defaults": "redact"})
+    assert e.value.path == "privacy.routes.r1"
+    assert "'allow', 'redact' or 'local_only'" in e.value.message
+    with pytest.raises(ConfigError) as e:
+        PolicyTable.parse({"defaults": "redact", "routes": {"r": {"mode": "allow", "min": 1}}})
+    assert e.value.errors == [
+        ("privacy.routes.r.min", "extra inputs are not permitted"),
+        ("privacy.defaults", "extra inputs are not permitted"),
+    ]
+    with pytest.raises(ConfigError) as e:
+        PrivacyPolicy.parse({"entity_types": ["PERSON"]}, "p")  # the mapping form names its mode
+    assert e.value.errors == [("p.mode", "field required")]
     with pytest.raises(ConfigError):
         PrivacyPolicy("nope")  # type: ignore[arg-type]
+
+
+def test_one_default_policy_everywhere() -> None:
+    """`allow` in the library, in a table without a default and in a config without privacy."""
+    from duetto.config import parse_config
+
+    assert PrivacyPolicy().mode == "allow"
+    assert PolicyTable().default == PrivacyPolicy("allow")
+    assert PolicyTable.parse(None).default.mode == "allow"
+    assert PolicyTable.parse({"routes": {"r": "redact"}}).default.mode == "allow"
+    cfg = parse_config({"models": {"m": {"backend": "fake"}}})
+    assert cfg.privacy.table() == PolicyTable()

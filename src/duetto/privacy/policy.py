@@ -11,6 +11,14 @@ The decision is a pure function of the detected entities and the target `ModelCa
 
 Which policy applies to a request is looked up in a `PolicyTable`: the API key's policy
 beats the route's, which beats the strategy's, which beats the default. Each is optional.
+
+The one default, everywhere (`PrivacyPolicy()`, `PolicyTable()`, a config without `privacy:`,
+the gateway): **`allow`**, i.e. the text is sent as is and every entity sent to an untrusted
+model is counted as a leak. Protection is opted into by naming `redact` or `local_only`.
+
+From config, a policy is a mode name (`redact`) or a mapping that names its mode
+(`{mode: redact, entity_types: [PERSON], min_score: 0.5}`); both are validated by pydantic
+(`PolicySpec`, `PolicyTableSpec`): an unknown key, mode or table is a ConfigError naming its path.
 """
 
 from __future__ import annotations
@@ -18,11 +26,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, cast, get_args
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BeforeValidator, Field
 
 from duetto.errors import ConfigError
 from duetto.models.base import ModelCard
 from duetto.scoring.pii import Entity
+from duetto.validation import Strict, validate_as
 
 Mode = Literal["allow", "redact", "local_only"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -48,7 +59,7 @@ class PrivacyDecision:
 
 @dataclass(frozen=True, slots=True)
 class PrivacyPolicy:
-    mode: Mode = "redact"
+    mode: Mode = "allow"  # the one default (module docstring)
     entity_types: frozenset[str] | None = None  # None: every detected type counts
     min_score: float = 0.0
 
@@ -82,30 +93,53 @@ class PrivacyPolicy:
         """From config: "redact", or {mode: redact, entity_types: [...], min_score: 0.5}."""
         if isinstance(spec, PrivacyPolicy):
             return spec
-        if isinstance(spec, str):
-            spec = {"mode": spec}
-        if not isinstance(spec, Mapping):
-            raise ConfigError("a privacy policy is a mode name or a mapping", path)
-        unknown = set(spec) - {"mode", "entity_types", "min_score"}
-        if unknown:
-            raise ConfigError(f"unknown keys {sorted(unknown)}", path)
-        mode = spec.get("mode", "redact")
-        if mode not in MODES:
-            raise ConfigError(f"unknown privacy mode {mode!r}; expected one of {MODES}", path)
-        types = spec.get("entity_types")
-        try:
-            return cls(
-                mode=cast(Mode, mode),
-                entity_types=frozenset(str(t) for t in types) if types is not None else None,
-                min_score=float(spec.get("min_score", 0.0)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(str(exc), path) from exc
+        return validate_as(PolicySpec, _as_mapping(spec), path).policy()
+
+
+def _as_mapping(spec: Any) -> Any:
+    return {"mode": spec} if isinstance(spec, str) else spec
+
+
+class PolicySpec(Strict):
+    """One policy as written in config; `mode` is required in the mapping form."""
+
+    mode: Mode
+    entity_types: list[str] | None = None  # None: every detected type counts
+    min_score: float = 0.0
+
+    def policy(self) -> PrivacyPolicy:
+        types = frozenset(self.entity_types) if self.entity_types is not None else None
+        return PrivacyPolicy(self.mode, entity_types=types, min_score=self.min_score)
+
+
+# A mode name or a mapping, both validated as a PolicySpec.
+PolicyField = Annotated[PolicySpec, BeforeValidator(_as_mapping)]
+
+
+class PolicyTableSpec(Strict):
+    """`{default, api_keys: {key: policy}, routes: {...}, strategies: {...}}`."""
+
+    default: PolicyField = Field(default_factory=lambda: PolicySpec(mode="allow"))
+    api_keys: dict[str, PolicyField] = Field(default_factory=dict)
+    routes: dict[str, PolicyField] = Field(default_factory=dict)
+    strategies: dict[str, PolicyField] = Field(default_factory=dict)
+
+    def table(self) -> PolicyTable:
+        def one(specs: Mapping[str, PolicySpec]) -> dict[str, PrivacyPolicy]:
+            return {name: spec.policy() for name, spec in specs.items()}
+
+        return PolicyTable(
+            default=self.default.policy(),
+            by_api_key=one(self.api_keys),
+            by_route=one(self.routes),
+            by_strategy=one(self.strategies),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyTable:
-    """The policy for each API key, route and strategy; the most specific one applies."""
+    """The policy for each API key, route and strategy; the most specific one applies.
+    `PolicyTable()` allows everything (the one default: see the module docstring)."""
 
     default: PrivacyPolicy = field(default_factory=PrivacyPolicy)
     by_api_key: Mapping[str, PrivacyPolicy] = field(default_factory=dict)
@@ -126,25 +160,6 @@ class PolicyTable:
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any] | None, path: str = "privacy") -> PolicyTable:
-        """From config: {default, api_keys: {key: policy}, routes: {...}, strategies: {...}}."""
-        if not spec:
-            return cls()
-        if not isinstance(spec, Mapping):
-            raise ConfigError("expected a mapping", path)
-        unknown = set(spec) - {"default", "api_keys", "routes", "strategies"}
-        if unknown:
-            raise ConfigError(f"unknown keys {sorted(unknown)}", path)
-
-        def table(name: str) -> dict[str, PrivacyPolicy]:
-            raw = spec.get(name) or {}
-            if not isinstance(raw, Mapping):
-                raise ConfigError("expected a mapping of name to policy", f"{path}.{name}")
-            return {str(k): PrivacyPolicy.parse(v, f"{path}.{name}.{k}") for k, v in raw.items()}
-
-        default = spec.get("default", "redact")
-        return cls(
-            default=PrivacyPolicy.parse(default, f"{path}.default"),
-            by_api_key=table("api_keys"),
-            by_route=table("routes"),
-            by_strategy=table("strategies"),
-        )
+        """From config: {default, api_keys: {key: policy}, routes: {...}, strategies: {...}};
+        every key optional, the default policy `allow`."""
+        return validate_as(PolicyTableSpec, spec or {}, path).table()

@@ -8,7 +8,7 @@ trace records decision "rule".
 
 A scorer is anything with `score(request) -> float | np.ndarray` (an awaitable result is awaited).
 Shipped: `RouterScorer` (adapter for `duetto.scoring.routers.Router.score_texts`), `LengthScorer`,
-`TaskPriorScorer`.
+`TaskPriorScorer` (fixed priors) and `FittedTaskPrior` (priors fitted on labelled outcomes).
 
 A `policy` (from duetto.calibrate) supplies the threshold at decision time (`policy.threshold`)
 and is told each outcome (`policy.observe(escalated, cost_usd, quality=None)`), rule-pinned
@@ -117,6 +117,37 @@ class TaskPriorScorer:
 
     def score(self, request: ChatRequest) -> float:
         return self.priors.get(request.task or "", self.default)
+
+
+class FittedTaskPrior:
+    """P(cheap model is enough) per task type, learned from labelled outcomes.
+
+    `fit(tasks, cheap_correct)` sets each task's prior to the cheap model's (Laplace-smoothed)
+    accuracy on it; unseen tasks get the overall accuracy. The evaluator fits it on the
+    calibration split before choosing the threshold."""
+
+    def __init__(self, priors: dict[str, float] | None = None, default: float = 0.5) -> None:
+        self.priors = dict(priors or {})
+        self.default = default
+
+    def fit(self, tasks: Sequence[str | None], correct: Sequence[float]) -> None:
+        sums: dict[str, list[float]] = {}
+        for t, c in zip(tasks, correct, strict=True):
+            sums.setdefault(t or "", []).append(float(c))
+        self.priors = {t: (sum(v) + 1) / (len(v) + 2) for t, v in sums.items()}
+        n = sum(len(v) for v in sums.values())
+        self.default = (sum(sum(v) for v in sums.values()) + 1) / (n + 2)
+
+    def score(self, request: ChatRequest) -> float:
+        return self.priors.get(request.task or "", self.default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "task_prior", "priors": dict(self.priors), "default": self.default}
+
+    def load_dict(self, d: dict[str, Any]) -> None:
+        """Restore a fit saved by `to_dict` (duetto.fitted)."""
+        self.priors = {str(k): float(v) for k, v in d["priors"].items()}
+        self.default = float(d["default"])
 
 
 # --- decision logic (pure) --------------------------------------------------------------------

@@ -19,80 +19,85 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import Field, NonNegativeInt, StrictBool, StrictStr
+
 from duetto.errors import ConfigError
 from duetto.messages import ChatRequest
 from duetto.scoring.pii import Entity, detect
+from duetto.validation import Strict, validate_as
 
-CONDITIONS = ("task", "min_chars", "max_chars", "has_pii", "api_key")
+Names = StrictStr | list[StrictStr]
 
 
-def _as_names(value: Any, path: str) -> frozenset[str]:
-    if isinstance(value, str):
-        return frozenset([value])
-    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
-        return frozenset(value)
-    raise ConfigError("expected a string or a list of strings", path)
+class When(Strict):
+    """The conditions of a rule (all must hold); an unknown condition is an error."""
+
+    task: Names | None = None
+    min_chars: NonNegativeInt | None = None
+    max_chars: NonNegativeInt | None = None
+    has_pii: StrictBool | None = None
+    api_key: Names | None = None
+
+
+class RuleSpec(Strict):
+    """A rule as written in YAML: `{when: {task: math}, target: llm}`."""
+
+    when: When = Field(default_factory=When)
+    target: StrictStr = Field(min_length=1)
+
+
+CONDITIONS = tuple(When.model_fields)
+
+
+def _names(value: str | list[str] | None) -> frozenset[str] | None:
+    return None if value is None else frozenset([value] if isinstance(value, str) else value)
 
 
 @dataclass(frozen=True)
 class Rule:
-    """`Rule(when={"task": "math", "min_chars": 200}, target="llm")`."""
+    """`Rule(when={"task": "math", "min_chars": 200}, target="llm")`; `when` is checked by
+    `When` (a bad condition raises a ConfigError naming `when.<key>`)."""
 
     when: Mapping[str, Any]
     target: str
+    conditions: When = field(init=False, repr=False, compare=False)
     tasks: frozenset[str] | None = field(init=False, default=None)
     keys: frozenset[str] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        for key, value in self.when.items():
-            path = f"when.{key}"
-            if key not in CONDITIONS:
-                raise ConfigError(f"unknown rule condition (known: {', '.join(CONDITIONS)})", path)
-            if key in ("min_chars", "max_chars") and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 0
-            ):
-                raise ConfigError("expected a non-negative integer", path)
-            if key == "has_pii" and not isinstance(value, bool):
-                raise ConfigError("expected true or false", path)
-        if not self.target:
-            raise ConfigError("a rule needs a target model name", "target")
-        if "task" in self.when:
-            object.__setattr__(self, "tasks", _as_names(self.when["task"], "when.task"))
-        if "api_key" in self.when:
-            object.__setattr__(self, "keys", _as_names(self.when["api_key"], "when.api_key"))
+        spec = validate_as(RuleSpec, {"when": dict(self.when), "target": self.target})
+        object.__setattr__(self, "conditions", spec.when)
+        object.__setattr__(self, "tasks", _names(spec.when.task))
+        object.__setattr__(self, "keys", _names(spec.when.api_key))
 
     @property
     def needs_pii(self) -> bool:
-        return "has_pii" in self.when
+        return self.conditions.has_pii is not None
 
     def matches(self, request: ChatRequest, has_pii: bool | None = None) -> bool:
         """Whether every condition holds. `has_pii` must be given when the rule tests it."""
-        w = self.when
+        w = self.conditions
         if self.tasks is not None and request.task not in self.tasks:
             return False
         if self.keys is not None and request.metadata.get("api_key") not in self.keys:
             return False
         n = len(request.text)
-        if "min_chars" in w and n < w["min_chars"]:
+        if w.min_chars is not None and n < w.min_chars:
             return False
-        if "max_chars" in w and n > w["max_chars"]:
+        if w.max_chars is not None and n > w.max_chars:
             return False
-        if "has_pii" in w:
+        if w.has_pii is not None:
             if has_pii is None:
                 raise ValueError("this rule tests has_pii: pass has_pii")
-            if has_pii != w["has_pii"]:
+            if has_pii != w.has_pii:
                 return False
         return True
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Rule:
         """`{"when": {...}, "target": "name"}` (the YAML form)."""
-        if "target" not in d:
-            raise ConfigError("a rule needs a target model name", "target")
-        when = d.get("when", {})
-        if not isinstance(when, Mapping):
-            raise ConfigError("expected a mapping of conditions", "when")
-        return cls(when=dict(when), target=str(d["target"]))
+        spec = validate_as(RuleSpec, d)
+        return cls(when=spec.when.model_dump(exclude_none=True), target=spec.target)
 
 
 class Rules:
@@ -108,7 +113,7 @@ class Rules:
             try:
                 built.append(r if isinstance(r, Rule) else Rule.from_dict(r))
             except ConfigError as e:
-                raise ConfigError(str(e).split(": ", 1)[-1], f"rules[{i}].{e.path}") from e
+                raise e.under(f"rules[{i}]") from e
         self.rules = built
         self.detector = detector
 
