@@ -6,8 +6,11 @@ Three sections, kept apart as in vLLM Semantic Router's config:
   strategies:  how     (collaboration mode + the models or strategies it composes)
 plus `target` (default calibration target) and `privacy` (default policy).
 
+Every section is a pydantic model that forbids unknown keys; a strategy's options are typed per
+mode (duetto.options), so a misspelt option or an unknown kind is an error naming its path.
 A strategy refers to models and other strategies by name; unknown names and cycles are errors
-here, never silent fallbacks at run time. See examples/duetto.yaml for the full reference.
+here, never silent fallbacks at run time. `parse_config` reports every problem at once
+(`ConfigError.errors`) and builds nothing. See examples/duetto.yaml for the full reference.
 """
 
 from __future__ import annotations

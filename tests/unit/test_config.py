@@ -81,3 +81,14 @@ def test_validate_lists_errors(tmp_path: Path) -> None:
 def test_reference_config_is_valid() -> None:
     ref = Path(__file__).resolve().parents[2] / "examples" / "duetto.yaml"
     assert all_errors(ref) == []
+
+
+def test_config_error_under_keeps_the_bare_message() -> None:
+    e = ConfigError("expected at least 1", "samples").under("strategies.f")
+    assert (e.path, e.message) == ("strategies.f.samples", "expected at least 1")
+    assert str(e) == "strategies.f.samples: expected at least 1"
+    assert ConfigError("bad", "[0].when").under("rules").path == "rules[0].when"
+    assert ConfigError("bad").under("target").path == "target"
+    both = ConfigError("a", "x", [("x", "a"), ("y", "b")]).under("top")
+    assert both.errors == [("top.x", "a"), ("top.y", "b")]
+    assert str(both) == "top.x: a\ntop.y: b"
