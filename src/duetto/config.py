@@ -236,7 +236,7 @@ def _check_target(text: str | None, path: str, errors: Errors) -> None:
 
 def _check_strategy(cfg: Config, sname: str, s: StrategyOptions, names: set[str]) -> Errors:
     base = f"strategies.{sname}"
-    errors: Errors = []
+    errors: Errors = [(f"{base}.{sub}", msg) for sub, msg in s.problems()]
     for sub, ref in s.refs():
         if ref not in names:
             known = ", ".join(sorted(names))

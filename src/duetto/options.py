@@ -98,6 +98,10 @@ class _Options(Strict):
     def refs(self) -> Refs:
         return []
 
+    def problems(self) -> Refs:
+        """(sub-path, message) for keys that are valid alone but not together."""
+        return []
+
 
 class _Fixed(_Options):
     """A mode without a threshold: `threshold`, `target` and `adaptive` are not its keys."""
@@ -168,6 +172,16 @@ class FuseOptions(_Fixed):
         out += [(k, v) for k, v in (("judge", self.judge), ("aggregator", self.aggregator)) if v]
         return out
 
+    def problems(self) -> Refs:
+        out: Refs = []
+        if self.method == "judge" and self.judge is None:
+            out.append(("judge", "method judge needs a judge model"))
+        if self.method == "aggregate" and self.aggregator is None:
+            out.append(("aggregator", "method aggregate needs an aggregator model"))
+        if len(self.models) * self.samples < 2:
+            out.append(("samples", "a fusion needs at least two candidates (models × samples)"))
+        return out
+
 
 class RedactAssistOptions(_Fixed):
     mode: Literal["assist"]
@@ -188,6 +202,11 @@ class CompressAssistOptions(_Fixed):
     def refs(self) -> Refs:
         out = [("answerer", self.answerer)]
         return out + ([("compressor", self.compressor)] if self.compressor else [])
+
+    def problems(self) -> Refs:
+        if self.method == "llm" and self.compressor is None:
+            return [("compressor", "method llm needs a compressor model")]
+        return []
 
 
 class HintAssistOptions(_Fixed):

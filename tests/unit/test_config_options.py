@@ -132,6 +132,16 @@ def test_names_are_checked_through_typed_options() -> None:
         "strategies.fb.backup",
         "strategies.r.rules[0].target",
     ]
+    together = {
+        "j": {**FUSE, "method": "judge"},
+        "one": {**FUSE, "models": ["slm"]},
+        "z": {**COMPRESS, "method": "llm"},
+    }
+    assert errors_of(together) == [
+        ("strategies.j.judge", "method judge needs a judge model"),
+        ("strategies.one.samples", "a fusion needs at least two candidates (models × samples)"),
+        ("strategies.z.compressor", "method llm needs a compressor model"),
+    ]
     cycle = {"a": {**FALLBACK, "primary": "b"}, "b": {**FALLBACK, "primary": "a"}}
     [(path, message)] = errors_of(cycle)
     assert path == "strategies.a" and message == "cycle between strategies: a -> b -> a"

@@ -1,4 +1,5 @@
-"""`duetto demo | eval | validate | models`: thin wrappers over duetto.eval and duetto.engine."""
+"""`duetto demo | eval | validate | version | models`: thin wrappers over duetto.eval and
+duetto.engine."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def _fail(exc: Exception) -> None:
 
 
 def validate(config: Annotated[Path, typer.Argument(help="YAML config to check")]) -> None:
-    """Check a config: every error names the bad key."""
+    """Check a config without starting any model: every misspelt key, unknown kind or unknown
+    name is listed with its path (`strategies.c1.pass_draf: extra inputs are not permitted`)."""
     from duetto.config import all_errors
 
     errors = all_errors(config)
