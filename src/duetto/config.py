@@ -41,15 +41,21 @@ from duetto.privacy.policy import PolicyField, PolicyTable, PolicyTableSpec
 from duetto.validation import Strict as _Strict
 from duetto.validation import validate_as
 
-__all__ = [
+__all__ = [  # the strategy options live in duetto.options and are re-exported here
     "AssistOptions",
+    "CardConfig",
     "CascadeOptions",
     "CompressAssistOptions",
     "Config",
+    "EndpointConfig",
     "FallbackOptions",
     "FuseOptions",
+    "GatewayConfig",
+    "GatewayKeyConfig",
     "HintAssistOptions",
+    "ModelConfig",
     "PipelineOptions",
+    "PrivacyConfig",
     "RedactAssistOptions",
     "RouteOptions",
     "StageOptions",
@@ -60,6 +66,7 @@ __all__ = [
     "load_config",
     "load_default_config",
     "parse_config",
+    "validate",
 ]
 
 

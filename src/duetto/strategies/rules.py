@@ -10,7 +10,9 @@ the first matching rule wins. Conditions:
     api_key    a key or a list of keys (matches `request.metadata["api_key"]`)
 
 `Route` and `Cascade` consult their `Rules` first and record the decision "rule" in the trace.
-Matching is pure: no I/O, only the (regex by default) PII detector.
+Matching is pure: no I/O, only the (regex by default) PII detector. The conditions are a pydantic
+model (`When`, `RuleSpec` for the YAML form): an unknown condition or a bad value is a
+ConfigError naming `rules[i].when.<key>`.
 """
 
 from __future__ import annotations
@@ -45,8 +47,6 @@ class RuleSpec(Strict):
     when: When = Field(default_factory=When)
     target: StrictStr = Field(min_length=1)
 
-
-CONDITIONS = tuple(When.model_fields)
 
 
 def _names(value: str | list[str] | None) -> frozenset[str] | None:
