@@ -48,7 +48,6 @@ class RuleSpec(Strict):
     target: StrictStr = Field(min_length=1)
 
 
-
 def _names(value: str | list[str] | None) -> frozenset[str] | None:
     return None if value is None else frozenset([value] if isinstance(value, str) else value)
 
