@@ -93,7 +93,7 @@ Calibrator = Literal["isotonic", "platt", "none"]
 
 
 class _Options(Strict):
-    description: str = ""
+    description: str = ""  # for people (reports, docs); duetto does not act on it
 
     def refs(self) -> Refs:
         return []
