@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.resources import files
 from typing import TYPE_CHECKING, Annotated, Any
 
+from duetto.errors import GatewayFailure, Rejected
 from duetto.gateway.metrics import GatewayMetrics
 from duetto.gateway.protocol import (
     ChatCompletionRequest,
@@ -30,12 +31,15 @@ from duetto.gateway.protocol import (
     error_body,
     to_chat_request,
 )
-from duetto.gateway.serving import Answer, Call, Gateway, GatewayFailure, Rejected
+from duetto.gateway.records import Answer, Call
+from duetto.gateway.serving import Gateway
 from duetto.gateway.settings import GatewaySettings
 from duetto.store import TraceStore
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from duetto.engine import Engine
 
 TRACE_HEADER = "x-duetto-trace-id"
 SESSION_HEADER = "x-duetto-session"
@@ -54,9 +58,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI":
+def create_app(engine: "Engine", settings: GatewaySettings | None = None) -> "FastAPI":
     """Build the gateway around an Engine (started here if it was not). Pass an engine that has
-    not started yet to get a circuit breaker in front of each remote model."""
+    not started yet to get a circuit breaker in front of each remote model.
+
+    Without `settings`, they come from the engine's config (`GatewaySettings.from_config`),
+    with the same defaults as `duetto serve`."""
     from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -69,7 +76,9 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
     metrics = GatewayMetrics()
     gw = Gateway(engine, settings, store, metrics)
     wrappers = getattr(engine, "model_wrappers", None)
-    if isinstance(wrappers, list) and not getattr(engine, "_started", False):
+    # TODO(seam): read the public `engine.started` once i-seam is merged (not `_started`)
+    started = getattr(engine, "started", getattr(engine, "_started", False))
+    if isinstance(wrappers, list) and not started:
         wrappers.append(gw.wrap_model)
     static = files("duetto.gateway").joinpath("static")
     page = static.joinpath("dashboard.html").read_text()
@@ -96,6 +105,7 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
     )
     app.state.gateway = gw
     app.state.store = store
+    app.state.billing = gw.billing
     app.state.metrics = metrics
 
     def error(

@@ -8,7 +8,9 @@
     finish    settle (actual cost) or release the reservation, metrics, and exactly one record
               in the store (committed before the client gets the end of the answer)
 
-The HTTP layer (app.py) calls these in order and only shapes bytes.
+The HTTP layer (app.py) calls these in order and only shapes bytes. The parts live apart:
+callers and rate limits in auth.py, budgets in billing.py, session pins in affinity.py, the
+call, its answer and its stored record in records.py.
 """
 
 from __future__ import annotations
@@ -17,86 +19,33 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from duetto.errors import ConfigError, ModelError
-from duetto.gateway.auth import Budgets, KeyRing, Principal, partial_cost, worst_case_cost
+from duetto.errors import ConfigError, GatewayFailure, ModelError, OverBudget, Rejected
+from duetto.gateway.affinity import Affinity
+from duetto.gateway.auth import ApiKey, KeyRing
+from duetto.gateway.billing import Billing, Budgets, partial_cost, worst_case_cost
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
 from duetto.gateway.metrics import GatewayMetrics, Outcome
+from duetto.gateway.records import Answer, Call, llm_only_cost, trace_record
 from duetto.gateway.settings import GatewaySettings
 from duetto.messages import ChatRequest, ChatResponse, Message
 from duetto.models.base import ChatModel, ModelCard
 from duetto.privacy.apply import PrivacyPlan, detect_messages, plan_request, use_detector
 from duetto.privacy.policy import PrivacyPolicy
-from duetto.store import TraceRecord, TraceStore
+from duetto.store import TraceStore
 from duetto.trace import Step, new_trace_id
 from duetto.usage import Usage
 
+if TYPE_CHECKING:
+    from duetto.engine import Engine
+
+__all__ = ["Answer", "Call", "Gateway", "GatewayFailure", "Rejected"]
+
 log = logging.getLogger("duetto.gateway")
 
-AFFINITY_MODES = ("route", "cascade")  # strategies whose answer comes from one chosen model
 CONTINUE = "Continue your previous answer exactly where it stopped. Do not repeat any of it."
-
-
-class Rejected(Exception):
-    """Refused before any model call (not stored: the request was not accepted)."""
-
-    def __init__(
-        self, status: int, message: str, kind: str, code: str, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.code, self.retry_after = status, kind, code, retry_after
-
-
-class GatewayFailure(Exception):
-    """The requested model and its fallback both failed: a well-formed 502/504 for the client."""
-
-    def __init__(self, message: str, status: int = 502) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(slots=True)
-class Answer:
-    response: ChatResponse
-    answered_by: str
-    fallback: bool = False
-    primary_error: str | None = None
-
-
-@dataclass(slots=True)
-class Call:
-    """One accepted request."""
-
-    trace_id: str
-    requested: str
-    model: ChatModel
-    request: ChatRequest
-    who: Principal
-    stream: bool
-    session: str | None
-    cards: list[ModelCard]
-    reservation: str | None
-    stored_request: dict[str, Any]
-    privacy: PrivacyPlan | None = None  # None: nothing to decide (allow, or all trusted)
-    policy_mode: str = "allow"
-    allow_fallback: bool = True  # False: the fallback is untrusted and the request local_only
-    t0: float = field(default_factory=time.perf_counter)
-    ttft_s: float | None = None
-    streamed: list[str] = field(default_factory=list)
-    finished: bool = False
-
-
-def llm_only_cost(llm: ModelCard | None, response: ChatResponse) -> float:
-    """The counterfactual: the first model call's prompt and the last one's answer, on the LLM.
-    An estimate (tokenizers differ); without an LLM it is the actual cost."""
-    calls = [s for s in response.trace.leaves() if s.kind == "model" and s.usage.calls]
-    if llm is None or not calls:
-        return response.usage.cost_usd
-    return llm.cost(calls[0].usage.tokens_in, calls[-1].usage.tokens_out)
 
 
 def continuation(request: ChatRequest, partial: str) -> ChatRequest:
@@ -147,20 +96,20 @@ def fallback_trace(
 
 class Gateway:
     def __init__(
-        self, engine: Any, settings: GatewaySettings, store: TraceStore, metrics: GatewayMetrics
+        self, engine: Engine, settings: GatewaySettings, store: TraceStore, metrics: GatewayMetrics
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.store = store
         self.metrics = metrics
-        self.keys = KeyRing(store, settings.keys)
-        self.budgets = Budgets(store)
+        self.billing = Billing(store)
+        self.keys = KeyRing(self.billing, settings.keys)
+        self.budgets = Budgets(self.billing)
+        self.affinity = Affinity(settings.max_sessions)
         self.breakers: dict[str, CircuitBreaker] = {}
         self.fallback: ChatModel | None = None
         self.local: ChatModel | None = None  # answers local_only requests
         self.llm_card: ModelCard | None = None
-        self._by_card: dict[str, str] = {}
-        self._sessions: OrderedDict[tuple[str | None, str, str], str] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- setup -----------------------------------------------------------------------------
@@ -177,8 +126,9 @@ class Gateway:
         return BreakerModel(model, breaker)
 
     async def start(self) -> None:
+        await self.billing.start()
         await self.keys.start()
-        swept = await self.store.sweep(self.settings.reservation_ttl_s)
+        swept = await self.billing.sweep(self.settings.reservation_ttl_s)
         if swept:
             log.warning("released %d reservations left by a crashed replica", swept)
         self._adapt_uncalibrated()
@@ -186,7 +136,7 @@ class Gateway:
             self.fallback = self.engine.get(self.settings.fallback)
         with contextlib.suppress(Exception):  # no LLM configured: no counterfactual
             self.llm_card = self.engine.llm.card
-        self._by_card = {m.card.name: n for n, m in self.engine.models.items()}
+        self.affinity.index(self.engine.models)
         if self.settings.detector is not None:
             used = await asyncio.to_thread(use_detector, self.settings.detector)
             log.info("PII detector: %s", used)
@@ -198,16 +148,14 @@ class Gateway:
         """A thresholded strategy with a target but no threshold (e.g. the embedded defaults,
         calibrated by `duetto eval`, not at serve time) gets an online adaptive threshold
         starting at 0.5, so it can serve; the log says so."""
-        from duetto.calibrate import AdaptiveThreshold, Target
+        from duetto.calibrate import online_policy
 
         targets = getattr(self.engine, "targets", None)
         for name, target in (targets() if callable(targets) else {}).items():
             strategy = self.engine.strategies.get(name)
             if strategy is None or getattr(strategy, "policy", False) is not None:
                 continue
-            if target.kind == "budget_usd_per_1k":
-                target = Target.parse("quality=0.95")
-            strategy.policy = AdaptiveThreshold(target, start=0.5)
+            strategy.policy = online_policy(target)  # type: ignore[attr-defined]
             log.warning(
                 "strategy %r is not calibrated: serving it with an online adaptive "
                 "threshold from 0.5 (for a measured one: `duetto eval`, then "
@@ -254,7 +202,7 @@ class Gateway:
 
     async def admit(
         self,
-        who: Principal,
+        who: ApiKey,
         requested: str,
         request: ChatRequest,
         *,
@@ -281,10 +229,9 @@ class Gateway:
                 "rate_limit_exceeded",
                 retry_after=wait,
             )
-        if self.settings.affinity and session and getattr(model, "mode", None) in AFFINITY_MODES:
-            pinned = self._sessions.get((who.name, requested, session))
+        if self.settings.affinity and session:
+            pinned = self.affinity.pinned((who.name, requested, session), model)
             if pinned is not None:
-                self._sessions.move_to_end((who.name, requested, session))
                 model = self.engine.get(pinned)
         policy = self.settings.privacy.for_request(
             api_key=who.name,
@@ -309,16 +256,11 @@ class Gateway:
         fallback = self._fallback_for(model) if allow_fallback else None
         if fallback is not None:
             cards += [m.card for m in leaves(fallback, distinct=False)]
-        reservation = await self.budgets.reserve(who, worst_case_cost(cards, request))
-        if reservation is False or reservation is True:
+        try:
+            reservation = await self.budgets.reserve(who, worst_case_cost(cards, request))
+        except OverBudget:
             self.metrics.rejected.labels("budget").inc()
-            raise Rejected(
-                429,
-                f"Budget of key {who.name!r} (USD {who.budget_usd}) would be "
-                "exceeded by this request's worst-case cost",
-                "insufficient_quota",
-                "insufficient_quota",
-            )
+            raise
         self.metrics.in_flight.inc()
         return Call(
             new_trace_id(),
@@ -523,9 +465,18 @@ class Gateway:
                 call.stream,
             )
         )
-        if answer is not None and status == "ok":
-            self._pin(call, answer.response)
-        record = self._record(call, answer, status, http_status, error, latency_s, counterfactual)
+        if answer is not None and status == "ok" and self.settings.affinity and call.session:
+            self.affinity.pin((call.who.name, call.requested, call.session), answer.response)
+        record = trace_record(
+            call,
+            answer,
+            status=status,
+            http_status=http_status,
+            error=error,
+            latency_s=latency_s,
+            counterfactual=counterfactual,
+            redact=self.settings.redact_store or call.policy_mode != "allow",
+        )
         try:
             if status == "cancelled":
                 self.store.append_nowait(record)
@@ -546,61 +497,6 @@ class Gateway:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _pin(self, call: Call, response: ChatResponse) -> None:
-        if not (self.settings.affinity and call.session):
-            return
-        root = response.trace
-        if root.mode not in AFFINITY_MODES or not root.children:
-            return
-        name = self._by_card.get(root.children[-1].name)
-        if name is None:
-            return
-        self._sessions[(call.who.name, call.requested, call.session)] = name
-        while len(self._sessions) > self.settings.max_sessions:
-            self._sessions.popitem(last=False)
-
-    def _record(
-        self,
-        call: Call,
-        answer: Answer | None,
-        status: str,
-        http_status: int,
-        error: str | None,
-        latency_s: float,
-        counterfactual: float,
-    ) -> TraceRecord:
-        body: dict[str, Any] = {"request": call.stored_request, "session": call.session}
-        if answer is not None:
-            r = answer.response
-            body.update(
-                response=r.text,
-                finish_reason=r.finish_reason,
-                usage=r.usage.to_dict(),
-                trace=r.trace.to_dict(),
-            )
-            if answer.primary_error:
-                body["primary_error"] = answer.primary_error
-        else:
-            body["response"] = "".join(call.streamed) or None
-        if error:
-            body["error"] = error
-        if self.settings.redact_store or call.policy_mode != "allow":
-            body = redact_for_storage(body)
-        return TraceRecord(
-            id=call.trace_id,
-            model=call.requested,
-            status=status,
-            http_status=http_status,
-            key=call.who.name,
-            answered_by=answer.answered_by if answer else None,
-            stream=call.stream,
-            fallback=bool(answer and answer.fallback),
-            cost_usd=answer.response.usage.cost_usd if answer else 0.0,
-            llm_only_cost_usd=counterfactual,
-            latency_ms=latency_s * 1000,
-            body=body,
-        )
 
 
 async def _deltas(
@@ -634,18 +530,3 @@ def _describe(model: ChatModel, error: BaseException) -> str:
 
 def _status(error: BaseException) -> int:
     return 504 if isinstance(error, TimeoutError) else 502
-
-
-def redact_for_storage(value: Any) -> Any:
-    """Every string in a stored body with its PII replaced by typed placeholders."""
-    from duetto.scoring.pii import detect
-    from duetto.scoring.redact import redact
-
-    if isinstance(value, str):
-        entities = detect(value)
-        return redact(value, entities)[0] if entities else value
-    if isinstance(value, dict):
-        return {k: redact_for_storage(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_for_storage(v) for v in value]
-    return value
