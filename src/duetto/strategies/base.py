@@ -9,21 +9,23 @@ model call is made once and reused.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
 from duetto.trace import Step
 from duetto.usage import Usage
 
-MODES = ("pipeline", "route", "cascade", "assist", "fuse", "distill", "baseline")
+MODES = ("pipeline", "route", "cascade", "assist", "fuse", "fallback", "distill", "baseline")
 
 
 class Strategy(ChatModel):
     """Base class: subclasses set `mode` and implement `complete`."""
 
     mode: ClassVar[str] = "baseline"
+    kind: ClassVar[Literal["model", "strategy"]] = "strategy"
 
     def __init__(self, name: str, models: list[ChatModel]) -> None:
         self.models = models
@@ -31,6 +33,11 @@ class Strategy(ChatModel):
         remote = any(m.card.is_remote for m in models)
         trusted = all(m.card.trusted for m in models)
         self.card = ModelCard(name=name, location="remote" if remote else "local", trusted=trusted)
+
+    @property
+    def children(self) -> Sequence[ChatModel]:
+        """The sub-models this strategy may call, in order (each once)."""
+        return tuple(self.models)
 
     def respond(
         self,
