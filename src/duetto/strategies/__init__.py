@@ -11,7 +11,7 @@ Rules([Rule(when, target), ...])       pins traffic before any learned scorer
 """
 
 from duetto.strategies.assist import CompressAssist, HintAssist, RedactAssist
-from duetto.strategies.base import MODES, Branches, Strategy, Thresholded
+from duetto.strategies.base import MODES, Branches, Strategy, Tunable
 from duetto.strategies.cascade import Cascade
 from duetto.strategies.fallback import Fallback
 from duetto.strategies.fuse import Fuse, extract_choice, extract_number, normalise_text
@@ -46,7 +46,7 @@ __all__ = [
     "Stage",
     "Strategy",
     "TaskPriorScorer",
-    "Thresholded",
+    "Tunable",
     "extract_choice",
     "extract_number",
     "json_validator",
