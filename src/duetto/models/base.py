@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from duetto.messages import ChatRequest, ChatResponse, StreamChunk
 from duetto.trace import Step
@@ -65,10 +65,18 @@ class ChatModel(ABC):
     """A model or a strategy: anything that answers a chat request with a traced response."""
 
     card: ModelCard
+    # "model": a leaf or a wrapper around one model; "strategy": a composite (strategies/).
+    kind: ClassVar[Literal["model", "strategy"]] = "model"
 
     @property
     def name(self) -> str:
         return self.card.name
+
+    @property
+    def children(self) -> Sequence[ChatModel]:
+        """The models this one may call, in order: none for a leaf, `[inner]` for a wrapper,
+        the sub-models for a strategy."""
+        return ()
 
     @abstractmethod
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
