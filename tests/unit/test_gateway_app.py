@@ -163,8 +163,12 @@ async def test_fallback_rescues_failures_and_the_trace_says_so(tmp_path: Path) -
         assert r.json()["duetto"]["fallback"] is True
         t = (await c.get(f"/v1/traces/{r.headers['x-duetto-trace-id']}", headers=AUTH)).json()
         assert t["fallback"] and t["trace"]["decision"] == "fallback"
+        # the rescue is the Fallback strategy's node, answered by the configured fallback
+        assert (t["trace"]["name"], t["trace"]["mode"]) == ("gateway", "fallback")
+        assert t["answered_by"] == "slm-card" and t["trace"]["extra"]["fallback_to"] == "slm-card"
         assert t["trace"]["children"][0]["decision"] == "failed"
-        assert "scripted failure" in t["primary_error"]
+        assert t["trace"]["children"][0]["name"] == "llm-card"
+        assert t["primary_error"] == "UpstreamError: scripted failure"  # as before Fallback
         s = await c.post("/v1/chat/completions", json=chat(stream=True), headers=AUTH)
         assert "local answer" in s.text and s.text.rstrip().endswith("[DONE]")
         assert (

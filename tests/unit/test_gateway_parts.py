@@ -31,12 +31,12 @@ from duetto.gateway.breaker import BreakerModel, CircuitBreaker, CircuitOpen, le
 from duetto.gateway.metrics import LiveStats, Outcome
 from duetto.gateway.protocol import ChatCompletionRequest, ChunkWriter, to_chat_request
 from duetto.gateway.records import llm_only_cost, redact_for_storage
-from duetto.gateway.serving import continuation
 from duetto.gateway.settings import GatewaySettings
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
 from duetto.models.fake import ScriptedModel
 from duetto.strategies import Route
+from duetto.strategies.fallback import continuation
 from duetto.strategies.route import LengthScorer
 from duetto.trace import Step
 from duetto.usage import Usage

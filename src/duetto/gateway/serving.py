@@ -2,9 +2,10 @@
 
     admit     model lookup, session affinity, rate limit, privacy policy (detect once; redact
               the request, or hand it to the trusted local model), budget reservation
-    complete  / stream: the requested model or strategy under a deadline; on any failure the
-              configured fallback answers (a stream cut mid-way is continued by the fallback),
-              and the trace says so; redacted answers are restored (streams too)
+    complete  / stream: the requested model or strategy under a deadline, wrapped in a
+              `Fallback` strategy when a fallback is configured: on any failure it answers (a
+              stream cut mid-way is continued), and the trace says so; redacted answers are
+              restored (streams too)
     finish    settle (actual cost) or release the reservation, metrics, and exactly one record
               in the store (committed before the client gets the end of the answer)
 
@@ -22,20 +23,21 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from duetto.errors import ConfigError, GatewayFailure, ModelError, OverBudget, Rejected
+from duetto.errors import GatewayFailure, ModelError, OverBudget, Rejected
 from duetto.gateway.affinity import Affinity
 from duetto.gateway.auth import ApiKey, KeyRing
 from duetto.gateway.billing import Billing, Budgets, partial_cost, worst_case_cost
+from duetto.gateway.boundary import plan_for, restored, shown, trusted_local
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
 from duetto.gateway.metrics import GatewayMetrics, Outcome
 from duetto.gateway.records import Answer, Call, llm_only_cost, trace_record
 from duetto.gateway.settings import GatewaySettings
-from duetto.messages import ChatRequest, ChatResponse, Message
+from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
-from duetto.privacy.apply import PrivacyPlan, detect_messages, plan_request, use_detector
-from duetto.privacy.policy import PrivacyPolicy
+from duetto.privacy.apply import use_detector
 from duetto.store import TraceStore
-from duetto.trace import Step, new_trace_id
+from duetto.strategies.fallback import Fallback, FallbackFailed, deltas, describe, rescued
+from duetto.trace import new_trace_id
 from duetto.usage import Usage
 
 if TYPE_CHECKING:
@@ -44,54 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["Answer", "Call", "Gateway", "GatewayFailure", "Rejected"]
 
 log = logging.getLogger("duetto.gateway")
-
-CONTINUE = "Continue your previous answer exactly where it stopped. Do not repeat any of it."
-
-
-def continuation(request: ChatRequest, partial: str) -> ChatRequest:
-    """The request a fallback gets after a stream was cut: the partial answer as context."""
-    return request.with_messages(
-        [*request.messages, Message("assistant", partial), Message("user", CONTINUE)]
-    )
-
-
-def fallback_trace(
-    failed: ChatModel,
-    error: BaseException,
-    answer: ChatResponse,
-    latency_ms: float,
-    continued_after: int | None,
-) -> ChatResponse:
-    note = f"{failed.name} failed: {type(error).__name__}: {error}"[:500]
-    failed_step = Step(
-        name=failed.name,
-        kind="strategy" if hasattr(failed, "mode") else "model",
-        decision="failed",
-        note=note,
-    )
-    extra: dict[str, Any] = {"fallback_to": answer.model}
-    if continued_after is not None:
-        extra["continued_after_chars"] = continued_after
-    step = Step(
-        name="gateway",
-        kind="strategy",
-        mode="baseline",
-        role="fallback",
-        decision="fallback",
-        latency_ms=latency_ms,
-        note=note,
-        children=[failed_step, answer.trace],
-        extra=extra,
-    )
-    return ChatResponse(
-        text=answer.text,
-        model=answer.model,
-        usage=step.total(),
-        trace=step,
-        finish_reason=answer.finish_reason,
-        logprobs=answer.logprobs,
-        score=answer.score,
-    )
 
 
 class Gateway:
@@ -140,7 +94,8 @@ class Gateway:
         if self.settings.detector is not None:
             used = await asyncio.to_thread(use_detector, self.settings.detector)
             log.info("PII detector: %s", used)
-        self.local = self._trusted_local()
+        names = (self.settings.local_model, self.settings.fallback)
+        self.local = trusted_local(self.settings.privacy, [self.lookup(n) for n in names if n])
         if self.keys.open:
             log.warning("no API keys configured: the gateway accepts every caller")
 
@@ -162,27 +117,6 @@ class Gateway:
                 "`duetto serve --calibration REPORT_DIR/calibration.json`)",
                 name,
             )
-
-    def _trusted_local(self) -> ChatModel | None:
-        """The model answering local_only requests: the local model, else a trusted fallback."""
-        for name in (self.settings.local_model, self.settings.fallback):
-            model = self.lookup(name) if name else None
-            if model is not None and model.card.trusted:
-                return model
-        table = self.settings.privacy
-        policies = [
-            table.default,
-            *table.by_api_key.values(),
-            *table.by_route.values(),
-            *table.by_strategy.values(),
-        ]
-        if any(p.mode == "local_only" for p in policies):
-            raise ConfigError(
-                "a local_only policy needs a trusted local model (`slm:`) or a "
-                "trusted `gateway.fallback`",
-                "privacy",
-            )
-        return None
 
     async def aclose(self) -> None:
         if self._tasks:
@@ -238,7 +172,7 @@ class Gateway:
             route=requested,
             strategy=requested if requested in self.engine.strategies else None,
         )
-        plan = self._plan(request, policy, model)
+        plan = plan_for(request, policy, [model, self._fallback_for(model)])
         allow_fallback = True
         if plan is not None and plan.local:
             if self.local is None:  # start() refuses such a config; settings changed since
@@ -278,21 +212,6 @@ class Gateway:
             allow_fallback,
         )
 
-    def _plan(
-        self, request: ChatRequest, policy: PrivacyPolicy, model: ChatModel
-    ) -> PrivacyPlan | None:
-        """Apply the policy at the boundary: only when the model (or the fallback that may
-        take over) can reach an untrusted model. `allow` needs no decision: the privacy axis
-        counts what leaves (LeafModel.pii_sent)."""
-        if policy.mode == "allow":
-            return None
-        fallback = self._fallback_for(model)
-        candidates = [*leaves(model), *(leaves(fallback) if fallback is not None else [])]
-        target = next((m.card for m in candidates if not m.card.trusted), None)
-        if target is None:
-            return None
-        return plan_request(request, policy, target, detect_messages(request))
-
     # ---- answer ----------------------------------------------------------------------------
 
     def _fallback_for(self, model: ChatModel) -> ChatModel | None:
@@ -301,105 +220,71 @@ class Gateway:
     def _call_fallback(self, call: Call) -> ChatModel | None:
         return self._fallback_for(call.model) if call.allow_fallback else None
 
-    def _shown(self, call: Call, answer: Answer) -> Answer:
-        """The answer as the client sees it: placeholders restored, the trace saying what the
-        privacy policy did (counts only, never values)."""
-        plan = call.privacy
-        if plan is None:
-            return answer
-        answer.response.text = plan.restore(answer.response.text)
-        summary = plan.summary()
-        if plan.local:
-            summary["requested"] = call.requested
-        answer.response.trace.extra["privacy"] = summary
-        return answer
-
     async def complete(self, call: Call) -> Answer:
-        return self._shown(call, await self._complete(call))
+        return shown(call, await self._complete(call))
 
-    async def stream(self, call: Call) -> AsyncIterator[str | Answer]:
+    def stream(self, call: Call) -> AsyncIterator[str | Answer]:
         """Text deltas (placeholders restored, even when split across deltas), then one Answer.
         Raises GatewayFailure when nothing can answer."""
-        restorer = call.privacy.restorer() if call.privacy is not None else None
-        async for item in self._stream(call):
-            if isinstance(item, Answer):
-                if restorer is not None and (tail := restorer.flush()):
-                    yield tail
-                yield self._shown(call, item)
-                return
-            if restorer is None:
-                yield item
-            elif shown := restorer.feed(item):
-                yield shown
+        return restored(call, self._stream(call))
+
+    def _answering(self, call: Call) -> tuple[ChatModel, ChatModel | None]:
+        """(what answers the call, the fallback if any): the requested model, wrapped in a
+        `Fallback` strategy (deadlines, rescue, continuation of a cut stream) when a fallback
+        may take over."""
+        fb = self._call_fallback(call)
+        if fb is None:
+            return call.model, None
+        wrapped = Fallback(
+            "gateway",
+            call.model,
+            fb,
+            timeout_s=self.settings.request_timeout_s,
+            backup_timeout_s=self.settings.fallback_timeout_s,
+        )
+        return wrapped, fb
+
+    def _answer(self, call: Call, response: ChatResponse, fb: ChatModel | None) -> Answer:
+        rescue = rescued(response) if fb is not None else None
+        if rescue is None:
+            return Answer(response, call.model.name)
+        primary_error = rescue[1].removeprefix(f"{call.model.name} failed: ")
+        return Answer(response, fb.name if fb is not None else rescue[0], True, primary_error)
+
+    def _failure(self, call: Call, error: Exception) -> GatewayFailure:
+        """What the client gets when nothing could answer (both failed, or no fallback)."""
+        if isinstance(error, FallbackFailed):
+            return GatewayFailure(str(error), 504 if error.timed_out else 502)
+        self._log_failure(call, error)
+        return GatewayFailure(describe(call.model, error), _status(error))
 
     async def _complete(self, call: Call) -> Answer:
-        try:
-            async with asyncio.timeout(self.settings.request_timeout_s):
-                response = await call.model.complete(call.request)
-            return Answer(response, call.model.name)
+        model, fb = self._answering(call)
+        try:  # a Fallback holds its own deadlines
+            async with asyncio.timeout(None if fb else self.settings.request_timeout_s):
+                response = await model.complete(call.request)
         except Exception as exc:
-            error: Exception = exc
-        self._log_failure(call, error)
-        fb = self._call_fallback(call)
-        if fb is None:
-            raise GatewayFailure(_describe(call.model, error), _status(error)) from error
-        try:
-            async with asyncio.timeout(self.settings.fallback_timeout_s):
-                response = await fb.complete(call.request)
-        except Exception as exc:
-            raise GatewayFailure(
-                f"{_describe(call.model, error)}; fallback {_describe(fb, exc)}", _status(exc)
-            ) from exc
-        latency = (time.perf_counter() - call.t0) * 1000
-        return Answer(
-            fallback_trace(call.model, error, response, latency, None),
-            fb.name,
-            True,
-            f"{type(error).__name__}: {error}",
-        )
+            raise self._failure(call, exc) from exc
+        return self._answer(call, response, fb)
 
     async def _stream(self, call: Call) -> AsyncIterator[str | Answer]:
-        """The model's own deltas (placeholders as sent; `call.streamed` keeps them so, for a
-        fallback's continuation), then one Answer."""
-        loop = asyncio.get_running_loop()
+        """The answering model's own deltas (placeholders as sent: a fallback's continuation
+        gets them so), then one Answer."""
+        model, fb = self._answering(call)
+        deadline = (
+            None if fb else asyncio.get_running_loop().time() + self.settings.request_timeout_s
+        )
         try:
-            deadline = loop.time() + self.settings.request_timeout_s
-            async for item in _deltas(call.model, call.request, deadline):
+            async for item in deltas(model, call.request, deadline):
                 if isinstance(item, ChatResponse):
-                    yield Answer(item, call.model.name)
+                    yield self._answer(call, item, fb)
                     return
                 self._first_token(call)
                 call.streamed.append(item)
                 yield item
-            raise ModelError(f"{call.model.name}: stream ended without a response")
+            raise ModelError(f"{model.name}: stream ended without a response")
         except Exception as exc:
-            error: Exception = exc
-        self._log_failure(call, error)
-        fb = self._call_fallback(call)
-        if fb is None:
-            raise GatewayFailure(_describe(call.model, error), _status(error)) from error
-        sent = "".join(call.streamed)
-        request = continuation(call.request, sent) if sent else call.request
-        try:
-            deadline = loop.time() + self.settings.fallback_timeout_s
-            async for item in _deltas(fb, request, deadline):
-                if isinstance(item, ChatResponse):
-                    latency = (time.perf_counter() - call.t0) * 1000
-                    if sent:  # the client saw both parts: the answer is their concatenation
-                        item.text = sent + item.text
-                    response = fallback_trace(
-                        call.model, error, item, latency, len(sent) if sent else None
-                    )
-                    yield Answer(response, fb.name, True, f"{type(error).__name__}: {error}")
-                    return
-                self._first_token(call)
-                call.streamed.append(item)
-                yield item
-            raise ModelError(f"{fb.name}: stream ended without a response")
-        except Exception as exc:
-            raise GatewayFailure(
-                f"{_describe(call.model, error)}; fallback {_describe(fb, exc)}", _status(exc)
-            ) from exc
+            raise self._failure(call, exc) from exc
 
     def _first_token(self, call: Call) -> None:
         if call.ttft_s is None:
@@ -497,35 +382,6 @@ class Gateway:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-async def _deltas(
-    model: ChatModel, request: ChatRequest, deadline: float
-) -> AsyncIterator[str | ChatResponse]:
-    """A model's stream as text deltas then its ChatResponse, each chunk under the deadline."""
-    agen = model.stream(request).__aiter__()
-    try:
-        while True:
-            async with asyncio.timeout_at(deadline):
-                try:
-                    chunk = await anext(agen)
-                except StopAsyncIteration:
-                    return
-            if chunk.response is not None:
-                yield chunk.response
-                return
-            if chunk.delta:
-                yield chunk.delta
-    finally:
-        aclose = getattr(agen, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-def _describe(model: ChatModel, error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
-        return f"{model.name} timed out"
-    return f"{model.name} failed: {type(error).__name__}: {error}"[:500]
 
 
 def _status(error: BaseException) -> int:
