@@ -99,7 +99,9 @@ def normalise_url(url: str | None) -> str:
 
 
 class TraceStore:
-    """The store. `await start()` creates the tables if needed; `await close()` drains."""
+    """The store. `await start()` creates or migrates the traces table; `await close()`
+    drains. A database migrated by a newer duetto keeps its version (migrations only go
+    forward)."""
 
     def __init__(self, url: str | None = None, *, prefix: str = "duetto_") -> None:
         self.url = normalise_url(url)
