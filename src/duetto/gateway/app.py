@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.resources import files
 from typing import TYPE_CHECKING, Annotated, Any
 
+from duetto.engine import Engine
 from duetto.gateway.metrics import GatewayMetrics
 from duetto.gateway.protocol import (
     ChatCompletionRequest,
@@ -68,9 +69,8 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
     store = TraceStore(settings.db, prefix=settings.store_prefix)
     metrics = GatewayMetrics()
     gw = Gateway(engine, settings, store, metrics)
-    wrappers = getattr(engine, "model_wrappers", None)
-    if isinstance(wrappers, list) and not getattr(engine, "_started", False):
-        wrappers.append(gw.wrap_model)
+    if isinstance(engine, Engine) and not engine.started:
+        engine.add_wrapper(gw.wrap_model)
     static = files("duetto.gateway").joinpath("static")
     page = static.joinpath("dashboard.html").read_text()
     script = static.joinpath("dashboard.js").read_text()
