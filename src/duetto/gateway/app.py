@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.resources import files
 from typing import TYPE_CHECKING, Annotated, Any
 
+from duetto.engine import Engine
 from duetto.errors import GatewayFailure, Rejected
 from duetto.gateway.metrics import GatewayMetrics
 from duetto.gateway.protocol import (
@@ -39,8 +40,6 @@ from duetto.store import TraceStore
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from duetto.engine import Engine
-
 TRACE_HEADER = "x-duetto-trace-id"
 SESSION_HEADER = "x-duetto-session"
 
@@ -58,7 +57,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(engine: "Engine", settings: GatewaySettings | None = None) -> "FastAPI":
+def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "FastAPI":
     """Build the gateway around an Engine (started here if it was not). Pass an engine that has
     not started yet to get a circuit breaker in front of each remote model.
 
@@ -75,11 +74,8 @@ def create_app(engine: "Engine", settings: GatewaySettings | None = None) -> "Fa
     store = TraceStore(settings.db, prefix=settings.store_prefix)
     metrics = GatewayMetrics()
     gw = Gateway(engine, settings, store, metrics)
-    wrappers = getattr(engine, "model_wrappers", None)
-    # TODO(seam): read the public `engine.started` once i-seam is merged (not `_started`)
-    started = getattr(engine, "started", getattr(engine, "_started", False))
-    if isinstance(wrappers, list) and not started:
-        wrappers.append(gw.wrap_model)
+    if isinstance(engine, Engine) and not engine.started:
+        engine.add_wrapper(gw.wrap_model)
     static = files("duetto.gateway").joinpath("static")
     page = static.joinpath("dashboard.html").read_text()
     script = static.joinpath("dashboard.js").read_text()
