@@ -189,6 +189,19 @@ class AdaptiveThreshold:
         self._t = min(max(self._t + delta, self.lo), self.hi)
 
 
+SERVING_QUALITY = "quality=0.95"
+
+
+def online_policy(target: Target, start: float = 0.5) -> AdaptiveThreshold:
+    """The online threshold that serves a strategy nobody calibrated (e.g. the embedded defaults
+    before `duetto eval`). A spend target cannot steer a threshold online (it needs the offline
+    cost curve), so a `budget_usd_per_1k` target is served at the quality floor
+    `SERVING_QUALITY` instead."""
+    if target.kind == "budget_usd_per_1k":
+        target = Target.parse(SERVING_QUALITY)
+    return AdaptiveThreshold(target, start=start)
+
+
 @dataclass
 class StaticThreshold:
     """A fixed threshold with the same interface as AdaptiveThreshold (the guard still applies)."""

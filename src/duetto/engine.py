@@ -2,20 +2,39 @@
 
 The engine is the one place that knows both the config schema and the constructors, so the
 strategies stay free of YAML and the surfaces (CLI, gateway) stay free of constructors.
-`cache=True` wraps every leaf model in the evaluator's call cache (duetto eval / demo).
+`cache=True` wraps every leaf model in the evaluator's call cache (duetto eval / demo); `wrap`
+adds wrappers of its own (the gateway's circuit breakers), applied to each model, in order,
+before the strategies are built. Every leaf gets `pii_counter` (duetto.scoring.pii.count_pii,
+the counter of the detector in use, unless given): the privacy axis of everything it builds.
+
+    engine = Engine.from_yaml("duetto.yaml")        # or Engine(load_config(path), ...)
+    async with engine:
+        cascade = engine.get("cascade", Cascade)   # typed: UserError if it is something else
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from duetto.calibrate import AdaptiveThreshold, Target
-from duetto.config import Config, ModelConfig, StrategyConfig, build_order
-from duetto.errors import ConfigError
-from duetto.models.base import ChatModel, ModelCard
+from duetto.config import Config, ModelConfig, StrategyConfig, build_order, load_config
+from duetto.errors import ConfigError, UserError
+from duetto.models.base import ChatModel, LeafModel, ModelCard, PiiCounter
+from duetto.strategies.base import Tunable
+
+M = TypeVar("M", bound=ChatModel)
+# Wraps the model configured under a name (e.g. in a circuit breaker); returns the wrapper.
+Wrapper = Callable[[str, ChatModel], ChatModel]
+
+
+class UnknownModel(UserError, KeyError):
+    """No model or strategy of that name (a KeyError too, for `except KeyError` callers)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def make_card(name: str, mc: ModelConfig) -> ModelCard:
@@ -40,7 +59,13 @@ def make_card(name: str, mc: ModelConfig) -> ModelCard:
 
 class Engine:
     def __init__(
-        self, cfg: Config, *, cache: bool = False, fitted: Mapping[str, Any] | None = None
+        self,
+        cfg: Config,
+        *,
+        cache: bool = False,
+        fitted: Mapping[str, Any] | None = None,
+        wrap: Wrapper | Sequence[Wrapper] = (),
+        pii_counter: PiiCounter | None = None,
     ) -> None:
         self.cfg = cfg
         self.cache = cache
@@ -50,21 +75,44 @@ class Engine:
         self.strategies: dict[str, ChatModel] = {}
         self._stack = contextlib.AsyncExitStack()
         self._started = False
-        # Applied to each model before strategies are built (the gateway's circuit breakers).
-        self.model_wrappers: list[Callable[[str, ChatModel], ChatModel]] = []
+        self._wrappers: list[Wrapper] = [wrap] if callable(wrap) else list(wrap)
+        self._pii_counter = pii_counter
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **kwargs: Any) -> Engine:
+        """An engine over the YAML config at `path` (keyword arguments as for `Engine`)."""
+        return cls(load_config(path), **kwargs)
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def add_wrapper(self, wrap: Wrapper) -> None:
+        """One more model wrapper (after those given to the constructor): only before start,
+        since the strategies hold the wrapped models."""
+        if self._started:
+            raise UserError("add_wrapper() after start(): the strategies are already built")
+        self._wrappers.append(wrap)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> Engine:
         if self._started:
             return self
         try:
+            counter = self._pii_counter
+            if counter is None:
+                from duetto.scoring.pii import count_pii
+
+                counter = count_pii
             for name, mc in self.cfg.models.items():
                 model = await self._build_model(name, mc)
+                if isinstance(model, LeafModel):
+                    model.pii_counter = counter
                 if self.cache:
                     from duetto.eval.cache import CachedModel
 
                     model = CachedModel(model)
-                for wrap in self.model_wrappers:
+                for wrap in self._wrappers:
                     model = wrap(name, model)
                 self.models[name] = model
             for name in build_order(self.cfg):
@@ -92,12 +140,24 @@ class Engine:
         await self.aclose()
 
     # -- lookup ------------------------------------------------------------------------------
-    def get(self, name: str) -> ChatModel:
-        if name in self.strategies:
-            return self.strategies[name]
-        if name in self.models:
-            return self.models[name]
-        raise KeyError(name)
+    @overload
+    def get(self, name: str) -> ChatModel: ...
+
+    @overload
+    def get(self, name: str, cls: type[M]) -> M: ...
+
+    def get(self, name: str, cls: type[ChatModel] = ChatModel) -> ChatModel:
+        """The strategy or model called `name` (strategies first), checked to be a `cls`.
+        Raises UnknownModel (a UserError and a KeyError) for an unknown name, UserError for
+        one of another type."""
+        model = self.strategies[name] if name in self.strategies else self.models.get(name)
+        if model is None:
+            known = ", ".join([*self.strategies, *self.models])
+            raise UnknownModel(f"no model or strategy {name!r} (known: {known})")
+        if not isinstance(model, cls):
+            kind = type(model).__name__
+            raise UserError(f"{name!r} is a {kind}, not a {cls.__name__}")
+        return model
 
     @property
     def slm(self) -> ChatModel:
@@ -113,7 +173,7 @@ class Engine:
         for name, sc in self.cfg.strategies.items():
             text = sc.target or self.cfg.target
             strat = self.strategies.get(name)
-            if text and strat is not None and getattr(strat, "threshold", 0.0) is None:
+            if text and isinstance(strat, Tunable) and strat.threshold is None:
                 out[name] = Target.parse(text)
         return out
 

@@ -4,12 +4,19 @@
     ├── UserError              a developer mistake: fix the code or the config, retrying won't help
     │   ├── ConfigError        bad YAML/config; `path` names the key ("strategies.c1.models[0]")
     │   └── DataError          a missing or malformed data file; names file and format
-    └── ModelError             a runtime failure of a model call; may succeed on retry or fallback
-        ├── ModelUnavailable   the backend cannot be reached or loaded (refused, no weights)
-        ├── ModelTimeout       connect/read timeout
-        ├── UpstreamError      the upstream answered with an error status (`status`, `body`)
-        │   └── RateLimited    HTTP 429
-        └── BrokenStream       a stream ended before its final chunk
+    ├── ModelError             a runtime failure of a model call; may succeed on retry or fallback
+    │   ├── ModelUnavailable   the backend cannot be reached or loaded (refused, no weights)
+    │   │   └── CircuitOpen    the upstream's circuit breaker is open: not attempted
+    │   │                      (duetto.gateway.breaker)
+    │   ├── ModelTimeout       connect/read timeout
+    │   ├── UpstreamError      the upstream answered with an error status (`status`, `body`)
+    │   │   └── RateLimited    HTTP 429
+    │   └── BrokenStream       a stream ended before its final chunk
+    └── GatewayError           the gateway could not serve a request; `status` is the HTTP code
+        ├── Rejected           refused before any model call, not stored (`kind`, `code`,
+        │   │                  `retry_after`): unknown model 404, rate limit 429, privacy 400
+        │   └── OverBudget     the key's budget cannot hold the request's worst-case cost: 429
+        └── GatewayFailure     the model and its fallback both failed (502) or timed out (504)
 
 Errors from lower libraries (httpx, llama_cpp) are translated into this tree at the boundary.
 """
@@ -91,3 +98,44 @@ class RateLimited(UpstreamError):
 
 class BrokenStream(ModelError):
     retryable = True
+
+
+class GatewayError(DuettoError):
+    """A request the gateway could not serve; `status` is the HTTP status it answers with."""
+
+    status: int = 500
+
+
+class Rejected(GatewayError):
+    """Refused before any model call (not stored: the request was not accepted). `kind` and
+    `code` are the OpenAI error type and code; `retry_after` is in seconds."""
+
+    def __init__(
+        self, status: int, message: str, kind: str, code: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.code, self.retry_after = status, kind, code, retry_after
+
+
+class OverBudget(Rejected):
+    """The key's budget cannot hold the request's worst-case cost (spent and reserved
+    included)."""
+
+    def __init__(self, key: str, budget_usd: float) -> None:
+        super().__init__(
+            429,
+            f"Budget of key {key!r} (USD {budget_usd}) would be exceeded by this request's "
+            "worst-case cost",
+            "insufficient_quota",
+            "insufficient_quota",
+        )
+        self.key, self.budget_usd = key, budget_usd
+
+
+class GatewayFailure(GatewayError):
+    """The requested model and its fallback both failed: a well-formed 502 (504 on a
+    timeout) for the client."""
+
+    def __init__(self, message: str, status: int = 502) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,16 +1,18 @@
 """What calibration learned, saved to a file and applied again: `duetto eval` → `duetto serve`.
 
-`duetto eval` fits, per thresholded strategy, a threshold (to the user's target), a verifier
-calibrator (isotonic/Platt), a learned scorer (the task prior) and a learned verifier. Without
-this file a served strategy would start from scratch: raw confidences, unfitted priors. The file:
+`duetto eval` fits, per tunable strategy (strategies.base.Tunable), a threshold (to the user's
+target), a verifier calibrator (isotonic/Platt), a learned scorer (the task prior) and a learned
+verifier. Without this file a served strategy would start from scratch: raw confidences,
+unfitted priors. The file:
 
     {"format": "duetto-fitted/1", "target": "quality=0.95", "strategies": {
         NAME: {"threshold": 0.62, "calibrator": {"kind": "isotonic", ...} | null,
                "scorer": {"kind": "task_prior", ...} | null,
                "verifier": {"kind": "learned", ...} | null}}}
 
-`export_fitted(strategies)` reads it off built strategies; `apply_fitted(strategies, state)`
-writes it into freshly built ones (an adaptive policy starts from the saved threshold).
+`export_fitted(strategies)` formats each strategy's `state()`; `apply_fitted(strategies,
+state)` hands each entry to `load_state()` (which restarts an adaptive policy from the saved
+threshold). This module only formats and does file I/O.
 """
 
 from __future__ import annotations
@@ -22,30 +24,23 @@ from pathlib import Path
 from typing import Any
 
 from duetto.errors import ConfigError
-from duetto.scoring.verifiers import calibrator_from_dict, is_fitted
+from duetto.strategies.base import Tunable
 
 FORMAT = "duetto-fitted/1"
-
-
-def _state_of(obj: Any) -> dict[str, Any] | None:
-    to_dict = getattr(obj, "to_dict", None)
-    return to_dict() if callable(to_dict) else None
+PARTS = ("calibrator", "scorer", "verifier")  # every entry lists all three (null when absent)
 
 
 def export_fitted(strategies: Mapping[str, Any], target: str | None = None) -> dict[str, Any]:
-    """The fitted part of every thresholded strategy that has a threshold."""
+    """The fitted part of every tunable strategy that has a threshold."""
     out: dict[str, Any] = {}
     for name, strat in strategies.items():
-        threshold = getattr(strat, "threshold", None)
-        if threshold is None:
+        if not isinstance(strat, Tunable):
             continue
-        entry: dict[str, Any] = {"threshold": _number(float(threshold))}
-        calibrator = getattr(strat, "calibrator", None)
-        entry["calibrator"] = _state_of(calibrator) if is_fitted(calibrator) else None
-        scorer = getattr(strat, "scorer", None)
-        entry["scorer"] = _state_of(scorer) if hasattr(scorer, "load_dict") else None
-        verifier = getattr(strat, "verifier", None)
-        entry["verifier"] = _state_of(verifier) if hasattr(verifier, "load_dict") else None
+        state = strat.state()
+        if state.get("threshold") is None:
+            continue
+        entry: dict[str, Any] = {"threshold": _number(float(state["threshold"]))}
+        entry.update({part: state.get(part) for part in PARTS})
         out[name] = entry
     return {"format": FORMAT, "target": target, "strategies": out}
 
@@ -59,21 +54,12 @@ def apply_fitted(strategies: Mapping[str, Any], state: Mapping[str, Any]) -> lis
     applied = []
     for name, entry in entries.items():
         strat = strategies[name]
-        if not hasattr(strat, "threshold"):
+        if not isinstance(strat, Tunable):
             raise ConfigError(f"{name!r} is not a thresholded strategy", f"strategies.{name}")
         try:
-            if entry.get("calibrator") is not None:
-                strat.calibrator = calibrator_from_dict(entry["calibrator"])
-            if entry.get("scorer") is not None:
-                strat.scorer.load_dict(entry["scorer"])
-            if entry.get("verifier") is not None:
-                strat.verifier.load_dict(entry["verifier"])
-            strat.threshold = float(entry["threshold"])
+            strat.load_state(entry)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"bad fitted state: {exc}", f"strategies.{name}") from exc
-        policy = getattr(strat, "policy", None)
-        if policy is not None and hasattr(policy, "reset"):
-            policy.reset(strat.threshold)  # the adaptive part starts where calibration ended
         applied.append(name)
     return applied
 

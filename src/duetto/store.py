@@ -1,21 +1,24 @@
-"""Append-only trace store, plus the API keys and budgets the gateway shares between replicas.
+"""The append-only trace store: one record per request the gateway accepted.
 
-SQLite (WAL) by default, PostgreSQL when given a `postgresql://` URL, both through SQLAlchemy
-Core. Every database call runs on one worker thread per store, so the event loop never blocks
-on I/O and SQLite never sees two writers from one process. Appends that arrive together are
-committed together (group commit): one transaction per batch, with a per-record retry when a
-batch fails, so one bad record cannot take its neighbours down.
+SQLite (WAL) by default, PostgreSQL when given a `postgresql://` URL (replicas share one), both
+through SQLAlchemy Core. Every database call runs on one worker thread per store, so the event
+loop never blocks on I/O and SQLite never sees two writers from one process. Appends that arrive
+together are committed together (group commit): one transaction per batch, with a per-record
+retry when a batch fails, so one bad record cannot take its neighbours down.
 
 Guarantees the gateway relies on:
 - `append` returns only after the record is committed (a `kill -9` afterwards loses nothing:
   WAL with synchronous=NORMAL survives a process crash; PostgreSQL commits are durable).
 - Trace ids are primary keys and rows are never updated: a request is stored at most once, and
   the gateway appends each accepted request exactly once.
-- Budgets: `reserve` is one conditional UPDATE (spent + reserved + amount <= budget), atomic on
-  both engines (a row lock on PostgreSQL, the database write lock on SQLite), so concurrent
-  replicas cannot overspend. Each reservation is a row; `settle`/`release` delete it first and
-  touch the key only if it existed, so they are idempotent. Reservations older than a TTL (a
-  crashed replica's) are released by `sweep`.
+
+Schema evolution (the simonw/llm way): each part of the database (`traces` here, `billing` in
+`duetto.gateway.billing`) has a list of numbered forward migrations, plain functions of
+(connection, table prefix). `migrate` runs those not yet applied, in order and once each, and
+records the part's version in the `schema_version` table. Migration 1 is the schema as it was
+before versions existed (created only if missing), so a database from then opens and is
+upgraded in place. Never edit a released migration: append a new one. Other parts of the
+gateway reuse this store's engine and worker through `call`.
 
 SQLAlchemy is imported when a store starts, never by `import duetto`.
 """
@@ -28,14 +31,16 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 DEFAULT_DB = "sqlite:///duetto-gateway.db"
 _BATCH = 512
-_EPS = 1e-12  # float sums of many small costs drift by ~1e-16
+
+Migration = Callable[[Any, str], None]
+"""One forward schema step: (SQLAlchemy connection inside a transaction, table prefix)."""
 
 
 @dataclass(slots=True)
@@ -75,16 +80,6 @@ class TraceRecord:
 
 
 @dataclass(slots=True)
-class KeyRecord:
-    name: str
-    key_hash: str
-    budget_usd: float | None = None
-    spent_usd: float = 0.0
-    reserved_usd: float = 0.0
-    rpm: int | None = None
-
-
-@dataclass(slots=True)
 class _Job:
     kind: str  # "append" | "call"
     arg: Any
@@ -104,7 +99,9 @@ def normalise_url(url: str | None) -> str:
 
 
 class TraceStore:
-    """The store. `await start()` creates the tables if needed; `await close()` drains."""
+    """The store. `await start()` creates or migrates the traces table; `await close()`
+    drains. A database migrated by a newer duetto keeps its version (migrations only go
+    forward)."""
 
     def __init__(self, url: str | None = None, *, prefix: str = "duetto_") -> None:
         self.url = normalise_url(url)
@@ -112,7 +109,7 @@ class TraceStore:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._db: Any = None  # sqlalchemy Engine
-        self._t: Any = None  # table namespace
+        self._traces: Any = None  # sqlalchemy Table
         self.appended = 0
         self.failed = 0
 
@@ -155,50 +152,45 @@ class TraceStore:
                 cur.execute("PRAGMA busy_timeout=10000")  # other processes on the same file
                 cur.close()
 
-        md = sa.MetaData()
-        p = self.prefix
-        traces = sa.Table(
-            f"{p}traces",
-            md,
-            sa.Column("id", sa.String(64), primary_key=True),
-            sa.Column("created", sa.Float, nullable=False, index=True),
-            sa.Column("key", sa.String(128), index=True),
-            sa.Column("model", sa.String(256), nullable=False),
-            sa.Column("answered_by", sa.String(256)),
-            sa.Column("status", sa.String(16), nullable=False),
-            sa.Column("http_status", sa.Integer, nullable=False),
-            sa.Column("stream", sa.Boolean, nullable=False),
-            sa.Column("fallback", sa.Boolean, nullable=False),
-            sa.Column("cost_usd", sa.Float, nullable=False),
-            sa.Column("llm_only_cost_usd", sa.Float, nullable=False),
-            sa.Column("latency_ms", sa.Float, nullable=False),
-            sa.Column("body", sa.Text, nullable=False),
-        )
-        keys = sa.Table(
-            f"{p}keys",
-            md,
-            sa.Column("name", sa.String(128), primary_key=True),
-            sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
-            sa.Column("budget_usd", sa.Float),
-            sa.Column("spent_usd", sa.Float, nullable=False, default=0.0),
-            sa.Column("reserved_usd", sa.Float, nullable=False, default=0.0),
-            sa.Column("rpm", sa.Integer),
-        )
-        reservations = sa.Table(
-            f"{p}reservations",
-            md,
-            sa.Column("id", sa.String(64), primary_key=True),
-            sa.Column("key", sa.String(128), nullable=False),
-            sa.Column("amount", sa.Float, nullable=False),
-            sa.Column("created", sa.Float, nullable=False),
-        )
         with db.begin() as conn:
-            if self.dialect == "postgresql":
-                # two replicas starting together must not race on CREATE TABLE
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7431)"))
-            md.create_all(conn, checkfirst=True)
+            self._migrate(conn, "traces", MIGRATIONS)
         self._db = db
-        self._t = _Tables(traces, keys, reservations)
+        self._traces = traces_table(self.prefix)
+
+    async def migrate(self, part: str, migrations: Sequence[Migration]) -> int:
+        """Bring `part` of the schema up to date (see the module docstring); its version."""
+        return int(await self._call(lambda conn: self._migrate(conn, part, migrations)))
+
+    def _migrate(self, conn: Any, part: str, migrations: Sequence[Migration]) -> int:
+        import sqlalchemy as sa
+
+        if self.dialect == "postgresql":
+            # two replicas starting together must not race on CREATE TABLE or a migration
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7431)"))
+        versions = versions_table(self.prefix)
+        versions.create(conn, checkfirst=True)
+        found = conn.execute(
+            sa.select(versions.c.version).where(versions.c.part == part)
+        ).scalar_one_or_none()
+        current = int(found or 0)
+        for version in range(current + 1, len(migrations) + 1):
+            migrations[version - 1](conn, self.prefix)
+        if current < len(migrations):
+            conn.execute(versions.delete().where(versions.c.part == part))
+            conn.execute(versions.insert().values(part=part, version=len(migrations)))
+        return max(current, len(migrations))
+
+    async def version(self, part: str = "traces") -> int:
+        """The schema version recorded for `part` (0: never migrated)."""
+        import sqlalchemy as sa
+
+        versions = versions_table(self.prefix)
+
+        def q(conn: Any) -> int:
+            stmt = sa.select(versions.c.version).where(versions.c.part == part)
+            return int(conn.execute(stmt).scalar_one_or_none() or 0)
+
+        return int(await self._call(q))
 
     # ---- the worker thread -----------------------------------------------------------------
 
@@ -233,16 +225,20 @@ class TraceStore:
         with self._db.begin() as conn:
             return fn(conn)
 
+    async def call(self, fn: Callable[[Any], Any]) -> Any:
+        """Run `fn(connection)` in one transaction on the store's worker thread."""
+        return await self._call(fn)
+
     def _append_batch(self, jobs: list[_Job]) -> None:
         rows = [_row(j.arg) for j in jobs]
         try:
             with self._db.begin() as conn:
-                conn.execute(self._t.traces.insert(), rows)
+                conn.execute(self._traces.insert(), rows)
         except Exception:
             for j, row in zip(jobs, rows, strict=True):  # isolate the failing record
                 try:
                     with self._db.begin() as conn:
-                        conn.execute(self._t.traces.insert(), [row])
+                        conn.execute(self._traces.insert(), [row])
                 except Exception as exc:
                     self.failed += 1
                     _resolve(j, None, exc)
@@ -279,7 +275,7 @@ class TraceStore:
 
     async def get(self, trace_id: str) -> TraceRecord | None:
         def q(conn: Any) -> Any:
-            t = self._t.traces
+            t = self._traces
             return conn.execute(t.select().where(t.c.id == trace_id)).mappings().first()
 
         row = await self._call(q)
@@ -290,7 +286,7 @@ class TraceStore:
 
         def q(conn: Any) -> int:
             return int(
-                conn.execute(sa.select(sa.func.count()).select_from(self._t.traces)).scalar_one()
+                conn.execute(sa.select(sa.func.count()).select_from(self._traces)).scalar_one()
             )
 
         return int(await self._call(q))
@@ -299,158 +295,74 @@ class TraceStore:
         def q(conn: Any) -> list[str]:
             return [
                 r[0]
-                for r in conn.execute(
-                    self._t.traces.select().with_only_columns(self._t.traces.c.id)
-                )
+                for r in conn.execute(self._traces.select().with_only_columns(self._traces.c.id))
             ]
 
         return list(await self._call(q))
 
     async def recent(self, limit: int = 50) -> list[TraceRecord]:
         def q(conn: Any) -> list[Any]:
-            t = self._t.traces
+            t = self._traces
             stmt = t.select().order_by(t.c.created.desc()).limit(limit)
             return list(conn.execute(stmt).mappings())
 
         return [_record(r) for r in await self._call(q)]
 
-    # ---- keys and budgets ------------------------------------------------------------------
-
-    async def upsert_key(self, key: KeyRecord) -> None:
-        """Create a key or update its hash, budget and rate limit; never resets what it spent."""
-
-        def q(conn: Any) -> None:
-            import hashlib
-
-            from sqlalchemy.dialects import postgresql, sqlite
-
-            t = self._t.keys
-            # the same key under another name (a renamed key): retire the old row's hash
-            for (other,) in conn.execute(
-                t.select()
-                .with_only_columns(t.c.name)
-                .where(t.c.key_hash == key.key_hash, t.c.name != key.name)
-            ):
-                retired = hashlib.sha256(f"retired:{other}".encode()).hexdigest()
-                conn.execute(t.update().where(t.c.name == other).values(key_hash=retired))
-
-            dialect: Any = postgresql if self.dialect == "postgresql" else sqlite
-            stmt = dialect.insert(self._t.keys).values(
-                name=key.name,
-                key_hash=key.key_hash,
-                budget_usd=key.budget_usd,
-                spent_usd=0.0,
-                reserved_usd=0.0,
-                rpm=key.rpm,
-            )
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["name"],
-                set_={"key_hash": key.key_hash, "budget_usd": key.budget_usd, "rpm": key.rpm},
-            )
-            conn.execute(stmt)
-
-        await self._call(q)
-
-    async def find_key(self, key_hash: str) -> KeyRecord | None:
-        def q(conn: Any) -> Any:
-            t = self._t.keys
-            return conn.execute(t.select().where(t.c.key_hash == key_hash)).mappings().first()
-
-        row = await self._call(q)
-        return KeyRecord(**dict(row)) if row is not None else None
-
-    async def key(self, name: str) -> KeyRecord | None:
-        def q(conn: Any) -> Any:
-            t = self._t.keys
-            return conn.execute(t.select().where(t.c.name == name)).mappings().first()
-
-        row = await self._call(q)
-        return KeyRecord(**dict(row)) if row is not None else None
-
-    async def reserve(self, key: str, reservation_id: str, amount: float) -> bool:
-        """Atomically hold `amount` USD of `key`'s budget; False when it would exceed it."""
-        import sqlalchemy as sa
-
-        def q(conn: Any) -> bool:
-            t = self._t.keys
-            stmt = (
-                t.update()
-                .where(t.c.name == key)
-                .where(
-                    sa.or_(
-                        t.c.budget_usd.is_(None),
-                        t.c.spent_usd + t.c.reserved_usd + amount <= t.c.budget_usd + _EPS,
-                    )
-                )
-                .values(reserved_usd=t.c.reserved_usd + amount)
-            )
-            if conn.execute(stmt).rowcount != 1:
-                return False
-            conn.execute(
-                self._t.reservations.insert().values(
-                    id=reservation_id, key=key, amount=amount, created=time.time()
-                )
-            )
-            return True
-
-        return bool(await self._call(q))
-
-    async def settle(self, reservation_id: str, cost_usd: float) -> bool:
-        """Replace a reservation by the actual cost. False if it was already settled/released."""
-        return bool(
-            await self._call(lambda conn: self._close_reservation(conn, reservation_id, cost_usd))
-        )
-
-    async def release(self, reservation_id: str) -> bool:
-        return await self.settle(reservation_id, 0.0)
-
-    def _close_reservation(self, conn: Any, reservation_id: str, cost_usd: float) -> bool:
-        r = self._t.reservations
-        row = conn.execute(
-            r.delete().where(r.c.id == reservation_id).returning(r.c.key, r.c.amount)
-        ).first()
-        if row is None:
-            return False
-        t = self._t.keys
-        conn.execute(
-            t.update()
-            .where(t.c.name == row[0])
-            .values(reserved_usd=t.c.reserved_usd - row[1], spent_usd=t.c.spent_usd + cost_usd)
-        )
-        return True
-
-    async def sweep(self, older_than_s: float) -> int:
-        """Release reservations older than `older_than_s` (left by a crashed replica)."""
-
-        def q(conn: Any) -> int:
-            r = self._t.reservations
-            stale = [
-                row[0]
-                for row in conn.execute(
-                    r.select()
-                    .with_only_columns(r.c.id)
-                    .where(r.c.created < time.time() - older_than_s)
-                )
-            ]
-            return sum(self._close_reservation(conn, rid, 0.0) for rid in stale)
-
-        return int(await self._call(q))
-
     async def drop_all(self) -> None:
-        """Drop this store's tables (tests with a private prefix)."""
-
-        def q(conn: Any) -> None:
-            for t in (self._t.reservations, self._t.keys, self._t.traces):
-                t.drop(conn, checkfirst=True)
-
-        await self._call(q)
+        """Drop the traces and the version table (tests with a private prefix; drop the
+        billing tables first)."""
+        await self._call(lambda conn: _drop(conn, self.prefix))
 
 
-@dataclass(slots=True)
-class _Tables:
-    traces: Any
-    keys: Any
-    reservations: Any
+def _drop(conn: Any, prefix: str) -> None:
+    import sqlalchemy as sa
+
+    for name in ("traces", "schema_version"):
+        sa.Table(f"{prefix}{name}", sa.MetaData()).drop(conn, checkfirst=True)
+
+
+def traces_table(prefix: str, metadata: Any = None) -> Any:
+    """The traces table as it is today (what every migration so far adds up to)."""
+    import sqlalchemy as sa
+
+    return sa.Table(
+        f"{prefix}traces",
+        metadata if metadata is not None else sa.MetaData(),
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("created", sa.Float, nullable=False, index=True),
+        sa.Column("key", sa.String(128), index=True),
+        sa.Column("model", sa.String(256), nullable=False),
+        sa.Column("answered_by", sa.String(256)),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("http_status", sa.Integer, nullable=False),
+        sa.Column("stream", sa.Boolean, nullable=False),
+        sa.Column("fallback", sa.Boolean, nullable=False),
+        sa.Column("cost_usd", sa.Float, nullable=False),
+        sa.Column("llm_only_cost_usd", sa.Float, nullable=False),
+        sa.Column("latency_ms", sa.Float, nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+    )
+
+
+def versions_table(prefix: str) -> Any:
+    """`schema_version`: one row per part of the schema (traces, billing) and its version."""
+    import sqlalchemy as sa
+
+    return sa.Table(
+        f"{prefix}schema_version",
+        sa.MetaData(),
+        sa.Column("part", sa.String(64), primary_key=True),
+        sa.Column("version", sa.Integer, nullable=False),
+    )
+
+
+def _m1_traces(conn: Any, prefix: str) -> None:
+    """The traces table as created before schema versions (kept if it exists)."""
+    traces_table(prefix).create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Migration] = [_m1_traces]
+"""The traces' migrations; version n is MIGRATIONS[n - 1]. Append only."""
 
 
 def _resolve(job: _Job, result: Any, exc: BaseException | None) -> None:

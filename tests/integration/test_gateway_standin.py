@@ -28,7 +28,7 @@ def test_default_config_serves_every_strategy(tmp_path: Path) -> None:
 
     cfg = load_default_config()
     settings = GatewaySettings.from_config(cfg, db=str(tmp_path / "gw.db"))
-    settings.fallback = cfg.slm_name()  # as `duetto serve` without CONFIG does
+    assert settings.fallback == cfg.slm_name()  # the embedded defaults' fallback, as served
     with ServerThread(create_app(Engine(cfg), settings)) as gw:
         client = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0, timeout=300)
         ids = {m.id for m in client.models.list()}

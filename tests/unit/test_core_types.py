@@ -12,7 +12,7 @@ from duetto.errors import ModelTimeout, UpstreamError
 from duetto.messages import ChatRequest, Message
 from duetto.models.base import ModelCard
 from duetto.models.fake import ScriptedModel
-from duetto.scoring.pii import regex_detect
+from duetto.scoring.pii import count_pii, regex_detect
 from duetto.trace import Step
 from duetto.usage import Usage
 
@@ -207,6 +207,8 @@ async def test_leaf_accounting_for_remote_untrusted_card() -> None:
     )
     model = ScriptedModel(card, "four words of answer")
     request = ChatRequest.of("mail me at jane.doe@example.com or call +1 415-555-0100")
+    assert (await model.complete(request)).usage.pii_sent == 0  # no counter given: not counted
+    model.pii_counter = count_pii  # what the Engine gives every leaf it builds
     r = await model.complete(request)
     u = r.usage
     assert u.calls == 1 and u.remote_calls == 1
@@ -215,7 +217,9 @@ async def test_leaf_accounting_for_remote_untrusted_card() -> None:
     assert u.energy_j == pytest.approx(card.energy(u.tokens_in, u.tokens_out, 0.0))
     assert u.pii_sent == 2
     assert r.trace.name == "llm" and r.trace.usage is u and r.trace.latency_ms == u.latency_ms
-    trusted = await ScriptedModel("slm", "x").complete(request)
+    trusted_model = ScriptedModel("slm", "x")
+    trusted_model.pii_counter = count_pii
+    trusted = await trusted_model.complete(request)
     assert trusted.usage.pii_sent == 0 and trusted.usage.remote_calls == 0
 
 

@@ -12,6 +12,9 @@ from duetto.eval.runner import EvalPlan, evaluate
 from duetto.eval.workload import WorkItem
 from duetto.fitted import apply_fitted, export_fitted, load_fitted, save_fitted
 from duetto.messages import ChatRequest
+from duetto.models.fake import ScriptedModel
+from duetto.scoring.verifiers import PlattCalibrator
+from duetto.strategies import Cascade, LengthScorer, Route
 
 
 def items(n: int = 40) -> list[WorkItem]:
@@ -133,12 +136,77 @@ def test_serve_rejects_a_calibration_file_for_another_config(tmp_path: Path) -> 
 
 
 def test_an_escalate_everything_threshold_is_valid_json(tmp_path: Path) -> None:
-    class Strat:
-        threshold = float("inf")  # calibration found no level that keeps the target
+    def route(threshold: float) -> Route:
+        models = [ScriptedModel("slm"), ScriptedModel("llm")]
+        return Route("s", models, LengthScorer(), threshold=threshold)
 
-    path = save_fitted(export_fitted({"s": Strat()}), tmp_path / "c.json")
+    # calibration found no level that keeps the target: escalate everything
+    path = save_fitted(export_fitted({"s": route(float("inf"))}), tmp_path / "c.json")
     assert "Infinity" not in path.read_text()
-    fresh = Strat()
-    fresh.threshold = 0.0
+    fresh = route(0.0)
     apply_fitted({"s": fresh}, load_fitted(path))
     assert fresh.threshold == float("inf")
+
+
+# The calibration.json that the code before the Tunable protocol (commit 5ac457a) wrote for
+# `fitted_engine()` above, verbatim: it must still load into freshly built strategies.
+OLD_FILE_TEXT = """{
+  "format": "duetto-fitted/1",
+  "target": "quality=0.9",
+  "strategies": {
+    "casc": {
+      "threshold": "-inf",
+      "calibrator": {
+        "kind": "platt",
+        "a": 0.0,
+        "b": 0.5995596540670669
+      },
+      "scorer": null,
+      "verifier": null
+    },
+    "route": {
+      "threshold": 0.9333333333333333,
+      "calibrator": null,
+      "scorer": {
+        "kind": "task_prior",
+        "priors": {
+          "math": 0.1111111111111111,
+          "intent": 0.9333333333333333
+        },
+        "default": 0.6363636363636364
+      },
+      "verifier": null
+    }
+  }
+}
+"""
+OLD_FILE = json.loads(OLD_FILE_TEXT)
+
+
+async def test_a_file_written_by_the_previous_code_still_loads(tmp_path: Path) -> None:
+    (tmp_path / "calibration.json").write_text(OLD_FILE_TEXT)
+    state = load_fitted(tmp_path / "calibration.json")
+    async with Engine(parse_config(CFG), fitted=state) as engine:
+        casc, route = engine.strategies["casc"], engine.strategies["route"]
+        assert isinstance(casc, Cascade) and isinstance(route, Route)
+        assert casc.threshold == float("-inf")
+        assert isinstance(casc.calibrator, PlattCalibrator)
+        assert (casc.calibrator.a, casc.calibrator.b) == (0.0, 0.5995596540670669)
+        assert route.threshold == 0.9333333333333333
+        assert route.scorer.score(ChatRequest.of("q", task="math")) == 0.1111111111111111
+        assert route.scorer.score(ChatRequest.of("q", task="other")) == 0.6363636363636364
+        r = await route.complete(ChatRequest.of("q", task="intent"))
+        assert r.trace.decision == "cheap"
+        # exporting it again, and fitting afresh with this code, write the same file
+        assert export_fitted(engine.strategies, "quality=0.9") == OLD_FILE
+    fresh, state = await fitted_engine()
+    await fresh.aclose()
+    assert save_fitted(state, tmp_path / "new.json").read_text() == OLD_FILE_TEXT
+
+
+def test_a_fitted_scorer_for_a_fixed_scorer_is_refused() -> None:
+    route = Route("r", [ScriptedModel("slm"), ScriptedModel("llm")], LengthScorer())
+    bad = {"format": "duetto-fitted/1", "strategies": {"r": OLD_FILE["strategies"]["route"]}}
+    with pytest.raises(ConfigError) as e:
+        apply_fitted({"r": route}, bad)
+    assert e.value.path == "strategies.r"

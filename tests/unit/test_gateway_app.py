@@ -163,8 +163,12 @@ async def test_fallback_rescues_failures_and_the_trace_says_so(tmp_path: Path) -
         assert r.json()["duetto"]["fallback"] is True
         t = (await c.get(f"/v1/traces/{r.headers['x-duetto-trace-id']}", headers=AUTH)).json()
         assert t["fallback"] and t["trace"]["decision"] == "fallback"
+        # the rescue is the Fallback strategy's node, answered by the configured fallback
+        assert (t["trace"]["name"], t["trace"]["mode"]) == ("gateway", "fallback")
+        assert t["answered_by"] == "slm-card" and t["trace"]["extra"]["fallback_to"] == "slm-card"
         assert t["trace"]["children"][0]["decision"] == "failed"
-        assert "scripted failure" in t["primary_error"]
+        assert t["trace"]["children"][0]["name"] == "llm-card"
+        assert t["primary_error"] == "UpstreamError: scripted failure"  # as before Fallback
         s = await c.post("/v1/chat/completions", json=chat(stream=True), headers=AUTH)
         assert "local answer" in s.text and s.text.rstrip().endswith("[DONE]")
         assert (
@@ -183,7 +187,7 @@ async def test_no_fallback_gives_a_well_formed_502_and_releases_the_budget(
         assert r.status_code == 502 and r.json()["error"]["type"] == "upstream_error"
         s = await c.post("/v1/chat/completions", json=chat(stream=True), headers=AUTH)
         assert s.status_code == 502  # failed before the first token: still an HTTP error
-        key = await app.state.store.key("alpha")
+        key = await app.state.billing.key("alpha")
         assert key.spent_usd == 0 and key.reserved_usd == pytest.approx(0, abs=1e-12)
         stored = [await app.state.store.get(x.headers["x-duetto-trace-id"]) for x in (r, s)]
         assert [x.status for x in stored] == ["error", "error"]
@@ -228,7 +232,7 @@ async def test_budget_reserve_settle_including_streams(tmp_path: Path) -> None:
     async with gateway(TinyEngine(models()), tmp_path, keys=keys) as (app, c):
         r = await c.post("/v1/chat/completions", json=chat(stream=True, max_tokens=4), headers=AUTH)
         assert r.status_code == 200
-        key = await app.state.store.key("alpha")
+        key = await app.state.billing.key("alpha")
         assert key.spent_usd == pytest.approx(9e-4) and key.reserved_usd == pytest.approx(0)
         results = await asyncio.gather(
             *[
@@ -243,7 +247,7 @@ async def test_budget_reserve_settle_including_streams(tmp_path: Path) -> None:
         # a burst is admitted on worst-case reservations (2.9e-3 each), so about 6 at once
         assert ok + len(refused) == 60 and refused and ok >= 5
         assert refused[0].json()["error"]["code"] == "insufficient_quota"
-        key = await app.state.store.key("alpha")
+        key = await app.state.billing.key("alpha")
         assert key.spent_usd <= 0.02 and key.spent_usd == pytest.approx((ok + 1) * 9e-4)
         assert key.reserved_usd == pytest.approx(0, abs=1e-12)
 

@@ -1,24 +1,42 @@
 """Gateway building blocks without HTTP: breaker, rate limit, budget estimates, wire shapes,
-live stats, the LLM-only counterfactual, storage redaction, settings."""
+live stats, the LLM-only counterfactual, storage redaction, settings and their serve defaults,
+the online policy of an uncalibrated strategy, the gateway errors in the error tree."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from pydantic import ValidationError
 
-from duetto.config import parse_config
-from duetto.errors import ConfigError, ModelTimeout, UpstreamError
-from duetto.gateway.auth import TokenBucket, bearer, hash_key, partial_cost, worst_case_cost
+from duetto import errors
+from duetto.calibrate import Target, online_policy
+from duetto.config import GatewayConfig, load_default_config, parse_config
+from duetto.errors import (
+    ConfigError,
+    DuettoError,
+    GatewayError,
+    GatewayFailure,
+    ModelError,
+    ModelTimeout,
+    ModelUnavailable,
+    OverBudget,
+    Rejected,
+    UpstreamError,
+    UserError,
+)
+from duetto.gateway.auth import TokenBucket, bearer, hash_key
+from duetto.gateway.billing import partial_cost, worst_case_cost
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, CircuitOpen, leaves
 from duetto.gateway.metrics import LiveStats, Outcome
 from duetto.gateway.protocol import ChatCompletionRequest, ChunkWriter, to_chat_request
-from duetto.gateway.serving import continuation, llm_only_cost, redact_for_storage
+from duetto.gateway.records import llm_only_cost, redact_for_storage
 from duetto.gateway.settings import GatewaySettings
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
 from duetto.models.fake import ScriptedModel
 from duetto.strategies import Route
+from duetto.strategies.fallback import continuation
 from duetto.strategies.route import LengthScorer
 from duetto.trace import Step
 from duetto.usage import Usage
@@ -260,3 +278,67 @@ def test_settings_from_config_hash_keys_from_env(monkeypatch: pytest.MonkeyPatch
         parse_config({**data, "gateway": {"fallback": "nope"}})
     with pytest.raises(ConfigError, match=r"gateway\.keys\[0\]"):
         parse_config({**data, "gateway": {"keys": [{"name": "x"}]}})
+
+
+def test_settings_are_the_gateway_config_resolved() -> None:
+    cfg = parse_config(
+        {
+            "models": {"a": {"backend": "fake"}},
+            "gateway": {"request_timeout_s": 7.5, "breaker_failures": 2, "affinity": True},
+        }
+    )
+    s = GatewaySettings.from_config(cfg)
+    assert isinstance(s, GatewayConfig)  # one model: the config's fields, same defaults
+    assert (s.request_timeout_s, s.fallback_timeout_s, s.breaker_failures) == (7.5, 7.5, 2)
+    assert s.affinity and s.breaker_reset_s == 30.0 and s.keys == [] and s.db is None
+    assert s.fallback is None  # a user's config without `gateway.fallback` has none
+    assert s.detector == "auto"  # `privacy.detector` unset: Presidio if installed, else regex
+    assert s.local_model == "a" and not s.redact_store
+    shared = set(GatewayConfig.model_fields) - {"keys", "redact_store"}
+    assert {f: getattr(GatewaySettings(), f) for f in shared} == {
+        f: getattr(GatewayConfig(), f) for f in shared
+    }
+    with pytest.raises(ValidationError, match="fallback_timeout_s"):
+        GatewaySettings(fallback_timeout_s=0)
+
+
+def test_the_embedded_defaults_serve_as_duetto_serve_does() -> None:
+    cfg = load_default_config()
+    s = GatewaySettings.from_config(cfg)
+    assert s.fallback == "slm" and s.detector == "auto" and s.local_model == "slm"
+    cfg.gateway.fallback = "llm"  # a fallback named in the config wins
+    assert GatewaySettings.from_config(cfg).fallback == "llm"
+    other = load_default_config()
+    other.target = "quality=0.9"  # any other config: no implicit fallback
+    assert GatewaySettings.from_config(other).fallback is None
+
+
+def test_create_app_from_python_uses_the_serve_settings() -> None:
+    pytest.importorskip("fastapi")
+    from duetto.engine import Engine
+    from duetto.gateway import create_app
+
+    app = create_app(Engine(load_default_config()))  # nothing starts before the lifespan
+    settings = app.state.gateway.settings
+    assert settings.fallback == "slm" and settings.detector == "auto"
+
+
+def test_an_uncalibrated_budget_target_is_served_at_the_quality_floor() -> None:
+    budget = online_policy(Target.parse("budget_usd_per_1k=0.2"))
+    assert (budget.target.kind, budget.target.value, budget.threshold) == ("quality", 0.95, 0.5)
+    share = online_policy(Target.parse("llm_share=0.3"), start=0.4)
+    assert (share.target.kind, share.target.value, share.threshold) == ("llm_share", 0.3, 0.4)
+
+
+def test_gateway_errors_are_in_the_one_tree() -> None:
+    over = OverBudget("team", 2.5)
+    assert isinstance(over, Rejected) and isinstance(over, GatewayError)
+    assert isinstance(over, DuettoError) and not isinstance(over, UserError | ModelError)
+    assert (over.status, over.kind, over.code) == (429, "insufficient_quota", "insufficient_quota")
+    assert "'team'" in str(over) and "USD 2.5" in str(over)
+    failure = GatewayFailure("llm timed out", 504)
+    assert isinstance(failure, GatewayError) and failure.status == 504
+    assert issubclass(CircuitOpen, ModelUnavailable) and issubclass(ModelUnavailable, ModelError)
+    tree = errors.__doc__ or ""
+    for name in ("GatewayError", "Rejected", "OverBudget", "GatewayFailure", "CircuitOpen"):
+        assert f"── {name}" in tree

@@ -12,7 +12,7 @@ from duetto.errors import ConfigError
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
 from duetto.models.fake import ScriptedModel
-from duetto.scoring.pii import Entity, regex_detect
+from duetto.scoring.pii import Entity, count_pii, regex_detect
 from duetto.scoring.redact import StreamRestorer, redact, restore
 from duetto.strategies.assist import (
     CompressAssist,
@@ -72,6 +72,7 @@ def test_stream_restorer_holds_back_only_possible_placeholders() -> None:
 
 async def test_redact_assist_never_sends_pii_and_restores_the_answer() -> None:
     llm = ScriptedModel(REMOTE, lambda req: "I will write to <EMAIL_ADDRESS_1> today.")
+    llm.pii_counter = count_pii
     ra = RedactAssist("ra", llm)
     req = ChatRequest.of("Please email ann@example.com about card 4111 1111 1111 1111.")
     r = await ra.complete(req)

@@ -161,13 +161,13 @@ async def test_branches_give_both_outcomes_sharing_the_draft_cost() -> None:
 
 
 async def test_strategies_nest_with_nested_traces_and_summed_usage() -> None:
-    from duetto.strategies import Fuse, Pipeline, Stage, Thresholded
+    from duetto.strategies import Fuse, Pipeline, Stage, Tunable
 
     slm = slm_by_prompt({"q": 0.1})
     voters = [ScriptedModel(LLM, "8"), ScriptedModel(LLM, "8"), ScriptedModel(LLM, "6")]
     fuse = Fuse("vote", voters)  # a fusion as the cascade's last resort
     cascade = Cascade("c", [slm, fuse], LogprobVerifier(), threshold=0.5)
-    assert isinstance(cascade, Thresholded)
+    assert isinstance(cascade, Tunable)
     formatter = ScriptedModel(SLM, "8.")
     p = Pipeline("p", [Stage(cascade, "solver", pass_as="draft"), Stage(formatter, "formatter")])
     r = await p.complete(ChatRequest.of("q"))

@@ -52,13 +52,8 @@ def serve(
         fitted = load_fitted(calibration) if calibration else None
         if fitted is not None:
             check_fitted(fitted, cfg.strategies)
+        # the serve defaults (detector, the embedded config's SLM fallback) live in settings
         settings = GatewaySettings.from_config(cfg, db=db)
-        if config is None and settings.fallback is None:
-            # the zero-setup defaults: when the stand-in fails, or a strategy needs the
-            # calibration `duetto eval` fits, the local SLM answers (the trace says so)
-            settings.fallback = cfg.slm_name()
-        if settings.detector is None:  # Presidio if the privacy extra is installed, else regex
-            settings.detector = "auto"
     except UserError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from exc

@@ -1,7 +1,7 @@
 """Where distillation traces come from: the gateway's trace store (SQLite or PostgreSQL) or a
 JSONL file, read into `TraceExample`s; and which step of a stored trace gave the answer.
 
-How a stored record is read (see `duetto.gateway.serving`): the prompt is the last user message
+How a stored record is read (see `duetto.gateway.records`): the prompt is the last user message
 of `body.request.messages`, the answer `body.response`. The task is an explicit `task` in the
 body or request (or `request.metadata.task`) when present, else the requested model or
 strategy name (`record.model`: a gateway route per task). The model that answered is found by

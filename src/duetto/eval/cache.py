@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from duetto.messages import ChatRequest, ChatResponse, StreamChunk
 from duetto.models.base import ChatModel
@@ -50,6 +50,10 @@ class CachedModel(ChatModel):
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         async for chunk in self.inner.stream(request):
             yield chunk
+
+    @property
+    def children(self) -> Sequence[ChatModel]:
+        return (self.inner,)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

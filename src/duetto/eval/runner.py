@@ -28,7 +28,7 @@ from duetto.eval.scorers import score
 from duetto.eval.workload import WorkItem, split
 from duetto.messages import ChatResponse
 from duetto.models.base import ChatModel
-from duetto.strategies.base import Thresholded
+from duetto.strategies.base import Strategy, Tunable
 from duetto.trace import service_latency_ms, service_ttft_ms
 
 Progress = Callable[[str, int], None]  # (phase description, items done in this step)
@@ -119,26 +119,23 @@ async def run_items(
 
 
 async def calibrate_strategy(
-    strategy: Thresholded,
+    strategy: Tunable,
     items: Sequence[WorkItem],
     target: Target,
     concurrency: int = 1,
     progress: Progress | None = None,
     label: str = "",
 ) -> dict[str, Any]:
+    """Fit the strategy's learned parts, then its score calibration on raw scores, then the
+    threshold that meets `target` on this split (strategies.base.Tunable, in that order)."""
     sem = asyncio.Semaphore(max(1, concurrency))
-    verifier = getattr(strategy, "verifier", None)
-    if verifier is not None and hasattr(verifier, "fit"):
-        await fit_verifier(strategy, verifier, items, sem)
-    # A verifier calibrator (isotonic/Platt) is fitted on this split's raw scores first.
-    calibrator = getattr(strategy, "calibrator", None)
-    fit_calibrator = calibrator is not None and hasattr(calibrator, "fit")
-    if fit_calibrator:
-        strategy.calibrator = None  # type: ignore[attr-defined]
+    await strategy.fit(
+        [i.request for i in items], lambda k, text: score(items[k], text), concurrency=concurrency
+    )
 
     async def one(item: WorkItem) -> tuple[float, float, float, float, float]:
         async with sem:
-            br = await strategy.branches(item.request)
+            br = await strategy.branches(item.request, calibrated=False)
             if progress:
                 progress(label, 1)
             return (
@@ -150,11 +147,8 @@ async def calibrate_strategy(
             )
 
     rows = np.array(await asyncio.gather(*(one(i) for i in items)), dtype=float)
-    if fit_calibrator:
-        assert calibrator is not None
-        calibrator.fit(rows[:, 0], rows[:, 1] >= 0.5)
-        rows[:, 0] = [calibrator(float(x)) for x in rows[:, 0]]
-        strategy.calibrator = calibrator  # type: ignore[attr-defined]
+    # A verifier calibrator (isotonic/Platt) is fitted on this split's raw scores first.
+    rows[:, 0] = strategy.calibrate_scores(rows[:, 0].tolist(), (rows[:, 1] >= 0.5).tolist())
     op = choose_threshold(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4], target)
     strategy.threshold = op.threshold
     return {
@@ -165,21 +159,6 @@ async def calibrate_strategy(
         "calib_cost_per_1k": op.cost_per_1k,
         "calib_n": len(items),
     }
-
-
-async def fit_verifier(
-    strategy: Thresholded, verifier: Any, items: Sequence[WorkItem], sem: asyncio.Semaphore
-) -> None:
-    """A learned verifier is fitted on the calibration split's drafts and their correctness,
-    before the threshold is chosen on its scores (the drafts' model calls are then cached)."""
-
-    async def one(item: WorkItem) -> ChatResponse:
-        async with sem:
-            return (await strategy.branches(item.request)).cheap
-
-    drafts = await asyncio.gather(*(one(i) for i in items))
-    correct = [score(i, d.text) >= 0.5 for i, d in zip(items, drafts, strict=True)]
-    verifier.fit([i.request for i in items], drafts, correct)
 
 
 def oracle_records(slm: list[Outcome], llm: list[Outcome]) -> list[dict[str, Any]]:
@@ -227,7 +206,7 @@ async def evaluate(
     plan: EvalPlan, items: Sequence[WorkItem], progress: Progress | None = None
 ) -> dict[str, Any]:
     thresholded = {
-        n: s for n, s in plan.strategies.items() if isinstance(s, Thresholded) and n in plan.targets
+        n: s for n, s in plan.strategies.items() if isinstance(s, Tunable) and n in plan.targets
     }
     if thresholded:
         calib, held = split(list(items), frac=plan.calib_frac, seed=plan.seed)
@@ -237,12 +216,7 @@ async def evaluate(
     llm_all = await run_items(plan.llm, items, plan.concurrency, progress, "LLM-only")
 
     calibration: dict[str, Any] = {}
-    calib_ids = {i.id for i in calib}
-    slm_calib = [o for o in slm_all if o.item.id in calib_ids]
     for name, strat in thresholded.items():
-        scorer = getattr(strat, "scorer", None)
-        if scorer is not None and hasattr(scorer, "fit"):  # e.g. a task prior learned here
-            scorer.fit([o.item.task for o in slm_calib], [o.quality for o in slm_calib])
         calibration[name] = await calibrate_strategy(
             strat, calib, plan.targets[name], plan.concurrency, progress, f"calibrate {name}"
         )
@@ -252,7 +226,7 @@ async def evaluate(
     llm = [o for o in llm_all if o.item.id in held_ids]
     records: list[dict[str, Any]] = []
     for name, model in plan.strategies.items():
-        mode = getattr(model, "mode", "baseline")
+        mode = model.mode if isinstance(model, Strategy) else "baseline"
         outs = await run_items(model, held, plan.concurrency, progress, name)
         records += [record(name, mode, o) for o in outs]
 

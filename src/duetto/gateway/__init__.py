@@ -7,6 +7,7 @@ Importing this package does not import FastAPI; `create_app` does.
 """
 
 from duetto.gateway.app import create_app
-from duetto.gateway.settings import ApiKey, GatewaySettings
+from duetto.gateway.auth import ApiKey
+from duetto.gateway.settings import GatewaySettings
 
 __all__ = ["ApiKey", "GatewaySettings", "create_app"]

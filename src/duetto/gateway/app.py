@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.resources import files
 from typing import TYPE_CHECKING, Annotated, Any
 
+from duetto.engine import Engine
+from duetto.errors import GatewayFailure, Rejected
 from duetto.gateway.metrics import GatewayMetrics
 from duetto.gateway.protocol import (
     ChatCompletionRequest,
@@ -30,7 +32,8 @@ from duetto.gateway.protocol import (
     error_body,
     to_chat_request,
 )
-from duetto.gateway.serving import Answer, Call, Gateway, GatewayFailure, Rejected
+from duetto.gateway.records import Answer, Call
+from duetto.gateway.serving import Gateway
 from duetto.gateway.settings import GatewaySettings
 from duetto.store import TraceStore
 
@@ -54,9 +57,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI":
+def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "FastAPI":
     """Build the gateway around an Engine (started here if it was not). Pass an engine that has
-    not started yet to get a circuit breaker in front of each remote model."""
+    not started yet to get a circuit breaker in front of each remote model.
+
+    Without `settings`, they come from the engine's config (`GatewaySettings.from_config`),
+    with the same defaults as `duetto serve`."""
     from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -68,9 +74,8 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
     store = TraceStore(settings.db, prefix=settings.store_prefix)
     metrics = GatewayMetrics()
     gw = Gateway(engine, settings, store, metrics)
-    wrappers = getattr(engine, "model_wrappers", None)
-    if isinstance(wrappers, list) and not getattr(engine, "_started", False):
-        wrappers.append(gw.wrap_model)
+    if isinstance(engine, Engine) and not engine.started:
+        engine.add_wrapper(gw.wrap_model)
     static = files("duetto.gateway").joinpath("static")
     page = static.joinpath("dashboard.html").read_text()
     script = static.joinpath("dashboard.js").read_text()
@@ -96,6 +101,7 @@ def create_app(engine: Any, settings: GatewaySettings | None = None) -> "FastAPI
     )
     app.state.gateway = gw
     app.state.store = store
+    app.state.billing = gw.billing
     app.state.metrics = metrics
 
     def error(

@@ -1,12 +1,9 @@
-"""API keys (stored as SHA-256 only), per-key rate limits and per-key USD budgets.
+"""Who is calling: API keys (stored as SHA-256 only) and per-key rate limits.
 
-Budgets follow reserve → settle | release: before a call the gateway reserves the request's
-worst-case cost (`worst_case_cost`), atomically in the store shared by all replicas; after the
-call it settles the actual cost from the trace (streams included), or releases the reservation
-when nothing was spent. A request is admitted only if spent + reserved + its worst case fits the
-budget, so replicas cannot overspend by more than one request's estimate error.
-
-Rate limits are a token bucket per key and per replica (requests per minute).
+`ApiKey` is the one runtime form of a key, from the config (`GatewayKeyConfig`, resolved by
+`GatewaySettings.from_config`) to the caller of a request. What a key may spend is in
+`duetto.gateway.billing`. Rate limits are a token bucket per key and per replica (requests per
+minute).
 """
 
 from __future__ import annotations
@@ -14,19 +11,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from duetto.messages import ChatRequest
-from duetto.models.base import ModelCard
 
-if TYPE_CHECKING:
-    from duetto.gateway.settings import ApiKey
-    from duetto.store import KeyRecord, TraceStore
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A key (its SHA-256, never its value) and its limits. `name` None is the anonymous caller
+    of a gateway without keys (`OPEN`)."""
 
-TEMPLATE_TOKENS_PER_MESSAGE = 8  # chat-template tokens around each message (upper bound)
+    name: str | None
+    key_hash: str = ""
+    budget_usd: float | None = None
+    rpm: int | None = None
+
+
+OPEN = ApiKey(None)
 
 
 def hash_key(key: str) -> str:
@@ -39,30 +40,6 @@ def bearer(header: str | None) -> str | None:
         return None
     scheme, _, value = header.partition(" ")
     return (value.strip() or None) if scheme.lower() == "bearer" else None
-
-
-def worst_case_cost(cards: Sequence[ModelCard], request: ChatRequest) -> float:
-    """An upper bound of a request's cost over the models it may call, in order.
-
-    Input tokens are bounded by one per UTF-8 byte of the conversation plus template tokens; each
-    call may also receive every earlier call's output (pipelines), up to `max_tokens` each."""
-    prompt = sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in request.messages)
-    total = 0.0
-    fed = 0
-    for card in cards:
-        total += card.cost(prompt + fed, request.max_tokens)
-        fed += request.max_tokens
-    return total
-
-
-def partial_cost(cards: Sequence[ModelCard], request: ChatRequest, streamed_chars: int) -> float:
-    """What a call cut short may have cost: the prompt on every priced model, plus what was
-    streamed (at least one token per 4 characters) on the most expensive one."""
-    prompt = sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in request.messages)
-    if not cards:
-        return 0.0
-    out = (streamed_chars + 3) // 4
-    return sum(c.cost(prompt, 0) for c in cards) + max(c.cost(0, out) for c in cards)
 
 
 class TokenBucket:
@@ -84,52 +61,49 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.per_s
 
 
-@dataclass(slots=True)
-class Principal:
-    """Who is calling: a key's name, or None when the gateway runs without keys."""
+class KeyStore(Protocol):
+    """Where keys are shared between replicas (`duetto.gateway.billing.Billing`)."""
 
-    name: str | None
-    rpm: int | None = None
-    budget_usd: float | None = None
+    async def upsert_key(self, key: ApiKey) -> None: ...
+
+    async def find_key(self, key_hash: str) -> ApiKey | None: ...
 
 
 class KeyRing:
-    """Authenticates bearer keys against the store (cached), and applies rate limits."""
+    """Authenticates bearer keys against the shared key store (cached), and applies rate
+    limits."""
 
     def __init__(
-        self, store: TraceStore, keys: Sequence[ApiKey], clock: Callable[[], float] = time.monotonic
+        self, store: KeyStore, keys: Sequence[ApiKey], clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.store = store
         self.keys = list(keys)
         self.open = not self.keys
         self.clock = clock
-        self._by_hash: dict[str, Principal] = {}
+        self._by_hash: dict[str, ApiKey] = {}
         self._buckets: dict[str, TokenBucket] = {}
 
     async def start(self) -> None:
-        from duetto.store import KeyRecord
-
         for k in self.keys:
-            await self.store.upsert_key(KeyRecord(k.name, k.key_hash, k.budget_usd, rpm=k.rpm))
-            self._by_hash[k.key_hash] = Principal(k.name, k.rpm, k.budget_usd)
+            await self.store.upsert_key(k)
+            self._by_hash[k.key_hash] = k
 
-    async def authenticate(self, key: str | None) -> Principal | None:
+    async def authenticate(self, key: str | None) -> ApiKey | None:
         """The caller, or None for a missing or wrong key. Open mode lets everyone in."""
         if self.open:
-            return Principal(None)
+            return OPEN
         if not key:
             return None
         digest = hash_key(key)
         found = self._by_hash.get(digest)
         if found is None:
-            record = await self.store.find_key(digest)  # a key added by another replica
-            if record is None or not hmac.compare_digest(record.key_hash, digest):
+            found = await self.store.find_key(digest)  # a key added by another replica
+            if found is None or not hmac.compare_digest(found.key_hash, digest):
                 return None
-            found = Principal(record.name, record.rpm, record.budget_usd)
             self._by_hash[digest] = found
         return found
 
-    def rate_limit(self, who: Principal) -> float:
+    def rate_limit(self, who: ApiKey) -> float:
         """0.0 when the call may go ahead, else seconds to wait (sent as Retry-After)."""
         if who.name is None or not who.rpm:
             return 0.0
@@ -138,28 +112,3 @@ class KeyRing:
         if bucket is None:
             bucket = self._buckets[who.name] = TokenBucket(who.rpm, now)
         return bucket.take(now)
-
-
-class Budgets:
-    """reserve / settle / release against the shared store; keys without a budget skip it."""
-
-    def __init__(self, store: TraceStore) -> None:
-        self.store = store
-
-    async def reserve(self, who: Principal, amount: float) -> str | bool | None:
-        """A reservation id; None when no reservation is needed; False when over budget."""
-        if who.name is None or who.budget_usd is None:
-            return None
-        rid = uuid.uuid4().hex
-        return rid if await self.store.reserve(who.name, rid, amount) else False
-
-    async def settle(self, reservation: str | None, cost_usd: float) -> None:
-        if reservation:
-            await self.store.settle(reservation, cost_usd)
-
-    async def release(self, reservation: str | None) -> None:
-        if reservation:
-            await self.store.release(reservation)
-
-    async def state(self, name: str) -> KeyRecord | None:
-        return await self.store.key(name)

@@ -13,7 +13,7 @@ The state machine is pure (an injected clock); the wrapper only feeds it outcome
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from duetto.errors import ModelError, ModelUnavailable
@@ -126,13 +126,17 @@ class BreakerModel(ChatModel):
             if not verdict:
                 self.breaker.abandon()
 
+    @property
+    def children(self) -> Sequence[ChatModel]:
+        return (self.inner,)
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
 def leaves(model: ChatModel, *, distinct: bool = True) -> list[ChatModel]:
     """The leaf models a model or strategy may call (through wrappers and nested strategies).
-    `distinct=False` keeps repeats (a pipeline calling the LLM twice lists it twice)."""
+    `distinct=False` keeps repeats (a model reached along two paths is listed twice)."""
     out: list[ChatModel] = []
     seen: set[int] = set()
 
@@ -140,15 +144,9 @@ def leaves(model: ChatModel, *, distinct: bool = True) -> list[ChatModel]:
         if distinct and id(m) in seen:
             return
         seen.add(id(m))
-        inner = m.__dict__.get("inner") or m.__dict__.get("model")
-        children = m.__dict__.get("models")
-        if isinstance(children, list) and children:
-            for c in children:
-                if isinstance(c, ChatModel):
-                    walk(c)
-        elif isinstance(inner, ChatModel):
-            walk(inner)
-        else:
+        for c in m.children:
+            walk(c)
+        if not m.children:
             out.append(m)
 
     walk(model)

@@ -2,13 +2,16 @@
 
     admit     model lookup, session affinity, rate limit, privacy policy (detect once; redact
               the request, or hand it to the trusted local model), budget reservation
-    complete  / stream: the requested model or strategy under a deadline; on any failure the
-              configured fallback answers (a stream cut mid-way is continued by the fallback),
-              and the trace says so; redacted answers are restored (streams too)
+    complete  / stream: the requested model or strategy under a deadline, wrapped in a
+              `Fallback` strategy when a fallback is configured: on any failure it answers (a
+              stream cut mid-way is continued), and the trace says so; redacted answers are
+              restored (streams too)
     finish    settle (actual cost) or release the reservation, metrics, and exactly one record
               in the store (committed before the client gets the end of the answer)
 
-The HTTP layer (app.py) calls these in order and only shapes bytes.
+The HTTP layer (app.py) calls these in order and only shapes bytes. The parts live apart:
+callers and rate limits in auth.py, budgets in billing.py, session pins in affinity.py, the
+call, its answer and its stored record in records.py.
 """
 
 from __future__ import annotations
@@ -17,150 +20,50 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from duetto.errors import ConfigError, ModelError
-from duetto.gateway.auth import Budgets, KeyRing, Principal, partial_cost, worst_case_cost
+from duetto.errors import GatewayFailure, ModelError, OverBudget, Rejected
+from duetto.gateway.affinity import Affinity
+from duetto.gateway.auth import ApiKey, KeyRing
+from duetto.gateway.billing import Billing, Budgets, partial_cost, worst_case_cost
+from duetto.gateway.boundary import plan_for, restored, shown, trusted_local
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
 from duetto.gateway.metrics import GatewayMetrics, Outcome
+from duetto.gateway.records import Answer, Call, llm_only_cost, trace_record
 from duetto.gateway.settings import GatewaySettings
-from duetto.messages import ChatRequest, ChatResponse, Message
+from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
-from duetto.privacy.apply import PrivacyPlan, detect_messages, plan_request, use_detector
-from duetto.privacy.policy import PrivacyPolicy
-from duetto.store import TraceRecord, TraceStore
-from duetto.trace import Step, new_trace_id
+from duetto.privacy.apply import use_detector
+from duetto.store import TraceStore
+from duetto.strategies.fallback import Fallback, FallbackFailed, deltas, describe, rescued
+from duetto.trace import new_trace_id
 from duetto.usage import Usage
 
+if TYPE_CHECKING:
+    from duetto.engine import Engine
+
+__all__ = ["Answer", "Call", "Gateway", "GatewayFailure", "Rejected"]
+
 log = logging.getLogger("duetto.gateway")
-
-AFFINITY_MODES = ("route", "cascade")  # strategies whose answer comes from one chosen model
-CONTINUE = "Continue your previous answer exactly where it stopped. Do not repeat any of it."
-
-
-class Rejected(Exception):
-    """Refused before any model call (not stored: the request was not accepted)."""
-
-    def __init__(
-        self, status: int, message: str, kind: str, code: str, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.code, self.retry_after = status, kind, code, retry_after
-
-
-class GatewayFailure(Exception):
-    """The requested model and its fallback both failed: a well-formed 502/504 for the client."""
-
-    def __init__(self, message: str, status: int = 502) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(slots=True)
-class Answer:
-    response: ChatResponse
-    answered_by: str
-    fallback: bool = False
-    primary_error: str | None = None
-
-
-@dataclass(slots=True)
-class Call:
-    """One accepted request."""
-
-    trace_id: str
-    requested: str
-    model: ChatModel
-    request: ChatRequest
-    who: Principal
-    stream: bool
-    session: str | None
-    cards: list[ModelCard]
-    reservation: str | None
-    stored_request: dict[str, Any]
-    privacy: PrivacyPlan | None = None  # None: nothing to decide (allow, or all trusted)
-    policy_mode: str = "allow"
-    allow_fallback: bool = True  # False: the fallback is untrusted and the request local_only
-    t0: float = field(default_factory=time.perf_counter)
-    ttft_s: float | None = None
-    streamed: list[str] = field(default_factory=list)
-    finished: bool = False
-
-
-def llm_only_cost(llm: ModelCard | None, response: ChatResponse) -> float:
-    """The counterfactual: the first model call's prompt and the last one's answer, on the LLM.
-    An estimate (tokenizers differ); without an LLM it is the actual cost."""
-    calls = [s for s in response.trace.leaves() if s.kind == "model" and s.usage.calls]
-    if llm is None or not calls:
-        return response.usage.cost_usd
-    return llm.cost(calls[0].usage.tokens_in, calls[-1].usage.tokens_out)
-
-
-def continuation(request: ChatRequest, partial: str) -> ChatRequest:
-    """The request a fallback gets after a stream was cut: the partial answer as context."""
-    return request.with_messages(
-        [*request.messages, Message("assistant", partial), Message("user", CONTINUE)]
-    )
-
-
-def fallback_trace(
-    failed: ChatModel,
-    error: BaseException,
-    answer: ChatResponse,
-    latency_ms: float,
-    continued_after: int | None,
-) -> ChatResponse:
-    note = f"{failed.name} failed: {type(error).__name__}: {error}"[:500]
-    failed_step = Step(
-        name=failed.name,
-        kind="strategy" if hasattr(failed, "mode") else "model",
-        decision="failed",
-        note=note,
-    )
-    extra: dict[str, Any] = {"fallback_to": answer.model}
-    if continued_after is not None:
-        extra["continued_after_chars"] = continued_after
-    step = Step(
-        name="gateway",
-        kind="strategy",
-        mode="baseline",
-        role="fallback",
-        decision="fallback",
-        latency_ms=latency_ms,
-        note=note,
-        children=[failed_step, answer.trace],
-        extra=extra,
-    )
-    return ChatResponse(
-        text=answer.text,
-        model=answer.model,
-        usage=step.total(),
-        trace=step,
-        finish_reason=answer.finish_reason,
-        logprobs=answer.logprobs,
-        score=answer.score,
-    )
 
 
 class Gateway:
     def __init__(
-        self, engine: Any, settings: GatewaySettings, store: TraceStore, metrics: GatewayMetrics
+        self, engine: Engine, settings: GatewaySettings, store: TraceStore, metrics: GatewayMetrics
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.store = store
         self.metrics = metrics
-        self.keys = KeyRing(store, settings.keys)
-        self.budgets = Budgets(store)
+        self.billing = Billing(store)
+        self.keys = KeyRing(self.billing, settings.keys)
+        self.budgets = Budgets(self.billing)
+        self.affinity = Affinity(settings.max_sessions)
         self.breakers: dict[str, CircuitBreaker] = {}
         self.fallback: ChatModel | None = None
         self.local: ChatModel | None = None  # answers local_only requests
         self.llm_card: ModelCard | None = None
-        self._by_card: dict[str, str] = {}
-        self._sessions: OrderedDict[tuple[str | None, str, str], str] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- setup -----------------------------------------------------------------------------
@@ -177,8 +80,9 @@ class Gateway:
         return BreakerModel(model, breaker)
 
     async def start(self) -> None:
+        await self.billing.start()
         await self.keys.start()
-        swept = await self.store.sweep(self.settings.reservation_ttl_s)
+        swept = await self.billing.sweep(self.settings.reservation_ttl_s)
         if swept:
             log.warning("released %d reservations left by a crashed replica", swept)
         self._adapt_uncalibrated()
@@ -186,11 +90,12 @@ class Gateway:
             self.fallback = self.engine.get(self.settings.fallback)
         with contextlib.suppress(Exception):  # no LLM configured: no counterfactual
             self.llm_card = self.engine.llm.card
-        self._by_card = {m.card.name: n for n, m in self.engine.models.items()}
+        self.affinity.index(self.engine.models)
         if self.settings.detector is not None:
             used = await asyncio.to_thread(use_detector, self.settings.detector)
             log.info("PII detector: %s", used)
-        self.local = self._trusted_local()
+        names = (self.settings.local_model, self.settings.fallback)
+        self.local = trusted_local(self.settings.privacy, [self.lookup(n) for n in names if n])
         if self.keys.open:
             log.warning("no API keys configured: the gateway accepts every caller")
 
@@ -198,43 +103,20 @@ class Gateway:
         """A thresholded strategy with a target but no threshold (e.g. the embedded defaults,
         calibrated by `duetto eval`, not at serve time) gets an online adaptive threshold
         starting at 0.5, so it can serve; the log says so."""
-        from duetto.calibrate import AdaptiveThreshold, Target
+        from duetto.calibrate import online_policy
 
         targets = getattr(self.engine, "targets", None)
         for name, target in (targets() if callable(targets) else {}).items():
             strategy = self.engine.strategies.get(name)
             if strategy is None or getattr(strategy, "policy", False) is not None:
                 continue
-            if target.kind == "budget_usd_per_1k":
-                target = Target.parse("quality=0.95")
-            strategy.policy = AdaptiveThreshold(target, start=0.5)
+            strategy.policy = online_policy(target)  # type: ignore[attr-defined]
             log.warning(
                 "strategy %r is not calibrated: serving it with an online adaptive "
                 "threshold from 0.5 (for a measured one: `duetto eval`, then "
                 "`duetto serve --calibration REPORT_DIR/calibration.json`)",
                 name,
             )
-
-    def _trusted_local(self) -> ChatModel | None:
-        """The model answering local_only requests: the local model, else a trusted fallback."""
-        for name in (self.settings.local_model, self.settings.fallback):
-            model = self.lookup(name) if name else None
-            if model is not None and model.card.trusted:
-                return model
-        table = self.settings.privacy
-        policies = [
-            table.default,
-            *table.by_api_key.values(),
-            *table.by_route.values(),
-            *table.by_strategy.values(),
-        ]
-        if any(p.mode == "local_only" for p in policies):
-            raise ConfigError(
-                "a local_only policy needs a trusted local model (`slm:`) or a "
-                "trusted `gateway.fallback`",
-                "privacy",
-            )
-        return None
 
     async def aclose(self) -> None:
         if self._tasks:
@@ -254,7 +136,7 @@ class Gateway:
 
     async def admit(
         self,
-        who: Principal,
+        who: ApiKey,
         requested: str,
         request: ChatRequest,
         *,
@@ -281,17 +163,16 @@ class Gateway:
                 "rate_limit_exceeded",
                 retry_after=wait,
             )
-        if self.settings.affinity and session and getattr(model, "mode", None) in AFFINITY_MODES:
-            pinned = self._sessions.get((who.name, requested, session))
+        if self.settings.affinity and session:
+            pinned = self.affinity.pinned((who.name, requested, session), model)
             if pinned is not None:
-                self._sessions.move_to_end((who.name, requested, session))
                 model = self.engine.get(pinned)
         policy = self.settings.privacy.for_request(
             api_key=who.name,
             route=requested,
             strategy=requested if requested in self.engine.strategies else None,
         )
-        plan = self._plan(request, policy, model)
+        plan = plan_for(request, policy, [model, self._fallback_for(model)])
         allow_fallback = True
         if plan is not None and plan.local:
             if self.local is None:  # start() refuses such a config; settings changed since
@@ -309,16 +190,11 @@ class Gateway:
         fallback = self._fallback_for(model) if allow_fallback else None
         if fallback is not None:
             cards += [m.card for m in leaves(fallback, distinct=False)]
-        reservation = await self.budgets.reserve(who, worst_case_cost(cards, request))
-        if reservation is False or reservation is True:
+        try:
+            reservation = await self.budgets.reserve(who, worst_case_cost(cards, request))
+        except OverBudget:
             self.metrics.rejected.labels("budget").inc()
-            raise Rejected(
-                429,
-                f"Budget of key {who.name!r} (USD {who.budget_usd}) would be "
-                "exceeded by this request's worst-case cost",
-                "insufficient_quota",
-                "insufficient_quota",
-            )
+            raise
         self.metrics.in_flight.inc()
         return Call(
             new_trace_id(),
@@ -336,21 +212,6 @@ class Gateway:
             allow_fallback,
         )
 
-    def _plan(
-        self, request: ChatRequest, policy: PrivacyPolicy, model: ChatModel
-    ) -> PrivacyPlan | None:
-        """Apply the policy at the boundary: only when the model (or the fallback that may
-        take over) can reach an untrusted model. `allow` needs no decision: the privacy axis
-        counts what leaves (LeafModel.pii_sent)."""
-        if policy.mode == "allow":
-            return None
-        fallback = self._fallback_for(model)
-        candidates = [*leaves(model), *(leaves(fallback) if fallback is not None else [])]
-        target = next((m.card for m in candidates if not m.card.trusted), None)
-        if target is None:
-            return None
-        return plan_request(request, policy, target, detect_messages(request))
-
     # ---- answer ----------------------------------------------------------------------------
 
     def _fallback_for(self, model: ChatModel) -> ChatModel | None:
@@ -359,105 +220,71 @@ class Gateway:
     def _call_fallback(self, call: Call) -> ChatModel | None:
         return self._fallback_for(call.model) if call.allow_fallback else None
 
-    def _shown(self, call: Call, answer: Answer) -> Answer:
-        """The answer as the client sees it: placeholders restored, the trace saying what the
-        privacy policy did (counts only, never values)."""
-        plan = call.privacy
-        if plan is None:
-            return answer
-        answer.response.text = plan.restore(answer.response.text)
-        summary = plan.summary()
-        if plan.local:
-            summary["requested"] = call.requested
-        answer.response.trace.extra["privacy"] = summary
-        return answer
-
     async def complete(self, call: Call) -> Answer:
-        return self._shown(call, await self._complete(call))
+        return shown(call, await self._complete(call))
 
-    async def stream(self, call: Call) -> AsyncIterator[str | Answer]:
+    def stream(self, call: Call) -> AsyncIterator[str | Answer]:
         """Text deltas (placeholders restored, even when split across deltas), then one Answer.
         Raises GatewayFailure when nothing can answer."""
-        restorer = call.privacy.restorer() if call.privacy is not None else None
-        async for item in self._stream(call):
-            if isinstance(item, Answer):
-                if restorer is not None and (tail := restorer.flush()):
-                    yield tail
-                yield self._shown(call, item)
-                return
-            if restorer is None:
-                yield item
-            elif shown := restorer.feed(item):
-                yield shown
+        return restored(call, self._stream(call))
+
+    def _answering(self, call: Call) -> tuple[ChatModel, ChatModel | None]:
+        """(what answers the call, the fallback if any): the requested model, wrapped in a
+        `Fallback` strategy (deadlines, rescue, continuation of a cut stream) when a fallback
+        may take over."""
+        fb = self._call_fallback(call)
+        if fb is None:
+            return call.model, None
+        wrapped = Fallback(
+            "gateway",
+            call.model,
+            fb,
+            timeout_s=self.settings.request_timeout_s,
+            backup_timeout_s=self.settings.fallback_timeout_s,
+        )
+        return wrapped, fb
+
+    def _answer(self, call: Call, response: ChatResponse, fb: ChatModel | None) -> Answer:
+        rescue = rescued(response) if fb is not None else None
+        if rescue is None:
+            return Answer(response, call.model.name)
+        primary_error = rescue[1].removeprefix(f"{call.model.name} failed: ")
+        return Answer(response, fb.name if fb is not None else rescue[0], True, primary_error)
+
+    def _failure(self, call: Call, error: Exception) -> GatewayFailure:
+        """What the client gets when nothing could answer (both failed, or no fallback)."""
+        if isinstance(error, FallbackFailed):
+            return GatewayFailure(str(error), 504 if error.timed_out else 502)
+        self._log_failure(call, error)
+        return GatewayFailure(describe(call.model, error), _status(error))
 
     async def _complete(self, call: Call) -> Answer:
-        try:
-            async with asyncio.timeout(self.settings.request_timeout_s):
-                response = await call.model.complete(call.request)
-            return Answer(response, call.model.name)
+        model, fb = self._answering(call)
+        try:  # a Fallback holds its own deadlines
+            async with asyncio.timeout(None if fb else self.settings.request_timeout_s):
+                response = await model.complete(call.request)
         except Exception as exc:
-            error: Exception = exc
-        self._log_failure(call, error)
-        fb = self._call_fallback(call)
-        if fb is None:
-            raise GatewayFailure(_describe(call.model, error), _status(error)) from error
-        try:
-            async with asyncio.timeout(self.settings.fallback_timeout_s):
-                response = await fb.complete(call.request)
-        except Exception as exc:
-            raise GatewayFailure(
-                f"{_describe(call.model, error)}; fallback {_describe(fb, exc)}", _status(exc)
-            ) from exc
-        latency = (time.perf_counter() - call.t0) * 1000
-        return Answer(
-            fallback_trace(call.model, error, response, latency, None),
-            fb.name,
-            True,
-            f"{type(error).__name__}: {error}",
-        )
+            raise self._failure(call, exc) from exc
+        return self._answer(call, response, fb)
 
     async def _stream(self, call: Call) -> AsyncIterator[str | Answer]:
-        """The model's own deltas (placeholders as sent; `call.streamed` keeps them so, for a
-        fallback's continuation), then one Answer."""
-        loop = asyncio.get_running_loop()
+        """The answering model's own deltas (placeholders as sent: a fallback's continuation
+        gets them so), then one Answer."""
+        model, fb = self._answering(call)
+        deadline = (
+            None if fb else asyncio.get_running_loop().time() + self.settings.request_timeout_s
+        )
         try:
-            deadline = loop.time() + self.settings.request_timeout_s
-            async for item in _deltas(call.model, call.request, deadline):
+            async for item in deltas(model, call.request, deadline):
                 if isinstance(item, ChatResponse):
-                    yield Answer(item, call.model.name)
+                    yield self._answer(call, item, fb)
                     return
                 self._first_token(call)
                 call.streamed.append(item)
                 yield item
-            raise ModelError(f"{call.model.name}: stream ended without a response")
+            raise ModelError(f"{model.name}: stream ended without a response")
         except Exception as exc:
-            error: Exception = exc
-        self._log_failure(call, error)
-        fb = self._call_fallback(call)
-        if fb is None:
-            raise GatewayFailure(_describe(call.model, error), _status(error)) from error
-        sent = "".join(call.streamed)
-        request = continuation(call.request, sent) if sent else call.request
-        try:
-            deadline = loop.time() + self.settings.fallback_timeout_s
-            async for item in _deltas(fb, request, deadline):
-                if isinstance(item, ChatResponse):
-                    latency = (time.perf_counter() - call.t0) * 1000
-                    if sent:  # the client saw both parts: the answer is their concatenation
-                        item.text = sent + item.text
-                    response = fallback_trace(
-                        call.model, error, item, latency, len(sent) if sent else None
-                    )
-                    yield Answer(response, fb.name, True, f"{type(error).__name__}: {error}")
-                    return
-                self._first_token(call)
-                call.streamed.append(item)
-                yield item
-            raise ModelError(f"{fb.name}: stream ended without a response")
-        except Exception as exc:
-            raise GatewayFailure(
-                f"{_describe(call.model, error)}; fallback {_describe(fb, exc)}", _status(exc)
-            ) from exc
+            raise self._failure(call, exc) from exc
 
     def _first_token(self, call: Call) -> None:
         if call.ttft_s is None:
@@ -523,9 +350,18 @@ class Gateway:
                 call.stream,
             )
         )
-        if answer is not None and status == "ok":
-            self._pin(call, answer.response)
-        record = self._record(call, answer, status, http_status, error, latency_s, counterfactual)
+        if answer is not None and status == "ok" and self.settings.affinity and call.session:
+            self.affinity.pin((call.who.name, call.requested, call.session), answer.response)
+        record = trace_record(
+            call,
+            answer,
+            status=status,
+            http_status=http_status,
+            error=error,
+            latency_s=latency_s,
+            counterfactual=counterfactual,
+            redact=self.settings.redact_store or call.policy_mode != "allow",
+        )
         try:
             if status == "cancelled":
                 self.store.append_nowait(record)
@@ -547,105 +383,6 @@ class Gateway:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _pin(self, call: Call, response: ChatResponse) -> None:
-        if not (self.settings.affinity and call.session):
-            return
-        root = response.trace
-        if root.mode not in AFFINITY_MODES or not root.children:
-            return
-        name = self._by_card.get(root.children[-1].name)
-        if name is None:
-            return
-        self._sessions[(call.who.name, call.requested, call.session)] = name
-        while len(self._sessions) > self.settings.max_sessions:
-            self._sessions.popitem(last=False)
-
-    def _record(
-        self,
-        call: Call,
-        answer: Answer | None,
-        status: str,
-        http_status: int,
-        error: str | None,
-        latency_s: float,
-        counterfactual: float,
-    ) -> TraceRecord:
-        body: dict[str, Any] = {"request": call.stored_request, "session": call.session}
-        if answer is not None:
-            r = answer.response
-            body.update(
-                response=r.text,
-                finish_reason=r.finish_reason,
-                usage=r.usage.to_dict(),
-                trace=r.trace.to_dict(),
-            )
-            if answer.primary_error:
-                body["primary_error"] = answer.primary_error
-        else:
-            body["response"] = "".join(call.streamed) or None
-        if error:
-            body["error"] = error
-        if self.settings.redact_store or call.policy_mode != "allow":
-            body = redact_for_storage(body)
-        return TraceRecord(
-            id=call.trace_id,
-            model=call.requested,
-            status=status,
-            http_status=http_status,
-            key=call.who.name,
-            answered_by=answer.answered_by if answer else None,
-            stream=call.stream,
-            fallback=bool(answer and answer.fallback),
-            cost_usd=answer.response.usage.cost_usd if answer else 0.0,
-            llm_only_cost_usd=counterfactual,
-            latency_ms=latency_s * 1000,
-            body=body,
-        )
-
-
-async def _deltas(
-    model: ChatModel, request: ChatRequest, deadline: float
-) -> AsyncIterator[str | ChatResponse]:
-    """A model's stream as text deltas then its ChatResponse, each chunk under the deadline."""
-    agen = model.stream(request).__aiter__()
-    try:
-        while True:
-            async with asyncio.timeout_at(deadline):
-                try:
-                    chunk = await anext(agen)
-                except StopAsyncIteration:
-                    return
-            if chunk.response is not None:
-                yield chunk.response
-                return
-            if chunk.delta:
-                yield chunk.delta
-    finally:
-        aclose = getattr(agen, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-def _describe(model: ChatModel, error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
-        return f"{model.name} timed out"
-    return f"{model.name} failed: {type(error).__name__}: {error}"[:500]
-
 
 def _status(error: BaseException) -> int:
     return 504 if isinstance(error, TimeoutError) else 502
-
-
-def redact_for_storage(value: Any) -> Any:
-    """Every string in a stored body with its PII replaced by typed placeholders."""
-    from duetto.scoring.pii import detect
-    from duetto.scoring.redact import redact
-
-    if isinstance(value, str):
-        entities = detect(value)
-        return redact(value, entities)[0] if entities else value
-    if isinstance(value, dict):
-        return {k: redact_for_storage(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_for_storage(v) for v in value]
-    return value

@@ -1,17 +1,29 @@
-"""Runtime settings of the gateway, resolved from the config's `gateway:` and `privacy:` sections.
+"""Runtime settings of the gateway: the config's `gateway:` section, resolved.
 
-Keys are resolved here (from their environment variable or given hash) and only their SHA-256
-is kept: the plain key lives in the environment, never in the config, the store or memory.
+`GatewaySettings` is `GatewayConfig` (the same pydantic model, same fields and defaults) plus
+what only exists at run time: keys resolved to their SHA-256 (`ApiKey`; the plain key lives in
+the environment, never in the config, the store or memory), the privacy table and detector, the
+local model for `local_only` requests, and a few operational limits. Build it with
+`GatewaySettings.from_config(cfg)`; `create_app(engine)` does, so Python and `duetto serve`
+serve the same thing. The defaults `duetto serve` relies on live here:
+
+- the PII detector is `auto` (Presidio when the privacy extra is installed, else regex) unless
+  the config names one, as `privacy.detector` documents;
+- the embedded defaults (`load_default_config()`, `duetto serve` without CONFIG) fall back to
+  their local SLM when the stand-in fails or a strategy needs calibration (the trace says so).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
-from duetto.config import Config
+from pydantic import ConfigDict, Field, InstanceOf
+
+from duetto.config import Config, GatewayConfig
 from duetto.errors import ConfigError
-from duetto.gateway.auth import hash_key
+from duetto.gateway.auth import ApiKey, hash_key
 from duetto.privacy.apply import DetectorChoice
 from duetto.privacy.policy import PolicyTable, PrivacyPolicy
 
@@ -20,26 +32,14 @@ def _allow_all() -> PolicyTable:
     return PolicyTable(default=PrivacyPolicy("allow"))
 
 
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    name: str
-    key_hash: str
-    budget_usd: float | None = None
-    rpm: int | None = None
+class GatewaySettings(GatewayConfig):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-
-@dataclass(slots=True)
-class GatewaySettings:
-    db: str | None = None  # SQLAlchemy URL or a file path; None: SQLite duetto-gateway.db
-    keys: list[ApiKey] = field(default_factory=list)  # empty: no authentication (local use)
-    fallback: str | None = None
-    request_timeout_s: float = 120.0  # the whole primary attempt, retries included
-    fallback_timeout_s: float = 120.0
-    breaker_failures: int = 5
-    breaker_reset_s: float = 30.0
-    affinity: bool = False
+    # resolved: hashes only; empty: no authentication (local use)
+    keys: list[ApiKey] = Field(default_factory=list)  # type: ignore[assignment]
     redact_store: bool = False  # every stored copy; non-`allow` requests are always redacted
-    privacy: PolicyTable = field(default_factory=_allow_all)
+    fallback_timeout_s: float = Field(120.0, gt=0)
+    privacy: InstanceOf[PolicyTable] = Field(default_factory=_allow_all)
     detector: DetectorChoice | None = None  # installed at start; None: keep the current one
     local_model: str | None = None  # answers `local_only` requests (if trusted), else fallback
     reservation_ttl_s: float = 900.0  # a reservation older than this was left by a crash
@@ -50,35 +50,48 @@ class GatewaySettings:
     @classmethod
     def from_config(cls, cfg: Config, *, db: str | None = None) -> GatewaySettings:
         gw = cfg.gateway
-        keys: list[ApiKey] = []
-        for i, k in enumerate(gw.keys):
-            if k.key_sha256:
-                digest = k.key_sha256
-            else:
-                value = os.environ.get(k.key_env or "")
-                if not value:
-                    raise ConfigError(
-                        f"environment variable {k.key_env} is not set", f"gateway.keys[{i}].key_env"
-                    )
-                digest = hash_key(value)
-            keys.append(ApiKey(k.name, digest, k.budget_usd, k.rpm))
         privacy = cfg.privacy.table()
-        redact = gw.redact_store if gw.redact_store is not None else privacy.default.mode != "allow"
         try:
             local: str | None = cfg.slm_name()
         except ConfigError:  # no local model: the fallback answers local_only requests, if trusted
             local = None
-        return cls(
-            db=db or gw.db,
-            keys=keys,
-            fallback=gw.fallback,
-            request_timeout_s=gw.request_timeout_s,
-            fallback_timeout_s=gw.request_timeout_s,
-            breaker_failures=gw.breaker_failures,
-            breaker_reset_s=gw.breaker_reset_s,
-            affinity=gw.affinity,
-            redact_store=redact,
-            privacy=privacy,
-            detector=cfg.privacy.detector,
-            local_model=local,
-        )
+        resolved: dict[str, Any] = {
+            "db": db or gw.db,
+            "keys": _resolve_keys(gw),
+            "fallback": gw.fallback or (local if _is_embedded_defaults(cfg) else None),
+            "fallback_timeout_s": gw.request_timeout_s,
+            "redact_store": (
+                gw.redact_store if gw.redact_store is not None else privacy.default.mode != "allow"
+            ),
+            "privacy": privacy,
+            "detector": cfg.privacy.detector or "auto",
+            "local_model": local,
+        }
+        return cls(**{**{name: value for name, value in gw}, **resolved})
+
+
+def _resolve_keys(gw: GatewayConfig) -> list[ApiKey]:
+    keys: list[ApiKey] = []
+    for i, k in enumerate(gw.keys):
+        if k.key_sha256:
+            digest = k.key_sha256
+        else:
+            value = os.environ.get(k.key_env or "")
+            if not value:
+                raise ConfigError(
+                    f"environment variable {k.key_env} is not set", f"gateway.keys[{i}].key_env"
+                )
+            digest = hash_key(value)
+        keys.append(ApiKey(k.name, digest, k.budget_usd, k.rpm))
+    return keys
+
+
+def _is_embedded_defaults(cfg: Config) -> bool:
+    return cfg.model_dump() == _embedded_defaults()
+
+
+@cache
+def _embedded_defaults() -> dict[str, Any]:
+    from duetto.config import load_default_config
+
+    return load_default_config().model_dump()

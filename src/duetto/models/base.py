@@ -2,7 +2,10 @@
 
 `LeafModel` is the base of real backends: it times the call and turns raw token and byte
 counts into cost, energy and privacy figures from the frozen `ModelCard`, so every backend
-accounts the same way.
+accounts the same way. The privacy figure (`Usage.pii_sent`: PII entities in what reached an
+untrusted model) is counted by the leaf's `pii_counter`, a plain `text -> count` callable that
+whoever builds the leaf injects (the Engine gives every leaf the configured detector's counter);
+a leaf without one counts nothing, so this layer depends on no detector.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from duetto.messages import ChatRequest, ChatResponse, StreamChunk
 from duetto.trace import Step
@@ -27,6 +30,9 @@ DEFAULT_WATTS_PER_CORE = 10.0
 # generated token for LLaMA-65B on A100/V100 GPUs; prefill is roughly 10x cheaper per token.
 DEFAULT_REMOTE_J_PER_TOKEN_OUT = 3.0
 DEFAULT_REMOTE_J_PER_TOKEN_IN = 0.3
+
+# Counts the PII entities in a text (e.g. duetto.scoring.pii.count_pii).
+PiiCounter = Callable[[str], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +71,18 @@ class ChatModel(ABC):
     """A model or a strategy: anything that answers a chat request with a traced response."""
 
     card: ModelCard
+    # "model": a leaf or a wrapper around one model; "strategy": a composite (strategies/).
+    kind: ClassVar[Literal["model", "strategy"]] = "model"
 
     @property
     def name(self) -> str:
         return self.card.name
+
+    @property
+    def children(self) -> Sequence[ChatModel]:
+        """The models this one may call, in order: none for a leaf, `[inner]` for a wrapper,
+        the sub-models for a strategy."""
+        return ()
 
     @abstractmethod
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
@@ -111,10 +125,17 @@ def _rapl_energy_uj() -> int | None:
 
 
 class LeafModel(ChatModel):
-    """Base for real backends: implement `_call` (and optionally `_stream_raw`)."""
+    """Base for real backends: implement `_call` (and optionally `_stream_raw`).
 
-    def __init__(self, card: ModelCard) -> None:
+    `pii_counter` counts the PII in a request sent to an untrusted card (`Usage.pii_sent`);
+    None: not counted (0). The Engine sets it on every leaf it builds; set it yourself
+    (`model.pii_counter = count_pii`) on a leaf built by hand."""
+
+    pii_counter: PiiCounter | None = None
+
+    def __init__(self, card: ModelCard, *, pii_counter: PiiCounter | None = None) -> None:
         self.card = card
+        self.pii_counter = pii_counter
 
     @abstractmethod
     async def _call(self, request: ChatRequest) -> RawResult: ...
@@ -143,9 +164,12 @@ class LeafModel(ChatModel):
                 first = (time.perf_counter() - meter.t0) * 1000
             yield StreamChunk(delta=item)
 
-    def _account(self, request: ChatRequest, raw: RawResult, meter: _Meter) -> ChatResponse:
-        from duetto.scoring.pii import count_pii  # leaf module, cheap regexes by default
+    def _pii_sent(self, request: ChatRequest) -> int:
+        if self.card.trusted or self.pii_counter is None:
+            return 0
+        return self.pii_counter(request.text)
 
+    def _account(self, request: ChatRequest, raw: RawResult, meter: _Meter) -> ChatResponse:
         latency_ms, cpu_s, rapl_j = meter.stop()
         card = self.card
         energy = card.energy(raw.tokens_in, raw.tokens_out, cpu_s)
@@ -160,7 +184,7 @@ class LeafModel(ChatModel):
             ttft_ms=raw.ttft_ms if raw.ttft_ms is not None else latency_ms,
             cost_usd=card.cost(raw.tokens_in, raw.tokens_out),
             energy_j=energy,
-            pii_sent=0 if card.trusted else count_pii(request.text),
+            pii_sent=self._pii_sent(request),
             calls=1,
             remote_calls=1 if card.is_remote else 0,
         )

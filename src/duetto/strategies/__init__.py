@@ -6,12 +6,14 @@ Cascade(name, models, verifier, ...)   the cheap model answers, a verifier may e
 RedactAssist / CompressAssist / HintAssist
                                        one model (or tool) helps, another answers
 Fuse(name, models, method=...)         several answers combined into one
+Fallback(name, primary, backup, ...)   the backup answers when the primary fails or times out
 Rules([Rule(when, target), ...])       pins traffic before any learned scorer
 """
 
 from duetto.strategies.assist import CompressAssist, HintAssist, RedactAssist
-from duetto.strategies.base import MODES, Branches, Strategy, Thresholded
+from duetto.strategies.base import MODES, Branches, Strategy, Tunable
 from duetto.strategies.cascade import Cascade
+from duetto.strategies.fallback import Fallback
 from duetto.strategies.fuse import Fuse, extract_choice, extract_number, normalise_text
 from duetto.strategies.pipeline import Pipeline, Stage, json_validator, regex_validator
 from duetto.strategies.route import (
@@ -29,6 +31,7 @@ __all__ = [
     "Branches",
     "Cascade",
     "CompressAssist",
+    "Fallback",
     "Fuse",
     "HintAssist",
     "LengthScorer",
@@ -43,7 +46,7 @@ __all__ = [
     "Stage",
     "Strategy",
     "TaskPriorScorer",
-    "Thresholded",
+    "Tunable",
     "extract_choice",
     "extract_number",
     "json_validator",

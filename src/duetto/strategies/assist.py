@@ -307,7 +307,7 @@ class HintAssist(Strategy):
         super().__init__(name, distinct([student, teacher]))
         self.teacher = teacher
         self.student = student
-        self.kind = kind
+        self.guidance_kind: Literal["hints", "fewshot"] = kind  # `kind`: the ChatModel seam's
         self.n_examples = n_examples
         self.teacher_max_tokens = teacher_max_tokens
         self.cache_path = Path(cache_path) if cache_path else None
@@ -334,7 +334,7 @@ class HintAssist(Strategy):
         os.replace(tmp, self.cache_path)  # atomic: a crash never leaves half a file
 
     def cache_key(self, request: ChatRequest) -> str:
-        return f"{self.kind}:{request.task or 'default'}"
+        return f"{self.guidance_kind}:{request.task or 'default'}"
 
     async def _guidance(self, request: ChatRequest) -> tuple[str, ChatResponse | None]:
         key = self.cache_key(request)
@@ -343,7 +343,7 @@ class HintAssist(Strategy):
         async with self._locks.setdefault(key, asyncio.Lock()):  # one teacher call per task
             if key in self.cache:
                 return self.cache[key], None
-            template = HINTS_PROMPT if self.kind == "hints" else FEWSHOT_PROMPT
+            template = HINTS_PROMPT if self.guidance_kind == "hints" else FEWSHOT_PROMPT
             prompt = template.format(
                 task=request.task or "general", example=request.last_user, n=self.n_examples
             )
@@ -361,10 +361,14 @@ class HintAssist(Strategy):
 
     async def _prepare(self, request: ChatRequest) -> tuple[ChatRequest, list[ChatResponse]]:
         guidance, taught = await self._guidance(request)
-        return apply_guidance(request, self.kind, guidance), [taught] if taught else []
+        return apply_guidance(request, self.guidance_kind, guidance), [taught] if taught else []
 
     def _extra(self, request: ChatRequest, helpers: list[ChatResponse]) -> dict[str, object]:
-        return {"cache": "miss" if helpers else "hit", "task": request.task, "kind": self.kind}
+        return {
+            "cache": "miss" if helpers else "hit",
+            "task": request.task,
+            "kind": self.guidance_kind,
+        }
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         t0 = time.perf_counter()

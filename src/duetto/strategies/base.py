@@ -1,29 +1,32 @@
 """What every strategy shares: it is a ChatModel whose trace nests its children's traces.
 
-A strategy with a decision threshold (route, cascade) also implements `branches()`: it computes
+A strategy with a decision threshold (route, cascade) is `Tunable`: its `branches()` computes
 *both* outcomes of its decision for one request, so that calibration can sweep thresholds
-offline (RouteLLM-style) instead of re-running models. With the evaluator's call cache, every
-model call is made once and reused.
+offline (RouteLLM-style) instead of re-running models (with the evaluator's call cache, every
+model call is made once and reused), and its fitted state can be saved and restored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
 from duetto.trace import Step
 from duetto.usage import Usage
 
-MODES = ("pipeline", "route", "cascade", "assist", "fuse", "distill", "baseline")
+MODES = ("pipeline", "route", "cascade", "assist", "fuse", "fallback", "distill", "baseline")
 
 
 class Strategy(ChatModel):
     """Base class: subclasses set `mode` and implement `complete`."""
 
     mode: ClassVar[str] = "baseline"
+    kind: ClassVar[Literal["model", "strategy"]] = "strategy"
 
     def __init__(self, name: str, models: list[ChatModel]) -> None:
         self.models = models
@@ -31,6 +34,11 @@ class Strategy(ChatModel):
         remote = any(m.card.is_remote for m in models)
         trusted = all(m.card.trusted for m in models)
         self.card = ModelCard(name=name, location="remote" if remote else "local", trusted=trusted)
+
+    @property
+    def children(self) -> Sequence[ChatModel]:
+        """The sub-models this strategy may call, in order (each once)."""
+        return tuple(self.models)
 
     def respond(
         self,
@@ -97,11 +105,52 @@ class Branches:
     strong: ChatResponse
 
 
+# Grades an answer to the i-th calibration request: (i, answer text) -> quality in [0, 1].
+Grade = Callable[[int, str], float]
+
+
 @runtime_checkable
-class Thresholded(Protocol):
+class Tunable(Protocol):
+    """A strategy with a decision threshold and state that calibration fits (`duetto eval`),
+    saved and re-applied by duetto.fitted. Calibration runs, in order:
+
+    1. `await fit(requests, grade)`: the learned parts (a route's task prior, a cascade's
+       learned verifier) learn from graded answers; a no-op when nothing learns.
+    2. `branches(request, calibrated=False)` on every request, then
+       `calibrate_scores(raw, correct)`: fits the score calibration (a cascade's isotonic or
+       Platt calibrator; identity otherwise) and returns the calibrated scores.
+    3. `threshold` is set to the one chosen on those scores for the target.
+
+    `state()` is everything fitted, as JSON-ready data; `load_state(state)` restores it (and
+    restarts an adaptive policy from the saved threshold)."""
+
     threshold: float | None
 
-    async def branches(self, request: ChatRequest) -> Branches: ...
+    async def branches(self, request: ChatRequest, *, calibrated: bool = True) -> Branches: ...
+
+    async def fit(
+        self, requests: Sequence[ChatRequest], grade: Grade, *, concurrency: int = 1
+    ) -> None: ...
+
+    def calibrate_scores(self, raw: Sequence[float], correct: Sequence[bool]) -> list[float]: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def load_state(self, state: Mapping[str, Any]) -> None: ...
+
+
+T = TypeVar("T")
+
+
+async def bounded(calls: Iterable[Awaitable[T]], concurrency: int) -> list[T]:
+    """Await `calls` at most `concurrency` at a time, results in order."""
+    sem = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(call: Awaitable[T]) -> T:
+        async with sem:
+            return await call
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 def zero_usage() -> Usage:

@@ -29,8 +29,9 @@ from typing import Any
 from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel
-from duetto.scoring.verifiers import Calibrator, Verifier, is_fitted
-from duetto.strategies.base import Branches, Strategy
+from duetto.scoring.verifier_learned import LearnedVerifier
+from duetto.scoring.verifiers import Calibrator, Verifier, calibrator_from_dict, is_fitted
+from duetto.strategies.base import Branches, Grade, Strategy, bounded
 from duetto.strategies.pipeline import add_system_note, distinct, group_response
 from duetto.strategies.route import Policy, current_threshold
 from duetto.strategies.rules import Rule, Rules
@@ -87,14 +88,15 @@ class Cascade(Strategy):
         return current_threshold(self.name, self.threshold, self.policy)
 
     async def _verify(
-        self, request: ChatRequest, level: int, t0: float
+        self, request: ChatRequest, level: int, t0: float, calibrated: bool = True
     ) -> tuple[ChatResponse, ChatResponse, float, float]:
-        """Answer at `level` and verify: (level node without decision, answer, prob, raw)."""
+        """Answer at `level` and verify: (level node without decision, answer, prob, raw).
+        With `calibrated=False`, prob is the raw score (what a calibrator is fitted on)."""
         answer = await self.levels[level].complete(request)
         raw, used = await self.verifier.score(request, answer)
         # An unfitted calibrator (e.g. `duetto serve` of a config never run through `duetto
         # eval`) passes the raw score through: both live in [0, 1] for the shipped verifiers.
-        cal = self.calibrator
+        cal = self.calibrator if calibrated else None
         prob = cal(raw) if cal is not None and is_fitted(cal) else raw
         node = group_response(
             f"{self.name}.level{level}",
@@ -167,17 +169,18 @@ class Cascade(Strategy):
         if self.policy is not None:
             self.policy.observe(escalated, response.usage.cost_usd, None)
 
-    async def branches(self, request: ChatRequest) -> Branches:
+    async def branches(self, request: ChatRequest, *, calibrated: bool = True) -> Branches:
         """Both outcomes of a two-model cascade on one request: `cheap` = draft accepted (draft +
         verification cost), `strong` = escalated (draft + verification + strong answer). `score`
-        is the calibrated probability compared with the threshold. No policy is told."""
+        is the calibrated probability compared with the threshold (with `calibrated=False`, the
+        verifier's raw score). No policy is told."""
         if len(self.levels) != 2:
             n = len(self.levels)
             raise UserError(f"branches() needs a two-model cascade; {self.name!r} has {n}")
         t0 = time.perf_counter()
         if (pinned := await self._by_rule(request, t0)) is not None:
             return Branches(score=1.0 - pinned[1], cheap=pinned[0], strong=pinned[0])
-        node, answer, prob, _ = await self._verify(request, 0, t0)
+        node, answer, prob, _ = await self._verify(request, 0, t0, calibrated)
         accepted = replace(node, trace=replace(node.trace, decision="accepted"))
         extra = {"answered_by": self.levels[0].name, "level": 0, "scores": [prob]}
         cheap = self.respond(
@@ -197,3 +200,46 @@ class Cascade(Strategy):
             base=strong_out,
         )
         return Branches(score=prob, cheap=cheap, strong=strong)
+
+    # -- Tunable: what calibration fits, saved and restored by duetto.fitted -------------------
+
+    async def fit(
+        self, requests: Sequence[ChatRequest], grade: Grade, *, concurrency: int = 1
+    ) -> None:
+        """A learned verifier is fitted on the calibration drafts and their correctness, before
+        the threshold is chosen on its scores (in an evaluation the drafts' calls are cached)."""
+        if not isinstance(self.verifier, LearnedVerifier):
+            return
+        branches = [self.branches(r) for r in requests]
+        drafts = [b.cheap for b in await bounded(branches, concurrency)]
+        correct = [grade(i, d.text) >= 0.5 for i, d in enumerate(drafts)]
+        self.verifier.fit(list(requests), drafts, correct)
+
+    def calibrate_scores(self, raw: Sequence[float], correct: Sequence[bool]) -> list[float]:
+        """Fit the calibrator (if any) on raw verifier scores; the calibrated scores."""
+        if self.calibrator is None:
+            return [float(x) for x in raw]
+        self.calibrator.fit(raw, correct)
+        return [self.calibrator(float(x)) for x in raw]
+
+    def state(self) -> dict[str, Any]:
+        cal = self.calibrator
+        return {
+            "threshold": self.threshold,
+            "calibrator": cal.to_dict() if cal is not None and is_fitted(cal) else None,
+            "verifier": (
+                self.verifier.to_dict() if isinstance(self.verifier, LearnedVerifier) else None
+            ),
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore `state()` (missing or null parts are left as built)."""
+        if state.get("calibrator") is not None:
+            self.calibrator = calibrator_from_dict(state["calibrator"])
+        if state.get("verifier") is not None:
+            if not isinstance(self.verifier, LearnedVerifier):
+                raise ValueError("saved state has a learned verifier; this cascade has none")
+            self.verifier.load_dict(state["verifier"])
+        self.threshold = float(state["threshold"])
+        if self.policy is not None:
+            self.policy.reset(self.threshold)  # the adaptive part starts where calibration ended

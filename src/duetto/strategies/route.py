@@ -27,10 +27,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from duetto.errors import ConfigError, UserError
+from duetto.errors import ConfigError, ModelError, UserError
 from duetto.messages import ChatRequest, ChatResponse, StreamChunk
 from duetto.models.base import ChatModel
-from duetto.strategies.base import Branches, Strategy, stream_ttft
+from duetto.strategies.base import Branches, Grade, Strategy, bounded, stream_ttft
 from duetto.strategies.rules import Rule, Rules
 
 # --- protocols --------------------------------------------------------------------------------
@@ -44,6 +44,9 @@ class Policy(Protocol):
 
     def observe(self, escalated: bool, cost_usd: float, quality: float | None = None) -> None: ...
 
+    def reset(self, start: float) -> None:
+        """Start again from `start` (the threshold offline calibration chose)."""
+
 
 @runtime_checkable
 class Scorer(Protocol):
@@ -51,6 +54,17 @@ class Scorer(Protocol):
         """A float (two models: P(cheap is enough)) or an array (one predicted quality per model);
         may return an awaitable of either."""
         ...
+
+
+@runtime_checkable
+class LearnedScorer(Scorer, Protocol):
+    """A scorer that learns from calibration (e.g. a task prior) and saves what it learnt."""
+
+    def fit(self, tasks: Sequence[str | None], quality: Sequence[float]) -> Any: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def load_dict(self, d: dict[str, Any]) -> None: ...
 
 
 class TextRouter(Protocol):
@@ -273,9 +287,10 @@ class Route(Strategy):
             self._observe(d, resp)
             yield StreamChunk(delta="", response=resp)
 
-    async def branches(self, request: ChatRequest) -> Branches:
+    async def branches(self, request: ChatRequest, *, calibrated: bool = True) -> Branches:
         """Both outcomes of a two-model route, for offline threshold calibration. A rule-pinned
-        request has one outcome in both branches (the threshold cannot change it)."""
+        request has one outcome in both branches (the threshold cannot change it). A route's
+        score needs no calibration: `calibrated` changes nothing."""
         if len(self.models) != 2:
             n = len(self.models)
             raise UserError(f"branches() needs a two-model route; {self.name!r} has {n}")
@@ -298,6 +313,43 @@ class Route(Strategy):
             cheap=with_latency(self._finish(cheap, t0, Decision(0, "cheap", s)), score_ms),
             strong=with_latency(self._finish(strong, t0, Decision(1, "strong", s)), score_ms),
         )
+
+    # -- Tunable: what calibration fits, saved and restored by duetto.fitted -------------------
+
+    async def fit(
+        self, requests: Sequence[ChatRequest], grade: Grade, *, concurrency: int = 1
+    ) -> None:
+        """A learned scorer (the task prior) learns how good the cheap model's answers are per
+        task (in an evaluation these calls are the cached SLM-only ones)."""
+        if not isinstance(self.scorer, LearnedScorer):
+            return
+        answers = await bounded([self._cheap_answer(r) for r in requests], concurrency)
+        quality = [0.0 if a is None else grade(i, a) for i, a in enumerate(answers)]
+        self.scorer.fit([r.task for r in requests], quality)
+
+    async def _cheap_answer(self, request: ChatRequest) -> str | None:
+        """The cheap model's answer; None when its call failed (graded as wrong)."""
+        try:
+            return (await self.models[0].complete(request)).text
+        except ModelError:
+            return None
+
+    def calibrate_scores(self, raw: Sequence[float], correct: Sequence[bool]) -> list[float]:
+        return [float(x) for x in raw]
+
+    def state(self) -> dict[str, Any]:
+        scorer = self.scorer.to_dict() if isinstance(self.scorer, LearnedScorer) else None
+        return {"threshold": self.threshold, "scorer": scorer}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore `state()` (a missing or null scorer is left as built)."""
+        if state.get("scorer") is not None:
+            if not isinstance(self.scorer, LearnedScorer):
+                raise ValueError("saved state has a fitted scorer; this route's scorer is fixed")
+            self.scorer.load_dict(state["scorer"])
+        self.threshold = float(state["threshold"])
+        if self.policy is not None:
+            self.policy.reset(self.threshold)  # the adaptive part starts where calibration ended
 
 
 def with_latency(response: ChatResponse, before_ms: float) -> ChatResponse:
