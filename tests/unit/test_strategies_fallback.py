@@ -148,3 +148,22 @@ def test_a_fallback_is_a_strategy_with_its_two_children() -> None:
     assert isinstance(fb, Strategy) and fb.kind == "strategy" and fb.mode == "fallback"
     assert list(fb.children) == [primary, backup] and primary.children == ()
     assert fb.card.is_remote and not fb.card.trusted
+
+
+async def test_eval_measures_the_rescue_path() -> None:
+    from duetto.eval.runner import EvalPlan, evaluate
+    from duetto.eval.workload import WorkItem
+
+    slm, llm = ScriptedModel(SLM, "x"), ScriptedModel(LLM, "y")
+    down = ScriptedModel(LLM, "y", fail_first=4)  # the remote is down for the first 4 calls
+    items = [
+        WorkItem(id=f"q{i}", request=ChatRequest.of(f"q{i}"), reference="x", scorer="exact")
+        for i in range(6)
+    ]
+    plan = EvalPlan(slm=slm, llm=llm, strategies={"fb": Fallback("fb", down, slm)})
+    report = await evaluate(plan, items)
+    fb = sorted((r for r in report["records"] if r["strategy"] == "fb"), key=lambda r: r["item_id"])
+    assert {r["mode"] for r in fb} == {"fallback"} and not any(r.get("error") for r in fb)
+    # rescued by the SLM ("x", right) while the remote was down, then the remote's "y" (wrong)
+    assert sorted(r["quality"] for r in fb) == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    assert sum(r["llm_calls"] for r in fb) == 2
