@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from duetto.answers import prompt_key
 from duetto.calibrate import Target
 from duetto.distill.trace_sources import TraceExample, load_traces
 from duetto.errors import DataError, UserError
@@ -80,10 +81,6 @@ class Options:
 
 
 # --------------------------------------------------------------------------- selection
-
-
-def normalise_prompt(text: str) -> str:
-    return " ".join(text.split()).casefold()
 
 
 def clean_label(text: str) -> str:
@@ -141,7 +138,7 @@ def dedupe(examples: Sequence[TraceExample], labels: bool) -> tuple[list[Item], 
     frequent wins, ties to the most recent."""
     groups: dict[str, list[TraceExample]] = {}
     for e in examples:
-        groups.setdefault(normalise_prompt(e.prompt), []).append(e)
+        groups.setdefault(prompt_key(e.prompt), []).append(e)
     items: list[Item] = []
     conflicts = 0
     for group in groups.values():
@@ -344,7 +341,7 @@ def _generation_scores(pred: Sequence[str], ref: Sequence[str]) -> dict[str, flo
     pairs = list(zip(pred, ref, strict=True))
     n = max(1, len(pairs))
     return {
-        "exact_match": sum(normalise_prompt(p) == normalise_prompt(r) for p, r in pairs) / n,
+        "exact_match": sum(prompt_key(p) == prompt_key(r) for p, r in pairs) / n,
         "token_f1": sum(token_f1(p, r) for p, r in pairs) / n,
     }
 

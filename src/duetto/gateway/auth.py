@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from duetto.answers import estimate_tokens
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
 
@@ -61,7 +62,7 @@ def partial_cost(cards: Sequence[ModelCard], request: ChatRequest, streamed_char
     prompt = sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in request.messages)
     if not cards:
         return 0.0
-    out = (streamed_chars + 3) // 4
+    out = estimate_tokens(streamed_chars)
     return sum(c.cost(prompt, 0) for c in cards) + max(c.cost(0, out) for c in cards)
 
 

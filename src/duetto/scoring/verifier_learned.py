@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from duetto.answers import estimate_tokens
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel
 from duetto.scoring.verifiers import Verdict
@@ -36,7 +37,7 @@ def base_features(request: ChatRequest, response: ChatResponse) -> list[float]:
     lps = [max(lp, -20.0) for lp in (response.logprobs or [])]
     mean = sum(lps) / len(lps) if lps else -5.0
     low = sum(1 for lp in lps if lp < -2.0) / len(lps) if lps else 1.0
-    n_out = len(lps) or max(1, len(response.text) // 4)
+    n_out = len(lps) or max(1, estimate_tokens(response.text))
     return [
         1.0,
         mean,

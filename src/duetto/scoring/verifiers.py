@@ -17,7 +17,8 @@ Shipped verifiers:
   - `SelfVerifier(model)`: AutoMix-style self-verification ("Is the answer correct? A) correct or
     B) incorrect"), optionally few-shot and sampled several times; the verdict's token
     probability, when available, makes the output a probability.
-  - `JudgeVerifier(model)`: a judge model grades the answer 0-10; score = grade / 10.
+  - `JudgeVerifier(model)`: a judge model grades the answer 0-10; score = grade / 10 (the
+    judge prompt and the grade parser are `duetto.answers`', shared with eval's JudgeScorer).
 
 Calibrators (`fit(raw_scores, correct)`, `__call__(raw) -> prob`, `to_dict`/`from_dict`):
   - `IsotonicCalibrator`: monotone step fit (pool-adjacent-violators), linear between knots.
@@ -36,6 +37,7 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from duetto.answers import JUDGE_SYSTEM, judge_prompt, parse_grade
 from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel
@@ -181,25 +183,11 @@ class SelfVerifier:
         return Verdict(p, tuple(outs))
 
 
-JUDGE_SYSTEM = "You grade answers. Reply with one integer from 0 to {top} and nothing else."
-JUDGE_PROMPT = (
-    "Question: {question}\n\nAnswer: {answer}\n\n"
-    "Grade the answer from 0 (wrong or useless) to {top} (correct and complete).\nGrade:"
-)
-
-
-def parse_grade(text: str, top: float) -> float | None:
-    m = re.search(r"-?\d+(?:\.\d+)?", text)
-    if not m:
-        return None
-    return min(max(float(m.group()), 0.0), top)
-
-
 class JudgeVerifier:
     """A judge model grades the answer; score = grade / top (in [0, 1])."""
 
     def __init__(
-        self, model: ChatModel, top: int = 10, default: float = 0.5, max_tokens: int = 4
+        self, model: ChatModel, top: int = 10, default: float = 0.5, max_tokens: int = 8
     ) -> None:
         """`default`: the score when the judge's output holds no grade (marked in the trace)."""
         self.model = model
@@ -209,9 +197,7 @@ class JudgeVerifier:
         self.max_tokens = max_tokens
 
     async def score(self, request: ChatRequest, response: ChatResponse) -> Verdict:
-        prompt = JUDGE_PROMPT.format(
-            question=render_question(request), answer=response.text, top=self.top
-        )
+        prompt = judge_prompt(render_question(request), response.text)
         system = JUDGE_SYSTEM.format(top=self.top)
         out = await self.model.complete(
             _sub_request(request, prompt, system, max_tokens=self.max_tokens, temperature=0.0)
@@ -221,7 +207,7 @@ class JudgeVerifier:
         if grade is None:
             out.trace.note = "no grade in the judge's output: default score used"
             return Verdict(self.default, (out,))
-        return Verdict(grade / self.top, (out,))
+        return Verdict(grade, (out,))
 
 
 # --- calibrators -----------------------------------------------------------------------------

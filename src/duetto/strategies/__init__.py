@@ -12,7 +12,7 @@ Rules([Rule(when, target), ...])       pins traffic before any learned scorer
 from duetto.strategies.assist import CompressAssist, HintAssist, RedactAssist
 from duetto.strategies.base import MODES, Branches, Strategy, Thresholded
 from duetto.strategies.cascade import Cascade
-from duetto.strategies.fuse import Fuse, extract_choice, extract_number, normalise_text
+from duetto.strategies.fuse import Fuse
 from duetto.strategies.pipeline import Pipeline, Stage, json_validator, regex_validator
 from duetto.strategies.route import (
     LengthScorer,
@@ -44,9 +44,6 @@ __all__ = [
     "Strategy",
     "TaskPriorScorer",
     "Thresholded",
-    "extract_choice",
-    "extract_number",
     "json_validator",
-    "normalise_text",
     "regex_validator",
 ]
