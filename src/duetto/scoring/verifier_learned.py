@@ -9,7 +9,7 @@ fitted probabilities. Features of (request, draft), all free (no model call):
     answer length relative to max_tokens, truncated (finish_reason "length"),
     a final "Answer: <number>" line present, and one indicator per task type seen in the fit.
 
-Fitted by L2-regularised logistic regression (Newton's method, numpy only). Unfitted, it scores
+Fitted by L2-regularised logistic regression (`scoring.logistic`, numpy only). Unfitted, it scores
 like `LogprobVerifier` (exp of the mean log-probability), so a config never run through
 `duetto eval` can still serve. `to_dict`/`load_dict` carry the fit into `duetto serve`
 (duetto.fitted).
@@ -27,6 +27,7 @@ import numpy as np
 from duetto.answers import estimate_tokens
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel
+from duetto.scoring.logistic import fit_logistic
 from duetto.scoring.verifiers import Verdict
 
 _ANSWER_LINE = re.compile(r"answer\s*[:=]\s*-?\$?\d", re.IGNORECASE)
@@ -47,22 +48,6 @@ def base_features(request: ChatRequest, response: ChatResponse) -> list[float]:
         1.0 if response.finish_reason == "length" else 0.0,
         1.0 if _ANSWER_LINE.search(response.text) else 0.0,
     ]
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
-    """Weights of P(y=1|x) = sigmoid(x·w); the bias column (0) is not penalised."""
-    w = np.zeros(x.shape[1])
-    penalty = np.full(x.shape[1], l2)
-    penalty[0] = 1e-6
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-(x @ w)))
-        grad = x.T @ (p - y) + penalty * w
-        hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(penalty)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    return w
 
 
 class LearnedVerifier:
@@ -91,7 +76,8 @@ class LearnedVerifier:
         self.tasks = sorted({r.task for r in requests if r.task})
         x = np.stack([self.features(q, a) for q, a in zip(requests, responses, strict=True)])
         y = np.asarray(correct, dtype=float) >= 0.5
-        self.weights = fit_logistic(x, y.astype(float), self.l2)
+        coef, intercept = fit_logistic(x[:, 1:], y.astype(float), l2=self.l2)
+        self.weights = np.concatenate([[intercept], coef])  # column 0 of the features is 1
         return self
 
     async def score(self, request: ChatRequest, response: ChatResponse) -> Verdict:

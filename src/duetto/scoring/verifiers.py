@@ -41,6 +41,7 @@ from duetto.answers import JUDGE_SYSTEM, judge_prompt, parse_grade
 from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel
+from duetto.scoring.logistic import fit_logistic
 
 
 class Verdict(NamedTuple):
@@ -268,7 +269,7 @@ class IsotonicCalibrator:
 
 
 class PlattCalibrator:
-    """p = 1 / (1 + exp(-(a·raw + b))), fitted by Newton's method on Platt's smoothed targets."""
+    """p = 1 / (1 + exp(-(a·raw + b))), fitted (`scoring.logistic`) on Platt's smoothed targets."""
 
     kind = "platt"
 
@@ -284,18 +285,8 @@ class PlattCalibrator:
         n_neg = float(y.size - n_pos)
         # Platt (1999): targets pulled off 0/1 so that separable data keeps a finite slope.
         t = np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-        a, b = 0.0, math.log((n_pos + 1) / (n_neg + 1))
-        for _ in range(100):
-            p = 1 / (1 + np.exp(-(a * x + b)))
-            g = np.array([np.sum((p - t) * x), np.sum(p - t)])
-            s = p * (1 - p) + 1e-12
-            h = np.array([[np.sum(s * x * x), np.sum(s * x)], [np.sum(s * x), np.sum(s)]])
-            h += 1e-9 * np.eye(2)
-            step = np.linalg.solve(h, g)
-            a, b = a - float(step[0]), b - float(step[1])
-            if np.max(np.abs(step)) < 1e-10:
-                break
-        self.a, self.b = a, b
+        coef, b = fit_logistic(x, t)
+        self.a, self.b = float(coef[0]), b
         return self
 
     def transform(self, raw: Sequence[float] | np.ndarray) -> np.ndarray:
