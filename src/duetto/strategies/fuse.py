@@ -31,8 +31,8 @@ from duetto.answers import text_key
 from duetto.errors import ConfigError, ModelError
 from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk
 from duetto.models.base import ChatModel
-from duetto.strategies.base import Strategy, stream_ttft
-from duetto.strategies.pipeline import distinct
+from duetto.strategies._compose import distinct, relay
+from duetto.strategies.base import Strategy
 
 Method = Literal["vote", "weighted", "judge", "aggregate"]
 Normaliser = Callable[[str], str | None]
@@ -252,20 +252,14 @@ class Fuse(Strategy):
         assert self.aggregator is not None
         t0 = time.perf_counter()
         answers, owners, failed = await self._candidates(request)
-        t_call = time.perf_counter()
-        async for chunk in self.aggregator.stream(self.aggregate_request(request, answers)):
-            if chunk.response is None:
-                yield chunk
-                continue
-            out = chunk.response
+
+        def finish(out: ChatResponse) -> ChatResponse:
             out.trace.role = "aggregate"
-            resp = self.respond(
-                out.text,
-                t0,
-                [*answers, out],
-                decision="aggregated",
-                extra=self._extra(answers, owners, failed),
-                base=out,
+            extra = self._extra(answers, owners, failed)
+            return self.respond(
+                out.text, t0, [*answers, out], decision="aggregated", extra=extra, base=out
             )
-            stream_ttft(resp, out, t0, t_call)
-            yield StreamChunk(delta="", response=resp)
+
+        stream = self.aggregator.stream(self.aggregate_request(request, answers))
+        async for chunk in relay(stream, t0, finish):
+            yield chunk
