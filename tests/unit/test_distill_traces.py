@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from duetto.calibrate import Target
+from duetto.distill.students import load_student
 from duetto.distill.students.fewshot import FewShotStudent
 from duetto.distill.students.head import HeadStudent
 from duetto.distill.synthetic import HashedWords, synthetic
@@ -29,7 +30,6 @@ from duetto.distill.traces import (
     Selection,
     dedupe,
     distill_from_traces,
-    load_student,
     looks_like_labels,
     read_labels,
     select,
@@ -319,7 +319,7 @@ def test_head_student_from_a_jsonl_file_end_to_end(tmp_path: Path) -> None:
     assert report["threshold"] is not None and report["mode"] == "labels"
     # The files: the report as returned, and a student that loads and predicts.
     assert json.loads((out / "report.json").read_text()) == report
-    student = load_student(out / "student.pkl")
+    student = load_student(out / "student.npz")
     assert isinstance(student, HeadStudent) and isinstance(student.embedder, HashedWords)
     assert student.predict(["card arrive delivery"])[0] == ["card_arrival"]
     # A stricter target answers no more locally.
@@ -341,7 +341,7 @@ def test_fewshot_student_and_limit(tmp_path: Path) -> None:
     )
     assert report["split"]["train"] == 50 and len(fs.bank_texts) == 50
     assert report["test"]["student_agreement"] >= 0.6
-    assert isinstance(load_student(tmp_path / "fs" / "student.pkl"), FewShotStudent)
+    assert isinstance(load_student(tmp_path / "fs" / "student.npz"), FewShotStudent)
 
 
 def test_clear_errors(tmp_path: Path) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import random
 import re
 import time
@@ -37,6 +36,7 @@ import numpy as np
 
 from duetto.answers import prompt_key
 from duetto.calibrate import Target
+from duetto.distill.students import save_student
 from duetto.distill.trace_sources import TraceExample, load_traces
 from duetto.errors import DataError, UserError
 
@@ -204,27 +204,6 @@ def make_label_student(kind: str, labels: Sequence[str], opts: Options) -> Any:
 
         return FewShotStudent(labels, k=opts.shots, embedder=embedder)
     raise UserError(f"unknown student {kind!r}: {', '.join(STUDENTS)}")
-
-
-def save_student(student: Any, out_dir: Path) -> Path:
-    path = out_dir / "student.pkl"
-    if hasattr(student, "save"):
-        student.save(path)
-    else:
-        path.write_bytes(pickle.dumps(student))
-    return path
-
-
-def load_student(path: str | Path) -> Any:
-    """A head or fewshot student written by `duetto distill --traces` (a pickle: open only
-    files this tool wrote)."""
-    from duetto.distill.students.fewshot import FewShotStudent
-    from duetto.distill.students.head import HeadStudent
-
-    obj = pickle.loads(Path(path).read_bytes())
-    if not isinstance(obj, HeadStudent | FewShotStudent):
-        raise DataError("not a duetto student", file=str(path))
-    return obj
 
 
 def evaluate_label_student(
@@ -535,7 +514,7 @@ def distill_from_traces(
         report.update(
             evaluate_label_student(model, train, calib, test, opts.target, opts.out_of_scope)
         )
-        report["student_path"] = str(save_student(model, out))
+        report["student_path"] = str(save_student(model, out / "student.npz"))
     report["seconds"] = round(time.perf_counter() - t0, 2)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

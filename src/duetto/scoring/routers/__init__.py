@@ -8,8 +8,8 @@
 Importing the package defines (and so registers) every router kind.
 """
 
+from duetto.persist import FORMAT_VERSION
 from duetto.scoring.routers.base import (
-    FORMAT_VERSION,
     Router,
     RouterInputs,
     choose_models,

@@ -7,15 +7,14 @@ good enough** (predicted weak quality minus predicted strong quality). A route/c
 keeps the weak answer when `score >= threshold` and calls the strong model otherwise. For many
 models, pick `argmax(predict_quality - λ·cost)` (see `choose_models`).
 
-Routers are saved as one `.npz` file (arrays + a JSON header, no pickle) and reloaded with
-`load_router(path)`; live strategies call `router.score_texts(texts, task)`. Every subclass that
-sets `kind` registers itself (`__init_subclass__`), so `load_router` knows it once its module is
-imported (the package imports them all).
+Routers are saved as one `.npz` file (arrays + a JSON header, no pickle: `duetto.persist`) and
+reloaded with `load_router(path)`; live strategies call `router.score_texts(texts, task)`.
+Every subclass that sets `kind` registers itself (`__init_subclass__`), so `load_router` knows
+it once its module is imported (the package imports them all).
 """
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,8 +23,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from duetto.errors import DataError, UserError
+from duetto.persist import load_state, save_state
 
-FORMAT_VERSION = 1
 _REGISTRY: dict[str, type[Router]] = {}
 
 
@@ -126,20 +125,8 @@ class Router(ABC):
         return None
 
     def save(self, path: str | Path) -> Path:
-        out = Path(path)
-        if out.suffix != ".npz":
-            out = out.with_suffix(".npz")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        header = {
-            "format": FORMAT_VERSION,
-            "kind": self.kind,
-            "name": self.name,
-            "models": self.models,
-            "params": self._params(),
-        }
-        arrays = {f"a_{k}": v for k, v in self._arrays().items()}
-        np.savez(out, __header__=np.array(json.dumps(header)), **arrays)  # type: ignore[arg-type]
-        return out
+        header = {"kind": self.kind, "name": self.name, "models": self.models}
+        return save_state(path, {**header, "params": self._params()}, self._arrays())
 
     @classmethod
     def load(cls, path: str | Path) -> Router:
@@ -148,20 +135,12 @@ class Router(ABC):
 
 def load_router(path: str | Path) -> Router:
     """Load any router saved with `Router.save`."""
-    p = Path(path)
     expected = "a router .npz written by Router.save"
-    if not p.is_file():
-        raise DataError("router file not found", file=str(p), expected=expected)
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            header = json.loads(str(z["__header__"]))
-            arrays = {k[2:]: z[k] for k in z.files if k.startswith("a_")}
-    except (OSError, KeyError, ValueError) as e:
-        raise DataError(f"unreadable router file ({e})", file=str(p), expected=expected) from e
+    header, arrays = load_state(path, expected)
     registry = router_registry()
     if header.get("kind") not in registry:
         raise DataError(
-            f"unknown router kind {header.get('kind')!r}", file=str(p), expected=expected
+            f"unknown router kind {header.get('kind')!r}", file=str(path), expected=expected
         )
     router = registry[header["kind"]](name=header["name"])
     router.models = list(header["models"])
