@@ -27,7 +27,7 @@ import numpy as np
 from duetto.answers import estimate_tokens
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel
-from duetto.scoring.logistic import fit_logistic
+from duetto.scoring.logistic import fit_logistic, sigmoid
 from duetto.scoring.verifiers import Verdict
 
 _ANSWER_LINE = re.compile(r"answer\s*[:=]\s*-?\$?\d", re.IGNORECASE)
@@ -85,7 +85,7 @@ class LearnedVerifier:
             lps = response.logprobs or []
             return Verdict(math.exp(sum(lps) / len(lps)) if lps else 0.0)
         z = float(self.features(request, response) @ self.weights)
-        return Verdict(1 / (1 + math.exp(-max(min(z, 50.0), -50.0))))
+        return Verdict(float(sigmoid(np.array(z))))
 
     def to_dict(self) -> dict[str, Any]:
         weights = None if self.weights is None else self.weights.tolist()

@@ -41,7 +41,7 @@ from duetto.answers import JUDGE_SYSTEM, judge_prompt, parse_grade
 from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel
-from duetto.scoring.logistic import fit_logistic
+from duetto.scoring.logistic import fit_logistic, sigmoid
 
 
 class Verdict(NamedTuple):
@@ -293,7 +293,7 @@ class PlattCalibrator:
         if self.a is None or self.b is None:
             raise UserError("PlattCalibrator is not fitted: call fit(raw_scores, correct)")
         z = self.a * np.asarray(raw, dtype=float) + self.b
-        return np.asarray(1 / (1 + np.exp(-z)))
+        return sigmoid(z)
 
     def __call__(self, raw: float) -> float:
         return float(self.transform([raw])[0])

@@ -36,6 +36,7 @@ from duetto.distill.students import (
 )
 from duetto.errors import DataError
 from duetto.scoring.embeddings import MiniLMEmbedder, TextEmbedder, default_embedder
+from duetto.scoring.logistic import sigmoid
 
 
 def label_text(label: str) -> str:
@@ -126,7 +127,7 @@ class HeadStudent:
         assert self.coef is not None and self.intercept is not None
         z = np.asarray(x, dtype=np.float64) @ self.coef.T + self.intercept
         if self.coef.shape[0] == 1:  # two classes: one logit
-            p = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            p = sigmoid(z[:, 0])
             return np.column_stack([1.0 - p, p])
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
