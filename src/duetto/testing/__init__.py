@@ -4,7 +4,8 @@ app, and a guard against remote calls.
 Importing this package is cheap: uvicorn is imported only when a server starts.
 """
 
-from duetto.testing.fake_server import Exchange, FakeOpenAIServer, Fault
+from duetto.testing.asgi import Exchange
+from duetto.testing.fake_server import FakeOpenAIServer, Fault
 from duetto.testing.guard import (
     RemoteNetworkBlocked,
     allow_remote_network,

@@ -19,24 +19,31 @@ import json
 import logging
 import random
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from duetto import openai_wire as wire
+from duetto.testing.asgi import (
+    JSON_HEADERS,
+    SSE_HEADERS,
+    CutConnection,
+    Exchange,
+    FaultKind,
+    QuietCut,
+    Receive,
+    Scope,
+    Send,
+    request_size,
+    send_bytes,
+    send_error,
+    send_json,
+)
 from duetto.testing.server_thread import ServerThread
 
 Script = Callable[[list[dict[str, Any]]], str] | Mapping[str, str] | str | None
-FaultKind = Literal["error", "timeout", "broken"]
 
-_Scope = MutableMapping[str, Any]
-_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-_JSON = [(b"content-type", b"application/json")]
-_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-_REASONS = {400: "bad request", 404: "not found", 429: "rate limited", 500: "server error"}
 _UVICORN: dict[str, Any] = {  # the handler must stay cheap: no logs, no lifespan, no date header
     "log_config": None,
     "log_level": None,
@@ -64,18 +71,6 @@ class Fault:
 
 
 @dataclass(slots=True)
-class Exchange:
-    """What the server saw of one request and how much body it sent back."""
-
-    path: str
-    body: dict[str, Any] | None
-    request_bytes: int  # request line + headers + body, as received
-    response_body_bytes: int = 0
-    status: int = 200
-    fault: FaultKind | None = None
-
-
-@dataclass(slots=True)
 class _Settings:
     latency_s: float = 0.0
     latency_jitter_s: float = 0.0
@@ -90,16 +85,6 @@ class _Settings:
     models: tuple[str, ...] = ("fake-llm",)
     record: bool = True
     forced: deque[Fault] = field(default_factory=deque)
-
-
-class _CutConnection(Exception):
-    """Raised inside the app after the response started: uvicorn then drops the connection."""
-
-
-class _QuietCut(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, _CutConnection)
 
 
 class FakeOpenAIServer:
@@ -216,7 +201,7 @@ class FakeOpenAIServer:
 
     # ---- the ASGI app --------------------------------------------------------------------
 
-    async def _app(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         body = b""
@@ -227,7 +212,7 @@ class FakeOpenAIServer:
             more = message.get("more_body", False)
         path: str = scope["path"]
         self.counts["requests"] += 1
-        exchange = Exchange(path=path, body=None, request_bytes=_request_size(scope, body))
+        exchange = Exchange(path=path, body=None, request_bytes=request_size(scope, body))
         if self.settings.record:
             self.exchanges.append(exchange)
         if path.endswith("/v1/models") and scope["method"] == "GET":
@@ -236,13 +221,13 @@ class FakeOpenAIServer:
                 {"id": m, "object": "model", "created": 0, "owned_by": "duetto"}
                 for m in self.settings.models
             ]
-            await _send_json(send, exchange, 200, {"object": "list", "data": data})
+            await send_json(send, exchange, 200, {"object": "list", "data": data})
         elif path.endswith("/v1/chat/completions") and scope["method"] == "POST":
             await self._chat(body, exchange, send)
         else:
-            await _send_error(send, exchange, 404, f"no route {scope['method']} {path}")
+            await send_error(send, exchange, 404, f"no route {scope['method']} {path}")
 
-    async def _chat(self, raw: bytes, exchange: Exchange, send: _Send) -> None:
+    async def _chat(self, raw: bytes, exchange: Exchange, send: Send) -> None:
         try:
             body = json.loads(raw)
             messages = body["messages"]
@@ -250,7 +235,7 @@ class FakeOpenAIServer:
                 raise TypeError("messages must be a list")
         except (ValueError, KeyError, TypeError) as exc:
             self.counts["bad_requests"] += 1
-            await _send_error(send, exchange, 400, f"invalid request: {exc}")
+            await send_error(send, exchange, 400, f"invalid request: {exc}")
             return
         exchange.body = body
         self.counts["chat"] += 1
@@ -266,7 +251,7 @@ class FakeOpenAIServer:
             headers = []
             if fault.retry_after is not None:
                 headers.append((b"retry-after", f"{fault.retry_after:g}".encode()))
-            await _send_error(send, exchange, fault.status, "injected failure", headers)
+            await send_error(send, exchange, fault.status, "injected failure", headers)
             return
         if fault is not None and fault.kind == "timeout":
             await self._pause(s.hang_s)  # past the client's timeout
@@ -343,7 +328,7 @@ class FakeOpenAIServer:
 
     async def _send_completion(
         self,
-        send: _Send,
+        send: Send,
         exchange: Exchange,
         body: dict[str, Any],
         text: str,
@@ -360,18 +345,18 @@ class FakeOpenAIServer:
         )
         data = wire.encode(payload)
         if not broken:
-            await _send_bytes(send, exchange, 200, _JSON, data)
+            await send_bytes(send, exchange, 200, JSON_HEADERS, data)
             return
-        headers = [*_JSON, (b"content-length", str(len(data)).encode())]
+        headers = [*JSON_HEADERS, (b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         half = data[: len(data) // 2]
         await send({"type": "http.response.body", "body": half, "more_body": True})
         exchange.response_body_bytes += len(half)
-        raise _CutConnection
+        raise CutConnection
 
     async def _send_stream(
         self,
-        send: _Send,
+        send: Send,
         exchange: Exchange,
         body: dict[str, Any],
         text: str,
@@ -388,24 +373,24 @@ class FakeOpenAIServer:
             await send({"type": "http.response.body", "body": data, "more_body": True})
             exchange.response_body_bytes += len(data)
 
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         await emit(chunks.role())
         tokens = _tokens(text)
         cut_at = max(1, len(tokens) // 2) if broken else -1
         for i, token in enumerate(tokens):
             if i == cut_at:
-                raise _CutConnection
+                raise CutConnection
             if self.settings.chunk_delay_s:
                 await self._pause(self.settings.chunk_delay_s)
             await emit(chunks.delta(token, self._logprobs([token]) if want_logprobs else None))
         if broken:  # an answer too short to cut in the middle: cut before the finish
-            raise _CutConnection
+            raise CutConnection
         await emit(chunks.finish(finish, self._usage(body, text) if include_usage else None))
         await emit(wire.DONE)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-_QUIET = _QuietCut()
+_QUIET = QuietCut()
 
 
 def _tokens(text: str) -> list[str]:
@@ -419,46 +404,3 @@ def _tokens(text: str) -> list[str]:
     if text:
         out.append(text[start:])
     return out
-
-
-def _request_size(scope: _Scope, body: bytes) -> int:
-    """Bytes of the request as it came over the wire (HTTP/1.1 framing, Content-Length body)."""
-    target = scope.get("raw_path") or scope["path"].encode()
-    if scope.get("query_string"):
-        target += b"?" + scope["query_string"]
-    line = f"{scope['method']} {target.decode('latin-1')} HTTP/{scope['http_version']}"
-    return wire.head_size(line, scope["headers"]) + len(body)
-
-
-async def _send_bytes(
-    send: _Send,
-    exchange: Exchange,
-    status: int,
-    headers: list[tuple[bytes, bytes]],
-    data: bytes,
-) -> None:
-    exchange.status = status
-    exchange.response_body_bytes += len(data)
-    headers = [*headers, (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data, "more_body": False})
-
-
-async def _send_json(send: _Send, exchange: Exchange, status: int, payload: Any) -> None:
-    await _send_bytes(send, exchange, status, _JSON, wire.encode(payload))
-
-
-async def _send_error(
-    send: _Send,
-    exchange: Exchange,
-    status: int,
-    message: str,
-    extra_headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    kind = (
-        "rate_limit_error"
-        if status == 429
-        else ("invalid_request_error" if status < 500 else "server_error")
-    )
-    data = wire.encode(wire.error_body(message, kind, _REASONS.get(status)))
-    await _send_bytes(send, exchange, status, [*_JSON, *(extra_headers or [])], data)
