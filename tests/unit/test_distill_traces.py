@@ -13,6 +13,15 @@ from typing import Any
 import pytest
 
 from duetto.calibrate import Target
+from duetto.distill.selection import (
+    Item,
+    Selection,
+    dedupe,
+    looks_like_labels,
+    read_labels,
+    select,
+    split_items,
+)
 from duetto.distill.students import load_student
 from duetto.distill.students.fewshot import FewShotStudent
 from duetto.distill.students.head import HeadStudent
@@ -24,18 +33,7 @@ from duetto.distill.trace_sources import (
     read_jsonl,
     verifier_score,
 )
-from duetto.distill.traces import (
-    Item,
-    Options,
-    Selection,
-    dedupe,
-    distill_from_traces,
-    looks_like_labels,
-    read_labels,
-    select,
-    split_items,
-    token_f1,
-)
+from duetto.distill.traces import Options, distill_from_traces, token_f1
 from duetto.errors import DataError, UserError
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
