@@ -93,9 +93,9 @@ def _scorer(o: RouteOptions) -> Any:
 
 
 def _normaliser(kind: str) -> Callable[[str], str | None]:
-    from duetto.strategies import extract_choice, extract_number, normalise_text
+    from duetto.answers import extract_choice, number_key, text_key
 
-    return {"text": normalise_text, "number": extract_number, "choice": extract_choice}[kind]
+    return {"text": text_key, "number": number_key, "choice": extract_choice}[kind]
 
 
 def _build(name: str, o: StrategyOptions, ref: Ref, policy: Any) -> ChatModel:

@@ -107,3 +107,14 @@ class StreamChunk:
 
     delta: str
     response: ChatResponse | None = None
+
+
+def add_system_note(request: ChatRequest, note: str) -> ChatRequest:
+    """Add `note` to the first system message (created if absent): chat templates expect at
+    most one system message, first."""
+    msgs = list(request.messages)
+    if msgs and msgs[0].role == "system":
+        msgs[0] = Message("system", f"{msgs[0].content}\n\n{note}" if msgs[0].content else note)
+    else:
+        msgs.insert(0, Message("system", note))
+    return request.with_messages(msgs)

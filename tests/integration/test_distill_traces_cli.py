@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from duetto.cli.main import app as cli
+from duetto.distill.students import load_student
 from duetto.distill.synthetic import synthetic
-from duetto.distill.traces import load_student
 from duetto.gateway import GatewaySettings, create_app
 from duetto.messages import ChatRequest
 from duetto.models.base import ChatModel, ModelCard
@@ -153,7 +153,7 @@ def test_head_student_from_the_gateway_store(
     assert report["labels"] == sorted(synthetic().labels)  # never the SLM's "slm guess"
     assert report["test"]["student_agreement"] >= 0.8
     assert 0.0 < report["test"]["local_share"] <= 1.0
-    student = load_student(out / "student.pkl")
+    student = load_student(out / "student.npz")
     assert student.predict(["pin blocked locked"])[0] == ["pin_blocked"]
     # The printed table.
     assert "selected" in r.output and "redacted dropped" in r.output

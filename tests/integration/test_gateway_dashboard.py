@@ -12,7 +12,7 @@ import pytest
 from duetto.config import parse_config
 from duetto.engine import Engine
 from duetto.gateway import GatewaySettings, create_app
-from duetto.gateway.runner import ServerThread
+from duetto.testing import ServerThread
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 

@@ -17,7 +17,7 @@ from duetto.config import parse_config  # noqa: E402
 from duetto.engine import Engine  # noqa: E402
 from duetto.gateway import ApiKey, GatewaySettings, create_app  # noqa: E402
 from duetto.gateway.auth import hash_key  # noqa: E402
-from duetto.gateway.runner import ServerThread  # noqa: E402
+from duetto.testing import ServerThread  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 

@@ -19,8 +19,7 @@ from duetto.config import parse_config
 from duetto.engine import Engine
 from duetto.gateway import GatewaySettings, create_app
 from duetto.gateway.auth import hash_key
-from duetto.gateway.runner import ServerThread
-from duetto.testing import FakeOpenAIServer
+from duetto.testing import FakeOpenAIServer, ServerThread
 
 pytestmark = pytest.mark.timeout(120)
 

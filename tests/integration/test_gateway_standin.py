@@ -24,7 +24,7 @@ def test_default_config_serves_every_strategy(tmp_path: Path) -> None:
     from duetto.config import load_default_config
     from duetto.engine import Engine
     from duetto.gateway import GatewaySettings, create_app
-    from duetto.gateway.runner import ServerThread
+    from duetto.testing import ServerThread
 
     cfg = load_default_config()
     settings = GatewaySettings.from_config(cfg, db=str(tmp_path / "gw.db"))

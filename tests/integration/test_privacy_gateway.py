@@ -22,9 +22,8 @@ from duetto.engine import Engine
 from duetto.errors import ConfigError
 from duetto.gateway import GatewaySettings, create_app
 from duetto.gateway.auth import hash_key
-from duetto.gateway.runner import ServerThread
 from duetto.scoring import pii
-from duetto.testing import FakeOpenAIServer
+from duetto.testing import FakeOpenAIServer, ServerThread
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,6 +12,7 @@ import math
 
 import pytest
 
+from duetto.answers import extract_choice
 from duetto.messages import ChatRequest
 from duetto.models.base import ChatModel, ModelCard
 from duetto.models.fake import ScriptedModel
@@ -26,7 +27,6 @@ from duetto.strategies import (
     RedactAssist,
     Route,
     Stage,
-    extract_choice,
 )
 
 pytestmark = pytest.mark.local_model

@@ -240,7 +240,7 @@ def test_shipped_configs_validate(path: str) -> None:
 
 async def test_options_map_to_constructors() -> None:
     from duetto.scoring.verifiers import PlattCalibrator
-    from duetto.strategies.fuse import extract_number
+    from duetto.answers import number_key
     from duetto.strategies.route import FittedTaskPrior, LengthScorer
 
     cfg = load(
@@ -268,9 +268,9 @@ async def test_options_map_to_constructors() -> None:
             ("stage0", "draft"),
             ("fmt", "context"),
         ]
-        assert s["f"].normalise is extract_number and s["f"].samples == 2
+        assert s["f"].normalise is number_key and s["f"].samples == 2
         assert s["z"].compress_mode == "llm" and s["z"].compressor.name == "small-card"
-        assert s["h"].kind == "fewshot"
+        assert s["h"].guidance_kind == "fewshot"
 
 
 async def test_fuse_normalise_changes_the_vote() -> None:

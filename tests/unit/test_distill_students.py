@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from duetto.distill.students import load_student, save_student
 from duetto.distill.students.fewshot import FewShotStudent, demo_messages, vote_shares
 from duetto.distill.students.head import HeadStudent, label_text
 from duetto.distill.synthetic import HashedWords, synthetic
@@ -25,9 +26,11 @@ def test_head_learns_the_synthetic_intents_and_round_trips(tmp_path: Path) -> No
     right = np.array([p == e.label for p, e in zip(labels, ds.test, strict=True)])
     c = np.array(conf)
     assert right[c >= np.median(c)].mean() >= right[c < np.median(c)].mean()
-    student.save(tmp_path / "head.pkl")
-    again = HeadStudent.load(tmp_path / "head.pkl")
-    assert again.predict([ds.test[0].text])[0] == labels[:1]
+    path = student.save(tmp_path / "head")
+    assert path.name == "head.npz"
+    again = HeadStudent.load(path)
+    assert isinstance(again.embedder, HashedWords)
+    assert again.predict([e.text for e in ds.test]) == (labels, conf)  # the same fit, reloaded
     assert label_text("card_arrival") == "card arrival"
 
 
@@ -80,15 +83,18 @@ def test_head_needs_fit_and_two_labels() -> None:
         HeadStudent(embedder=HashedWords()).fit(["a", "b"], ["x", "x"])
 
 
-def test_fewshot_vote_without_the_slm_and_pickles() -> None:
+def test_fewshot_vote_without_the_slm_pickles_and_saves(tmp_path: Path) -> None:
     ds = synthetic(n_train=300, n_test=100)
     student = FewShotStudent(ds.labels, k=5, embedder=HashedWords(), use_model=False)
     student.fit([e.text for e in ds.train], [e.label for e in ds.train])
     labels, conf = student.predict([e.text for e in ds.test])
     acc = np.mean([p == e.label for p, e in zip(labels, ds.test, strict=True)])
     assert acc >= 0.7 and all(0 < c <= 1.0 for c in conf)
-    clone = pickle.loads(pickle.dumps(student))
+    clone = pickle.loads(pickle.dumps(student))  # how it ships to a Ray worker
     assert clone.predict([ds.test[0].text])[0] == labels[:1]
+    again = load_student(save_student(student, tmp_path / "fs"))  # how it is kept on disk
+    assert isinstance(again, FewShotStudent) and again.bank_labels == student.bank_labels
+    assert again.predict([e.text for e in ds.test]) == (labels, conf)
 
 
 def test_vote_shares_and_prompt() -> None:

@@ -13,6 +13,16 @@ from typing import Any
 import pytest
 
 from duetto.calibrate import Target
+from duetto.distill.selection import (
+    Item,
+    Selection,
+    dedupe,
+    looks_like_labels,
+    read_labels,
+    select,
+    split_items,
+)
+from duetto.distill.students import load_student
 from duetto.distill.students.fewshot import FewShotStudent
 from duetto.distill.students.head import HeadStudent
 from duetto.distill.synthetic import HashedWords, synthetic
@@ -23,19 +33,7 @@ from duetto.distill.trace_sources import (
     read_jsonl,
     verifier_score,
 )
-from duetto.distill.traces import (
-    Item,
-    Options,
-    Selection,
-    dedupe,
-    distill_from_traces,
-    load_student,
-    looks_like_labels,
-    read_labels,
-    select,
-    split_items,
-    token_f1,
-)
+from duetto.distill.traces import Options, distill_from_traces, token_f1
 from duetto.errors import DataError, UserError
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
@@ -319,7 +317,7 @@ def test_head_student_from_a_jsonl_file_end_to_end(tmp_path: Path) -> None:
     assert report["threshold"] is not None and report["mode"] == "labels"
     # The files: the report as returned, and a student that loads and predicts.
     assert json.loads((out / "report.json").read_text()) == report
-    student = load_student(out / "student.pkl")
+    student = load_student(out / "student.npz")
     assert isinstance(student, HeadStudent) and isinstance(student.embedder, HashedWords)
     assert student.predict(["card arrive delivery"])[0] == ["card_arrival"]
     # A stricter target answers no more locally.
@@ -341,7 +339,7 @@ def test_fewshot_student_and_limit(tmp_path: Path) -> None:
     )
     assert report["split"]["train"] == 50 and len(fs.bank_texts) == 50
     assert report["test"]["student_agreement"] >= 0.6
-    assert isinstance(load_student(tmp_path / "fs" / "student.pkl"), FewShotStudent)
+    assert isinstance(load_student(tmp_path / "fs" / "student.npz"), FewShotStudent)
 
 
 def test_clear_errors(tmp_path: Path) -> None:

@@ -42,7 +42,11 @@ def test_models_and_completion_shapes(fake_openai: FakeOpenAIServer) -> None:
         body = client.post("/chat/completions", json=chat("hello there")).json()
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
     choice = body["choices"][0]
-    assert choice["message"] == {"role": "assistant", "content": "echo: hello there"}
+    assert choice["message"] == {
+        "role": "assistant",
+        "content": "echo: hello there",
+        "refusal": None,
+    }
     assert choice["finish_reason"] == "stop" and choice["logprobs"] is None
     usage = body["usage"]
     assert usage["completion_tokens"] == 3

@@ -201,7 +201,19 @@ async def test_a_file_written_by_the_previous_code_still_loads(tmp_path: Path) -
         assert export_fitted(engine.strategies, "quality=0.9") == OLD_FILE
     fresh, state = await fitted_engine()
     await fresh.aclose()
-    assert save_fitted(state, tmp_path / "new.json").read_text() == OLD_FILE_TEXT
+    # the same fit, to the solver's last digits (one numpy logistic fit replaced the old Newton)
+    new = json.loads(save_fitted(state, tmp_path / "new.json").read_text())
+    assert _rounded(new) == _rounded(json.loads(OLD_FILE_TEXT))
+
+
+def _rounded(value: object) -> object:
+    if isinstance(value, float):
+        return round(value, 9)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def test_a_fitted_scorer_for_a_fixed_scorer_is_refused() -> None:

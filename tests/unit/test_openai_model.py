@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from duetto.answers import estimate_tokens
 from duetto.errors import (
     BrokenStream,
     ModelTimeout,
@@ -21,7 +22,8 @@ from duetto.errors import (
 )
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ModelCard
-from duetto.models.openai import OpenAIModel, _StreamState, estimate_tokens
+from duetto.models.openai import OpenAIModel
+from duetto.openai_wire import StreamState
 from duetto.testing import FakeOpenAIServer
 
 pytestmark = pytest.mark.timeout(20)
@@ -331,7 +333,7 @@ def test_complete_sync_twice_uses_a_client_per_loop(fake_openai: FakeOpenAIServe
 
 
 def test_sse_parser_handles_comments_usage_and_done() -> None:
-    state = _StreamState()
+    state = StreamState()
     lines = [
         ": keep-alive",
         'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}',

@@ -24,7 +24,7 @@ from duetto.scoring.routers import (
     default_router,
     load_router,
 )
-from duetto.scoring.routers_cascade import (
+from duetto.scoring.routers.cascade import (
     AnswerFormatScorer,
     ArithmeticCheckScorer,
     CascadeLogisticScorer,
@@ -161,7 +161,7 @@ def test_arithmetic_checks_find_wrong_steps() -> None:
 
 
 def test_answer_features_read_the_format() -> None:
-    from duetto.scoring.routers_cascade import FEATURE_NAMES
+    from duetto.scoring.routers.cascade import FEATURE_NAMES
 
     good = dict(
         zip(FEATURE_NAMES, answer_features("6 eggs, 2 more?", "6 + 2 = 8\n#### 8"), strict=True)

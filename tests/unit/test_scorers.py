@@ -4,13 +4,10 @@ import math
 
 import pytest
 
+from duetto.answers import extract_number, normalise, parse_grade, pick_choice
 from duetto.errors import UserError
 from duetto.eval.scorers import (
     JudgeScorer,
-    extract_number,
-    normalize,
-    parse_grade,
-    pick_choice,
     score,
     score_async,
     score_contains,
@@ -50,7 +47,7 @@ def test_exact(output: str, expected: float) -> None:
 
 
 def test_normalize_and_exact_alternatives() -> None:
-    assert normalize("  The answer is:  New-York. ") == "new york"
+    assert normalise("  The answer is:  New-York. ") == "new york"
     assert score_exact("NYC|New York", "new york") == 1.0
     assert score_exact("NYC|New York", "Boston") == 0.0
 

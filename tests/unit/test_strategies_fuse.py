@@ -7,11 +7,12 @@ import time
 
 import pytest
 
+from duetto.answers import extract_choice, number_key, text_key
 from duetto.errors import ConfigError, UpstreamError
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
 from duetto.models.fake import ScriptedModel
-from duetto.strategies.fuse import Fuse, extract_choice, extract_number, normalise_text, vote
+from duetto.strategies.fuse import Fuse, vote
 
 Q = ChatRequest.of("How many legs does a spider have?")
 
@@ -23,9 +24,9 @@ def m(
 
 
 def test_normalisers_and_pure_vote() -> None:
-    assert normalise_text("  Eight. ") == "eight" and normalise_text(" ") is None
-    assert extract_number("The answer is 1,234.") == "1234" and extract_number("8.0 legs") == "8"
-    assert extract_number("no digits") is None
+    assert text_key("  Eight. ") == "eight" and text_key(" ") is None
+    assert number_key("The answer is 1,234.") == "1234" and number_key("8.0 legs") == "8"
+    assert number_key("no digits") is None
     assert extract_choice("(B) because") == "B" and extract_choice("The answer is c") == "C"
     assert extract_choice("Answer: D") == "D" and extract_choice("Because it is") is None
     assert vote(["a", "b", "a"], [1, 1, 1]) == (0, pytest.approx(2 / 3))
@@ -36,7 +37,7 @@ def test_normalisers_and_pure_vote() -> None:
 
 async def test_majority_vote_with_a_normaliser() -> None:
     models = [m("a", "It has 8 legs."), m("b", "8"), m("c", "six legs: 6")]
-    f = Fuse("f", models, method="vote", normalise=extract_number)
+    f = Fuse("f", models, method="vote", normalise=number_key)
     r = await f.complete(Q)
     assert r.text == "It has 8 legs." and r.trace.decision == "voted"
     assert r.score == pytest.approx(2 / 3) and r.trace.extra["chosen"] == 0

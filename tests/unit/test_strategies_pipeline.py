@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 
 from duetto.errors import ConfigError
-from duetto.messages import ChatRequest
+from duetto.messages import ChatRequest, add_system_note
 from duetto.models.base import ModelCard
 from duetto.models.fake import ScriptedModel
-from duetto.strategies.pipeline import (
-    Pipeline,
-    Stage,
-    add_system_note,
-    json_validator,
-    regex_validator,
-)
+from duetto.strategies.pipeline import Pipeline, Stage, json_validator, regex_validator
 
 SLM = ModelCard(name="slm")
 LLM = ModelCard(

@@ -10,7 +10,8 @@ from duetto.fitted import apply_fitted, export_fitted
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ModelCard
 from duetto.models.fake import ScriptedModel
-from duetto.scoring.verifier_learned import LearnedVerifier, fit_logistic
+from duetto.scoring.logistic import fit_logistic
+from duetto.scoring.verifier_learned import LearnedVerifier
 from duetto.scoring.verifiers import LogprobVerifier
 from duetto.strategies import Cascade
 from duetto.trace import Step
@@ -28,8 +29,9 @@ def test_logistic_fit_recovers_a_separating_direction() -> None:
     rng = np.random.default_rng(0)
     x1 = rng.normal(size=400)
     y = (x1 + 0.3 * rng.normal(size=400) > 0).astype(float)
-    w = fit_logistic(np.column_stack([np.ones(400), x1, rng.normal(size=400)]), y, l2=1.0)
-    assert w[1] > 3 * abs(w[2])  # the informative feature dominates the noise feature
+    w, b = fit_logistic(np.column_stack([x1, rng.normal(size=400)]), y, l2=1.0)
+    assert w[0] > 3 * abs(w[1])  # the informative feature dominates the noise feature
+    assert abs(b) < 0.5  # the classes are balanced around x1 = 0
 
 
 def workload(n: int = 120) -> list[tuple[ChatRequest, ChatResponse, bool]]:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from duetto.answers import choice_index
 from duetto.errors import DataError
-from duetto.eval.scorers import choice_index, score, uses_letters
+from duetto.eval.scorers import score, uses_letters
 from duetto.eval.workload import WorkItem, demo_workload, load_workload, split
 from duetto.scoring.pii import count_pii
 

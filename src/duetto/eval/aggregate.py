@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from duetto.stats import bootstrap
+
 SUMMARY_KEYS = (
     "name",
     "mode",
@@ -56,9 +58,7 @@ def bootstrap_ci(
     mean = float(x.mean())
     if x.size == 1:
         return mean, mean, mean
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n, x.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    lo, hi = bootstrap(lambda idx: x[idx].mean(), x.size, n_boot=n, seed=seed, alpha=alpha)
     return mean, float(lo), float(hi)
 
 

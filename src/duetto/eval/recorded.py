@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from duetto.answers import estimate_tokens, prompt_key
 from duetto.errors import DataError
 
 ROUTELLM_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -117,14 +117,10 @@ class RecordedSuite:
         return self.subset(np.sort(rng.choice(len(self), size=n, replace=False)))
 
 
-def normalise_text(text: str) -> str:
-    return " ".join(text.split()).lower()
-
-
 def group_ids(prompts: list[str]) -> np.ndarray:
     """Same id for prompts equal up to whitespace and case."""
     seen: dict[str, int] = {}
-    return np.array([seen.setdefault(normalise_text(p), len(seen)) for p in prompts], np.int64)
+    return np.array([seen.setdefault(prompt_key(p), len(seen)) for p in prompts], np.int64)
 
 
 # ----- helpers ------------------------------------------------------------------------------
@@ -279,10 +275,6 @@ def _dcrouter_rows(path: Path, models: tuple[str, ...]) -> list[tuple[str, list[
     return out
 
 
-def estimate_tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4))
-
-
 def load_llmrouter(data_dir: Path) -> RecordedSuite:
     folder = data_dir / "llmrouter_ulab"
     models = LLMROUTER_MODELS
@@ -304,7 +296,7 @@ def load_llmrouter(data_dir: Path) -> RecordedSuite:
     seen: set[str] = set()
     rows = []
     for question, sc in train + test:  # train first: a duplicated test question is dropped
-        key = normalise_text(question)
+        key = prompt_key(question)
         if key not in seen:
             seen.add(key)
             rows.append((question, sc))

@@ -26,6 +26,7 @@ import numpy as np
 
 from duetto.eval.recorded import RecordedSuite
 from duetto.scoring.routers import Router, RouterInputs, choose_models
+from duetto.stats import bootstrap
 
 
 def pgr_curve(
@@ -88,28 +89,17 @@ def bootstrap_two_model(
     """95% percentile bootstrap intervals of APGR and CPT(targets), resampling prompts.
 
     Resampling is done with multinomial weights on the prompts, so the sort is done once."""
-    rng = np.random.default_rng(seed)
-    n = len(score)
-    samples: dict[str, list[float]] = {"apgr": [], **{f"cpt{round(t * 100)}": [] for t in targets}}
-    for _ in range(n_boot):
-        wt = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-        try:
-            x, y = pgr_curve(score, weak, strong, wt)
-        except ValueError:
-            continue
-        samples["apgr"].append(area(x, y))
-        for t in targets:
-            samples[f"cpt{round(t * 100)}"].append(first_crossing(x, y, t))
-    out = {}
-    for key, vals in samples.items():
-        arr = np.array(vals, dtype=np.float64)
-        arr = arr[~np.isnan(arr)] if len(arr) else arr
-        if len(arr) == 0:
-            out[key] = (float("nan"), float("nan"))
-        else:
-            lo, hi = np.percentile(arr, [2.5, 97.5])
-            out[key] = (float(lo), float(hi))
-    return out
+    keys = ["apgr", *(f"cpt{round(t * 100)}" for t in targets)]
+
+    def statistic(idx: np.ndarray) -> list[float]:
+        wt = np.bincount(idx, minlength=len(score)).astype(np.float64)
+        x, y = pgr_curve(score, weak, strong, wt)  # ValueError: resample skipped
+        return [area(x, y), *(first_crossing(x, y, t) for t in targets)]
+
+    lo, hi = bootstrap(statistic, len(score), n_boot=n_boot, seed=seed, alpha=0.05).reshape(2, -1)
+    if lo.size != len(keys):  # no resample gave a curve
+        return {k: (float("nan"), float("nan")) for k in keys}
+    return {k: (float(a), float(b)) for k, a, b in zip(keys, lo, hi, strict=True)}
 
 
 # ---- many models ----------------------------------------------------------------------------
@@ -224,7 +214,6 @@ def router_specs(suite: RecordedSuite) -> list[RouterSpec]:
     """Every baseline and learned router for the suite (+ post-generation ones when the suite
     records the weak model's answers and has two models)."""
     from duetto.scoring import routers as r
-    from duetto.scoring import routers_cascade as rc
 
     specs = [
         RouterSpec("random", r.RandomRouter),
@@ -237,9 +226,9 @@ def router_specs(suite: RecordedSuite) -> list[RouterSpec]:
     ]
     if suite.two_model and suite.weak_responses() is not None:
         specs += [
-            RouterSpec("cascade:arith_check", rc.ArithmeticCheckScorer),
-            RouterSpec("cascade:answer_format", rc.AnswerFormatScorer),
-            RouterSpec("cascade:logreg", lambda: rc.CascadeLogisticScorer(c=1.0)),
+            RouterSpec("cascade:arith_check", r.ArithmeticCheckScorer),
+            RouterSpec("cascade:answer_format", r.AnswerFormatScorer),
+            RouterSpec("cascade:logreg", lambda: r.CascadeLogisticScorer(c=1.0)),
         ]
     return specs
 

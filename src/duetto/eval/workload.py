@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from duetto.answers import choice_index
 from duetto.errors import DataError
-from duetto.eval.scorers import choice_index
 from duetto.messages import ChatRequest
 
 SCORERS = ("exact", "choice", "numeric", "contains", "judge", "none")

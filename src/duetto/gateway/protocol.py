@@ -1,17 +1,26 @@
-"""The OpenAI wire format: the request schema (also the OpenAPI document) and the response,
-chunk and error shapes. Pure functions over plain data."""
+"""The gateway's side of the OpenAI wire format: the request schema (also the OpenAPI document),
+its mapping to a `ChatRequest`, and answers rendered with duetto's own fields. The shapes
+themselves live in `duetto.openai_wire` (shared with the client backend and the fake server)."""
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from duetto import openai_wire as wire
 from duetto.messages import ChatRequest, ChatResponse, Message
+from duetto.openai_wire import error_body
 
-FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "function_call")
+__all__ = [
+    "ChatCompletionRequest",
+    "ChunkWriter",
+    "ErrorBody",
+    "completion",
+    "duetto_block",
+    "error_body",
+    "to_chat_request",
+]
 
 
 class TextPart(BaseModel):
@@ -72,12 +81,6 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def error_body(
-    message: str, kind: str, code: str | None = None, param: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
 def _text(content: str | list[TextPart] | None) -> str:
     if content is None:
         return ""
@@ -92,15 +95,7 @@ def to_chat_request(body: ChatCompletionRequest, default_max_tokens: int) -> Cha
         Message("system" if m.role == "developer" else m.role, _text(m.content))
         for m in body.messages
     )
-    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    kw: dict[str, Any] = {
-        "max_tokens": body.max_completion_tokens or body.max_tokens or default_max_tokens,
-        "stop": stop,
-    }
-    if body.temperature is not None:
-        kw["temperature"] = body.temperature
-    if body.seed is not None:
-        kw["seed"] = body.seed
+    kw = {"max_tokens": default_max_tokens, **wire.request_options(body.model_dump())}
     return ChatRequest(messages=messages, **kw)
 
 
@@ -108,17 +103,8 @@ def completion_id(trace_id: str) -> str:
     return "chatcmpl-" + trace_id.removeprefix("dt-")
 
 
-def finish_reason(value: str | None) -> str:
-    return value if value in FINISH_REASONS else "stop"
-
-
 def usage_block(response: ChatResponse) -> dict[str, int]:
-    u = response.usage
-    return {
-        "prompt_tokens": u.tokens_in,
-        "completion_tokens": u.tokens_out,
-        "total_tokens": u.tokens_in + u.tokens_out,
-    }
+    return wire.usage_block(response.usage.tokens_in, response.usage.tokens_out)
 
 
 def duetto_block(
@@ -142,82 +128,25 @@ def completion(
     extra: dict[str, Any],
     created: int | None = None,
 ) -> dict[str, Any]:
-    return {
-        "id": completion_id(trace_id),
-        "object": "chat.completion",
-        "created": created or int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": response.text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish_reason(response.finish_reason),
-            }
-        ],
-        "usage": usage_block(response),
-        "system_fingerprint": None,
-        "duetto": extra,
-    }
+    return wire.completion(
+        completion_id(trace_id),
+        model,
+        response.text,
+        response.finish_reason,
+        usage_block(response),
+        created=created,
+        extra={"duetto": extra},
+    )
 
 
-class ChunkWriter:
+class ChunkWriter(wire.Chunks):
     """Server-sent events of one streamed completion, as OpenAI sends them."""
 
     def __init__(self, trace_id: str, model: str, include_usage: bool) -> None:
-        self.id = completion_id(trace_id)
-        self.model = model
-        self.created = int(time.time())
-        self.include_usage = include_usage
+        super().__init__(completion_id(trace_id), model, include_usage)
 
-    def _chunk(self, choices: list[dict[str, Any]], **more: Any) -> bytes:
-        payload: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": None,
-            "choices": choices,
-        }
-        if self.include_usage:
-            payload["usage"] = None
-        payload.update(more)
-        return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-    def role(self) -> bytes:
-        return self._chunk(
-            [
-                {
-                    "index": 0,
-                    "delta": {"role": "assistant", "content": ""},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-            ]
-        )
-
-    def delta(self, text: str) -> bytes:
-        return self._chunk(
-            [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]
-        )
-
-    def finish(self, response: ChatResponse, extra: dict[str, Any]) -> bytes:
-        """The finish chunk, then the usage: OpenAI's separate usage chunk when the client asked
-        for it, else the usage rides on the finish chunk (clients ignore unknown fields)."""
-        choice = [
-            {
-                "index": 0,
-                "delta": {},
-                "logprobs": None,
-                "finish_reason": finish_reason(response.finish_reason),
-            }
-        ]
-        if not self.include_usage:
-            return self._chunk(choice, usage=usage_block(response), duetto=extra)
-        return self._chunk(choice) + self._chunk([], usage=usage_block(response), duetto=extra)
-
-    @staticmethod
-    def error(message: str, kind: str = "server_error", code: str | None = None) -> bytes:
-        return b"data: " + json.dumps(error_body(message, kind, code)).encode() + b"\n\n"
-
-    DONE = b"data: [DONE]\n\n"
+    def finish(  # type: ignore[override]
+        self, response: ChatResponse, extra: dict[str, Any]
+    ) -> bytes:
+        """The finish chunk and the usage with duetto's fields (see `Chunks.finish`)."""
+        return super().finish(response.finish_reason, usage_block(response), {"duetto": extra})

@@ -5,7 +5,7 @@ What it measures, per call and summed over retries: the HTTP bytes of each reque
 `Accept-Encoding: identity` keeps the body uncompressed, so raw and decoded are the same),
 tokens from the response's `usage` block (a flagged estimate when the server sends none), and
 for streams the time to the first token. Chunked-transfer framing and TLS overhead are not
-counted.
+counted. The wire format itself (payload, SSE parsing, byte sizes) is `duetto.openai_wire`.
 
 Failures are translated into duetto.errors at this boundary. 429, 5xx, connection errors,
 timeouts and cut streams are retried with exponential backoff and jitter (Retry-After is honoured,
@@ -23,11 +23,12 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from duetto.answers import estimate_tokens
 from duetto.errors import (
     BrokenStream,
     ModelError,
@@ -39,10 +40,16 @@ from duetto.errors import (
 )
 from duetto.messages import ChatRequest
 from duetto.models.base import LeafModel, ModelCard, RawResult
+from duetto.openai_wire import (
+    StreamState,
+    logprobs_of,
+    request_payload,
+    request_size,
+    response_head_size,
+)
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=10.0, pool=30.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-CHARS_PER_TOKEN = 4  # the rough estimate used when a server reports no usage
 
 
 @dataclass(slots=True)
@@ -148,23 +155,9 @@ class OpenAIModel(LeafModel):
             self._http = None
 
     def _payload(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [m.to_dict() for m in request.messages],
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-        }
-        if request.stop:
-            body["stop"] = list(request.stop)
-        if request.seed is not None:
-            body["seed"] = request.seed
-        if self.logprobs:
-            body["logprobs"] = True
-        if stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-        body.update(self.extra_body)
-        return body
+        return request_payload(
+            request, self.model, stream=stream, logprobs=self.logprobs, extra=self.extra_body
+        )
 
     async def _open(self, content: bytes, tally: _Tally) -> httpx.Response:
         """Send one attempt and return a streaming response with a 2xx status."""
@@ -252,7 +245,7 @@ class OpenAIModel(LeafModel):
             request,
             text,
             finish,
-            _logprobs(choice.get("logprobs")),
+            logprobs_of(choice.get("logprobs")),
             data.get("usage"),
             tally,
             ttft_ms=None,
@@ -290,7 +283,7 @@ class OpenAIModel(LeafModel):
         t0 = time.perf_counter()
         attempt = 0
         while True:
-            state = _StreamState()
+            state = StreamState()
             try:
                 async with aclosing(self._stream_attempt(content, tally, state)) as deltas:
                     async for delta in deltas:
@@ -314,7 +307,7 @@ class OpenAIModel(LeafModel):
         )
 
     async def _stream_attempt(
-        self, content: bytes, tally: _Tally, state: _StreamState
+        self, content: bytes, tally: _Tally, state: StreamState
     ) -> AsyncGenerator[str, None]:
         response = await self._open(content, tally)
         try:
@@ -375,66 +368,6 @@ class OpenAIModel(LeafModel):
         )
 
 
-@dataclass(slots=True)
-class _StreamState:
-    """What one streamed attempt has received so far (SSE parsing, free of I/O)."""
-
-    parts: list[str] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    finish: str | None = None
-    usage: Any = None
-    done: bool = False
-    error: str | None = None
-    ttft_ms: float | None = None
-
-    def feed(self, line: str) -> str:
-        """Take one SSE line; return the text delta it carried ("" if none)."""
-        line = line.strip()
-        if not line.startswith("data:"):
-            return ""  # blank separators, comments (":"), `event:`/`id:` fields
-        data = line[5:].strip()
-        if data == "[DONE]":
-            self.done = True
-            return ""
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            self.error = f"undecodable event: {data[:200]}"
-            return ""
-        if not isinstance(chunk, dict):
-            return ""
-        if "error" in chunk:
-            self.error = json.dumps(chunk["error"])
-            return ""
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        delta = ""
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = (choice.get("delta") or {}).get("content") or ""
-            if choice.get("finish_reason"):
-                self.finish = choice["finish_reason"]
-            lps = _logprobs(choice.get("logprobs"))
-            if lps:
-                self.logprobs.extend(lps)
-        if delta:
-            self.parts.append(delta)
-        return delta
-
-
-def _logprobs(block: Any) -> list[float] | None:
-    """Per-token log-probabilities from an OpenAI `logprobs` block, or None."""
-    if not isinstance(block, dict) or not isinstance(block.get("content"), list):
-        return None
-    out = [float(t["logprob"]) for t in block["content"] if isinstance(t, dict) and "logprob" in t]
-    return out or None
-
-
-def estimate_tokens(text: str) -> int:
-    return max(1, round(len(text) / CHARS_PER_TOKEN)) if text else 0
-
-
 def _retry_after(response: httpx.Response) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
     value = response.headers.get("retry-after")
@@ -449,17 +382,3 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def request_size(request: httpx.Request) -> int:
-    """Bytes of an HTTP/1.1 request on the wire: request line, headers, blank line, body."""
-    line = len(request.method) + 1 + len(request.url.raw_path) + len(" HTTP/1.1\r\n")
-    headers = sum(len(k) + 2 + len(v) + 2 for k, v in request.headers.raw)
-    return line + headers + 2 + len(request.content)
-
-
-def response_head_size(response: httpx.Response) -> int:
-    """Bytes of a response's status line and headers (the body is counted as it arrives)."""
-    line = len(f"{response.http_version} {response.status_code} {response.reason_phrase}\r\n")
-    headers = sum(len(k) + 2 + len(v) + 2 for k, v in response.headers.raw)
-    return line + headers + 2

@@ -17,13 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from duetto.messages import ChatRequest, Message
+from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
 from duetto.privacy.policy import Action, PrivacyDecision, PrivacyPolicy
 from duetto.scoring.pii import Entity, detect
-from duetto.scoring.redact import StreamRestorer, redact, restore
-from duetto.strategies.assist import PLACEHOLDER_NOTE  # the note RedactAssist adds too
-from duetto.strategies.pipeline import add_system_note
+from duetto.scoring.redact import StreamRestorer, redact_request, restore
 
 log = logging.getLogger("duetto.privacy")
 
@@ -84,14 +82,7 @@ def plan_request(
     decision = policy.decide(flat, target)
     if decision.action is not Action.REDACT:
         return PrivacyPlan(policy, decision, request)
-    mapping: dict[str, str] = {}
-    messages: list[Message] = []
-    for message, found in zip(request.messages, entities, strict=True):
-        text, mapping = redact(message.content, policy.relevant(found), mapping)
-        messages.append(Message(message.role, text))
-    safe = request.with_messages(messages)
-    if mapping:
-        safe = add_system_note(safe, PLACEHOLDER_NOTE.format(example=next(iter(mapping))))
+    safe, mapping = redact_request(request, [policy.relevant(found) for found in entities])
     return PrivacyPlan(policy, decision, safe, mapping)
 
 

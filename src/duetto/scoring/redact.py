@@ -7,14 +7,16 @@
 The same value gets the same placeholder; passing an earlier `mapping` continues its numbering
 (one mapping across the messages of a conversation). `StreamRestorer` restores a streamed answer
 in which a placeholder may be split across chunks: it holds back only a tail that could still
-become a placeholder. Pure: no I/O, no detector (pass the entities in).
+become a placeholder. `redact_request` redacts a whole conversation (one mapping, plus a system
+note about the placeholders). Pure: no I/O, no detector (pass the entities in).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
+from duetto.messages import ChatRequest, Message, add_system_note
 from duetto.scoring.pii import Entity
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_(\d+)>")
@@ -95,3 +97,27 @@ class StreamRestorer:
     def flush(self) -> str:
         out, self._buf = restore(self._buf, self.mapping), ""
         return out
+
+
+PLACEHOLDER_NOTE = (
+    "Some values were replaced by placeholders such as {example}. "
+    "Keep placeholders exactly as written when you need to refer to them."
+)
+
+
+def redact_request(
+    request: ChatRequest, entities: Sequence[Iterable[Entity]]
+) -> tuple[ChatRequest, dict[str, str]]:
+    """Redact every message of `request` with one shared mapping (`entities[i]` are message
+    i's, spans relative to its content); when anything was replaced, a system note asks the
+    model to keep the placeholders. Returns (request, placeholder → original). The one way a
+    request is redacted: `RedactAssist` and the privacy layer's `plan_request` both call it."""
+    mapping: dict[str, str] = {}
+    messages: list[Message] = []
+    for message, found in zip(request.messages, entities, strict=True):
+        text, mapping = redact(message.content, found, mapping)
+        messages.append(Message(message.role, text))
+    out = request.with_messages(messages)
+    if mapping:
+        out = add_system_note(out, PLACEHOLDER_NOTE.format(example=next(iter(mapping))))
+    return out, mapping

@@ -9,7 +9,7 @@ fitted probabilities. Features of (request, draft), all free (no model call):
     answer length relative to max_tokens, truncated (finish_reason "length"),
     a final "Answer: <number>" line present, and one indicator per task type seen in the fit.
 
-Fitted by L2-regularised logistic regression (Newton's method, numpy only). Unfitted, it scores
+Fitted by L2-regularised logistic regression (`scoring.logistic`, numpy only). Unfitted, it scores
 like `LogprobVerifier` (exp of the mean log-probability), so a config never run through
 `duetto eval` can still serve. `to_dict`/`load_dict` carry the fit into `duetto serve`
 (duetto.fitted).
@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from duetto.answers import estimate_tokens
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel
+from duetto.scoring.logistic import fit_logistic, sigmoid
 from duetto.scoring.verifiers import Verdict
 
 _ANSWER_LINE = re.compile(r"answer\s*[:=]\s*-?\$?\d", re.IGNORECASE)
@@ -36,7 +38,7 @@ def base_features(request: ChatRequest, response: ChatResponse) -> list[float]:
     lps = [max(lp, -20.0) for lp in (response.logprobs or [])]
     mean = sum(lps) / len(lps) if lps else -5.0
     low = sum(1 for lp in lps if lp < -2.0) / len(lps) if lps else 1.0
-    n_out = len(lps) or max(1, len(response.text) // 4)
+    n_out = len(lps) or max(1, estimate_tokens(response.text))
     return [
         1.0,
         mean,
@@ -46,22 +48,6 @@ def base_features(request: ChatRequest, response: ChatResponse) -> list[float]:
         1.0 if response.finish_reason == "length" else 0.0,
         1.0 if _ANSWER_LINE.search(response.text) else 0.0,
     ]
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
-    """Weights of P(y=1|x) = sigmoid(x·w); the bias column (0) is not penalised."""
-    w = np.zeros(x.shape[1])
-    penalty = np.full(x.shape[1], l2)
-    penalty[0] = 1e-6
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-(x @ w)))
-        grad = x.T @ (p - y) + penalty * w
-        hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(penalty)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    return w
 
 
 class LearnedVerifier:
@@ -90,7 +76,8 @@ class LearnedVerifier:
         self.tasks = sorted({r.task for r in requests if r.task})
         x = np.stack([self.features(q, a) for q, a in zip(requests, responses, strict=True)])
         y = np.asarray(correct, dtype=float) >= 0.5
-        self.weights = fit_logistic(x, y.astype(float), self.l2)
+        coef, intercept = fit_logistic(x[:, 1:], y.astype(float), l2=self.l2)
+        self.weights = np.concatenate([[intercept], coef])  # column 0 of the features is 1
         return self
 
     async def score(self, request: ChatRequest, response: ChatResponse) -> Verdict:
@@ -98,7 +85,7 @@ class LearnedVerifier:
             lps = response.logprobs or []
             return Verdict(math.exp(sum(lps) / len(lps)) if lps else 0.0)
         z = float(self.features(request, response) @ self.weights)
-        return Verdict(1 / (1 + math.exp(-max(min(z, 50.0), -50.0))))
+        return Verdict(float(sigmoid(np.array(z))))
 
     def to_dict(self) -> dict[str, Any]:
         weights = None if self.weights is None else self.weights.tolist()

@@ -17,7 +17,8 @@ Shipped verifiers:
   - `SelfVerifier(model)`: AutoMix-style self-verification ("Is the answer correct? A) correct or
     B) incorrect"), optionally few-shot and sampled several times; the verdict's token
     probability, when available, makes the output a probability.
-  - `JudgeVerifier(model)`: a judge model grades the answer 0-10; score = grade / 10.
+  - `JudgeVerifier(model)`: a judge model grades the answer 0-10; score = grade / 10 (the
+    judge prompt and the grade parser are `duetto.answers`', shared with eval's JudgeScorer).
 
 Calibrators (`fit(raw_scores, correct)`, `__call__(raw) -> prob`, `to_dict`/`from_dict`):
   - `IsotonicCalibrator`: monotone step fit (pool-adjacent-violators), linear between knots.
@@ -36,9 +37,11 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from duetto.answers import JUDGE_SYSTEM, judge_prompt, parse_grade
 from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel
+from duetto.scoring.logistic import fit_logistic, sigmoid
 
 
 class Verdict(NamedTuple):
@@ -181,25 +184,11 @@ class SelfVerifier:
         return Verdict(p, tuple(outs))
 
 
-JUDGE_SYSTEM = "You grade answers. Reply with one integer from 0 to {top} and nothing else."
-JUDGE_PROMPT = (
-    "Question: {question}\n\nAnswer: {answer}\n\n"
-    "Grade the answer from 0 (wrong or useless) to {top} (correct and complete).\nGrade:"
-)
-
-
-def parse_grade(text: str, top: float) -> float | None:
-    m = re.search(r"-?\d+(?:\.\d+)?", text)
-    if not m:
-        return None
-    return min(max(float(m.group()), 0.0), top)
-
-
 class JudgeVerifier:
     """A judge model grades the answer; score = grade / top (in [0, 1])."""
 
     def __init__(
-        self, model: ChatModel, top: int = 10, default: float = 0.5, max_tokens: int = 4
+        self, model: ChatModel, top: int = 10, default: float = 0.5, max_tokens: int = 8
     ) -> None:
         """`default`: the score when the judge's output holds no grade (marked in the trace)."""
         self.model = model
@@ -209,9 +198,7 @@ class JudgeVerifier:
         self.max_tokens = max_tokens
 
     async def score(self, request: ChatRequest, response: ChatResponse) -> Verdict:
-        prompt = JUDGE_PROMPT.format(
-            question=render_question(request), answer=response.text, top=self.top
-        )
+        prompt = judge_prompt(render_question(request), response.text)
         system = JUDGE_SYSTEM.format(top=self.top)
         out = await self.model.complete(
             _sub_request(request, prompt, system, max_tokens=self.max_tokens, temperature=0.0)
@@ -221,7 +208,7 @@ class JudgeVerifier:
         if grade is None:
             out.trace.note = "no grade in the judge's output: default score used"
             return Verdict(self.default, (out,))
-        return Verdict(grade / self.top, (out,))
+        return Verdict(grade, (out,))
 
 
 # --- calibrators -----------------------------------------------------------------------------
@@ -282,7 +269,7 @@ class IsotonicCalibrator:
 
 
 class PlattCalibrator:
-    """p = 1 / (1 + exp(-(a·raw + b))), fitted by Newton's method on Platt's smoothed targets."""
+    """p = 1 / (1 + exp(-(a·raw + b))), fitted (`scoring.logistic`) on Platt's smoothed targets."""
 
     kind = "platt"
 
@@ -298,25 +285,15 @@ class PlattCalibrator:
         n_neg = float(y.size - n_pos)
         # Platt (1999): targets pulled off 0/1 so that separable data keeps a finite slope.
         t = np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-        a, b = 0.0, math.log((n_pos + 1) / (n_neg + 1))
-        for _ in range(100):
-            p = 1 / (1 + np.exp(-(a * x + b)))
-            g = np.array([np.sum((p - t) * x), np.sum(p - t)])
-            s = p * (1 - p) + 1e-12
-            h = np.array([[np.sum(s * x * x), np.sum(s * x)], [np.sum(s * x), np.sum(s)]])
-            h += 1e-9 * np.eye(2)
-            step = np.linalg.solve(h, g)
-            a, b = a - float(step[0]), b - float(step[1])
-            if np.max(np.abs(step)) < 1e-10:
-                break
-        self.a, self.b = a, b
+        coef, b = fit_logistic(x, t)
+        self.a, self.b = float(coef[0]), b
         return self
 
     def transform(self, raw: Sequence[float] | np.ndarray) -> np.ndarray:
         if self.a is None or self.b is None:
             raise UserError("PlattCalibrator is not fitted: call fit(raw_scores, correct)")
         z = self.a * np.asarray(raw, dtype=float) + self.b
-        return np.asarray(1 / (1 + np.exp(-z)))
+        return sigmoid(z)
 
     def __call__(self, raw: float) -> float:
         return float(self.transform([raw])[0])

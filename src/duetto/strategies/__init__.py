@@ -14,7 +14,7 @@ from duetto.strategies.assist import CompressAssist, HintAssist, RedactAssist
 from duetto.strategies.base import MODES, Branches, Strategy, Tunable
 from duetto.strategies.cascade import Cascade
 from duetto.strategies.fallback import Fallback
-from duetto.strategies.fuse import Fuse, extract_choice, extract_number, normalise_text
+from duetto.strategies.fuse import Fuse
 from duetto.strategies.pipeline import Pipeline, Stage, json_validator, regex_validator
 from duetto.strategies.route import (
     LengthScorer,
@@ -47,9 +47,6 @@ __all__ = [
     "Strategy",
     "TaskPriorScorer",
     "Tunable",
-    "extract_choice",
-    "extract_number",
     "json_validator",
-    "normalise_text",
     "regex_validator",
 ]

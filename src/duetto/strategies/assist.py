@@ -27,37 +27,29 @@ from pathlib import Path
 from typing import Literal
 
 from duetto.errors import ConfigError, DataError
-from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk
+from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk, add_system_note
 from duetto.models.base import ChatModel
 from duetto.scoring.pii import Entity, detect
-from duetto.scoring.redact import StreamRestorer, redact, restore
-from duetto.strategies.base import Strategy, stream_ttft
-from duetto.strategies.pipeline import add_system_note, distinct
+from duetto.scoring.redact import StreamRestorer, redact_request, restore
+from duetto.strategies._compose import distinct, relay
+from duetto.strategies.base import Strategy
 
 # --- redaction ------------------------------------------------------------------------------
 
-PLACEHOLDER_NOTE = (
-    "Some values were replaced by placeholders such as {example}. "
-    "Keep placeholders exactly as written when you need to refer to them."
-)
 
-
-def redact_request(
-    request: ChatRequest, detector: Callable[[str], list[Entity]]
-) -> tuple[ChatRequest, dict[str, str], Counter[str]]:
-    """Redact every message with one shared mapping; returns (request, mapping, counts by type)."""
-    mapping: dict[str, str] = {}
-    counts: Counter[str] = Counter()
-    msgs: list[Message] = []
-    for m in request.messages:
-        entities = detector(m.content)
-        counts.update(e.type for e in entities)
-        text, mapping = redact(m.content, entities, mapping)
-        msgs.append(Message(m.role, text))
-    out = request.with_messages(msgs)
-    if mapping:
-        out = add_system_note(out, PLACEHOLDER_NOTE.format(example=next(iter(mapping))))
-    return out, mapping, counts
+async def restored(
+    stream: AsyncIterator[StreamChunk], restorer: StreamRestorer
+) -> AsyncIterator[StreamChunk]:
+    """`stream` with placeholders restored in its deltas (a split placeholder is held back
+    until it is whole); the final chunk passes unchanged after the held-back tail."""
+    async for chunk in stream:
+        if chunk.response is None:
+            if shown := restorer.feed(chunk.delta):
+                yield StreamChunk(delta=shown)
+            continue
+        if tail := restorer.flush():
+            yield StreamChunk(delta=tail)
+        yield chunk
 
 
 class RedactAssist(Strategy):
@@ -75,6 +67,13 @@ class RedactAssist(Strategy):
         self.detector = detector
         self.restore = restore
 
+    def _redact(self, request: ChatRequest) -> tuple[ChatRequest, dict[str, str], Counter[str]]:
+        """(request with placeholders, placeholder → value, entity counts by type)."""
+        entities = [self.detector(m.content) for m in request.messages]
+        counts = Counter(e.type for found in entities for e in found)
+        safe, mapping = redact_request(request, entities)
+        return safe, mapping, counts
+
     def _extra(self, mapping: dict[str, str], counts: Counter[str]) -> dict[str, object]:
         return {
             "entities": sum(counts.values()),
@@ -85,7 +84,7 @@ class RedactAssist(Strategy):
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         t0 = time.perf_counter()
-        safe, mapping, counts = redact_request(request, self.detector)
+        safe, mapping, counts = self._redact(request)
         out = await self.answerer.complete(safe)
         text = restore(out.text, mapping) if self.restore else out.text
         decision = "redacted" if mapping else "clean"
@@ -101,19 +100,11 @@ class RedactAssist(Strategy):
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         t0 = time.perf_counter()
-        safe, mapping, counts = redact_request(request, self.detector)
-        restorer = StreamRestorer(mapping if self.restore else {})
-        t_call = time.perf_counter()
-        async for chunk in self.answerer.stream(safe):
-            if chunk.response is None:
-                if shown := restorer.feed(chunk.delta):
-                    yield StreamChunk(delta=shown)
-                continue
-            if tail := restorer.flush():
-                yield StreamChunk(delta=tail)
-            out = chunk.response
+        safe, mapping, counts = self._redact(request)
+
+        def finish(out: ChatResponse) -> ChatResponse:
             text = restore(out.text, mapping) if self.restore else out.text
-            resp = self.respond(
+            return self.respond(
                 text,
                 t0,
                 [out],
@@ -122,8 +113,10 @@ class RedactAssist(Strategy):
                 extra=self._extra(mapping, counts),
                 base=out,
             )
-            stream_ttft(resp, out, t0, t_call)
-            yield StreamChunk(delta="", response=resp)
+
+        restorer = StreamRestorer(mapping if self.restore else {})
+        async for chunk in relay(restored(self.answerer.stream(safe), restorer), t0, finish):
+            yield chunk
 
 
 # --- compression ----------------------------------------------------------------------------
@@ -387,20 +380,12 @@ class HintAssist(Strategy):
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         t0 = time.perf_counter()
         guided, helpers = await self._prepare(request)
-        t_call = time.perf_counter()
-        async for chunk in self.student.stream(guided):
-            if chunk.response is None:
-                yield chunk
-                continue
-            out = chunk.response
-            resp = self.respond(
-                out.text,
-                t0,
-                [*helpers, out],
-                decision="guided",
-                role="hint",
-                extra=self._extra(request, helpers),
-                base=out,
+
+        def finish(out: ChatResponse) -> ChatResponse:
+            extra = self._extra(request, helpers)
+            return self.respond(
+                out.text, t0, [*helpers, out], decision="guided", role="hint", extra=extra, base=out
             )
-            stream_ttft(resp, out, t0, t_call)
-            yield StreamChunk(delta="", response=resp)
+
+        async for chunk in relay(self.student.stream(guided), t0, finish):
+            yield chunk

@@ -9,14 +9,13 @@ model call is made once and reused), and its fitted state can be saved and resto
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
-from duetto.trace import Step
+from duetto.strategies._compose import trace_node
 from duetto.usage import Usage
 
 MODES = ("pipeline", "route", "cascade", "assist", "fuse", "fallback", "distill", "baseline")
@@ -55,41 +54,23 @@ class Strategy(ChatModel):
     ) -> ChatResponse:
         """Build this strategy's response: a trace node over its children's traces, usage summed,
         latency measured from `t0` (a time.perf_counter() value taken at the start)."""
-        latency_ms = (time.perf_counter() - t0) * 1000
-        step = Step(
-            name=self.name,
-            kind="strategy",
-            mode=self.mode,
+        return trace_node(
+            self.name,
+            self.mode,
+            children,
+            text=text,
+            t0=t0,
             role=role,
             decision=decision,
             score=score,
             threshold=threshold,
-            latency_ms=latency_ms,
-            children=[c.trace for c in children],
-            extra=dict(extra or {}),
-        )
-        usage = step.total()
-        src = base or (children[-1] if children else None)
-        return ChatResponse(
-            text=text,
-            model=self.name,
-            usage=usage,
-            trace=step,
-            finish_reason=src.finish_reason if src else "stop",
-            logprobs=src.logprobs if src else None,
-            score=score,
+            extra=extra,
+            base=base,
         )
 
     async def aclose(self) -> None:
         for m in self.models:
             await m.aclose()
-
-
-def stream_ttft(resp: ChatResponse, out: ChatResponse, t0: float, t_call: float) -> None:
-    """A streamed strategy's TTFT: its own work before the answering call (t0 → t_call, both
-    perf_counter values) plus that call's TTFT."""
-    if out.usage.ttft_ms is not None:
-        resp.usage.ttft_ms = (t_call - t0) * 1000 + out.usage.ttft_ms
 
 
 @dataclass(slots=True)

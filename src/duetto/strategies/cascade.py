@@ -27,12 +27,12 @@ from dataclasses import replace
 from typing import Any
 
 from duetto.errors import ConfigError, UserError
-from duetto.messages import ChatRequest, ChatResponse
+from duetto.messages import ChatRequest, ChatResponse, add_system_note
 from duetto.models.base import ChatModel
 from duetto.scoring.verifier_learned import LearnedVerifier
 from duetto.scoring.verifiers import Calibrator, Verifier, calibrator_from_dict, is_fitted
+from duetto.strategies._compose import distinct, trace_node
 from duetto.strategies.base import Branches, Grade, Strategy, bounded
-from duetto.strategies.pipeline import add_system_note, distinct, group_response
 from duetto.strategies.route import Policy, current_threshold
 from duetto.strategies.rules import Rule, Rules
 
@@ -98,7 +98,7 @@ class Cascade(Strategy):
         # eval`) passes the raw score through: both live in [0, 1] for the shipped verifiers.
         cal = self.calibrator if calibrated else None
         prob = cal(raw) if cal is not None and is_fitted(cal) else raw
-        node = group_response(
+        node = trace_node(
             f"{self.name}.level{level}",
             self.mode,
             [answer, *used],
@@ -107,8 +107,8 @@ class Cascade(Strategy):
             score=prob,
             extra={"raw_score": raw},
             t0=t0,
+            base=answer,
         )
-        node.logprobs, node.finish_reason = answer.logprobs, answer.finish_reason
         return node, answer, prob, raw
 
     def _escalated_request(self, request: ChatRequest, draft: str) -> ChatRequest:

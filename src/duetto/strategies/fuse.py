@@ -5,7 +5,9 @@ Candidates come from every model in `models`, `samples` times each (samples afte
 fails is dropped (noted in the trace); if all fail, the first error is raised.
 
     method="vote"       majority over normalised answers (the `normalise` callable maps an answer
-                        to a comparable key such as a label or a number; None = abstain).
+                        to a comparable key; None = abstain). The keys of `duetto.answers`
+                        read answers as the grader does: `text_key` (the default),
+                        `number_key`, `extract_choice`.
     method="weighted"   like vote, each candidate weighted by its confidence (exp mean token
                         log-probability, else its `score`, else 1) times its model's weight.
     method="judge"      the judge model sees the numbered candidates and names the best one;
@@ -25,41 +27,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Literal
 
+from duetto.answers import text_key
 from duetto.errors import ConfigError, ModelError
 from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk
 from duetto.models.base import ChatModel
-from duetto.strategies.base import Strategy, stream_ttft
-from duetto.strategies.pipeline import distinct
+from duetto.strategies._compose import distinct, relay
+from duetto.strategies.base import Strategy
 
 Method = Literal["vote", "weighted", "judge", "aggregate"]
 Normaliser = Callable[[str], str | None]
-
-# --- normalisers ----------------------------------------------------------------------------
-
-
-def normalise_text(text: str) -> str | None:
-    """Case, spacing and trailing punctuation do not make answers different."""
-    key = re.sub(r"\s+", " ", text.strip().lower()).strip(" .!")
-    return key or None
-
-
-def extract_number(text: str) -> str | None:
-    """The last number in the answer (GSM8K style), commas removed; '3.0' and '3' are equal."""
-    nums = re.findall(r"-?\d[\d,]*(?:\.\d+)?", text)
-    if not nums:
-        return None
-    value = float(nums[-1].replace(",", ""))
-    return str(int(value)) if value.is_integer() else str(value)
-
-
-def extract_choice(text: str, letters: str = "ABCD") -> str | None:
-    """A multiple-choice letter: 'B', '(B)', 'B)', 'Answer: B', 'The answer is B.'."""
-    m = re.search(rf"(?:answer\s*(?:is)?\s*[:\-]?\s*)\(?([{letters}])\b", text, re.I)
-    if m:
-        return m.group(1).upper()
-    m = re.match(rf"\s*\(?([{letters}])(?:[).:\s]|$)", text)
-    return m.group(1) if m else None
-
 
 # --- decision logic (pure) ------------------------------------------------------------------
 
@@ -149,7 +125,7 @@ class Fuse(Strategy):
         self.judge = judge
         self.aggregator = aggregator
         self.samples = samples
-        self.normalise: Normaliser = normalise or normalise_text
+        self.normalise: Normaliser = normalise or text_key
         self.temperature = temperature
         self.weights = list(weights) if weights is not None else [1.0] * len(models)
 
@@ -276,20 +252,14 @@ class Fuse(Strategy):
         assert self.aggregator is not None
         t0 = time.perf_counter()
         answers, owners, failed = await self._candidates(request)
-        t_call = time.perf_counter()
-        async for chunk in self.aggregator.stream(self.aggregate_request(request, answers)):
-            if chunk.response is None:
-                yield chunk
-                continue
-            out = chunk.response
+
+        def finish(out: ChatResponse) -> ChatResponse:
             out.trace.role = "aggregate"
-            resp = self.respond(
-                out.text,
-                t0,
-                [*answers, out],
-                decision="aggregated",
-                extra=self._extra(answers, owners, failed),
-                base=out,
+            extra = self._extra(answers, owners, failed)
+            return self.respond(
+                out.text, t0, [*answers, out], decision="aggregated", extra=extra, base=out
             )
-            stream_ttft(resp, out, t0, t_call)
-            yield StreamChunk(delta="", response=resp)
+
+        stream = self.aggregator.stream(self.aggregate_request(request, answers))
+        async for chunk in relay(stream, t0, finish):
+            yield chunk

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from duetto.errors import ConfigError
-from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk
+from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk, add_system_note
 from duetto.models.base import ChatModel
+from duetto.strategies._compose import distinct, relay, trace_node
 from duetto.strategies.base import Strategy
-from duetto.trace import Step
 
 PassAs = Literal["context", "draft", "replace"]
 Validator = Callable[[str], bool]
@@ -48,17 +48,7 @@ DRAFT_CHECK = (
 )
 
 
-# --- message forms (shared with the other strategies) -------------------------------------
-
-
-def add_system_note(request: ChatRequest, note: str) -> ChatRequest:
-    """Add `note` to the first system message (created if absent)."""
-    msgs = list(request.messages)
-    if msgs and msgs[0].role == "system":
-        msgs[0] = Message("system", f"{msgs[0].content}\n\n{note}" if msgs[0].content else note)
-    else:
-        msgs.insert(0, Message("system", note))
-    return request.with_messages(msgs)
+# --- message forms ------------------------------------------------------------------------
 
 
 def replace_prompt(request: ChatRequest, prompt: str) -> ChatRequest:
@@ -78,52 +68,6 @@ def pass_on(request: ChatRequest, output: str, role: str, pass_as: PassAs) -> Ch
     if pass_as == "draft":
         return add_system_note(request, f"Draft answer from {role}:\n{output}\n\n{DRAFT_CHECK}")
     return replace_prompt(request, output)
-
-
-def group_response(
-    name: str,
-    mode: str,
-    children: Sequence[ChatResponse],
-    *,
-    text: str,
-    role: str | None = None,
-    decision: str | None = None,
-    score: float | None = None,
-    threshold: float | None = None,
-    note: str | None = None,
-    extra: dict[str, Any] | None = None,
-    t0: float | None = None,
-) -> ChatResponse:
-    """A labelled sub-node of a strategy's trace (a pipeline stage, a cascade level) grouping the
-    calls made for it, wrapped as a ChatResponse so that `Strategy.respond` can nest it."""
-    step = Step(
-        name=name,
-        kind="strategy",
-        mode=mode,
-        role=role,
-        decision=decision,
-        score=score,
-        threshold=threshold,
-        latency_ms=(time.perf_counter() - t0) * 1000 if t0 is not None else None,
-        children=[c.trace for c in children],
-        note=note,
-        extra=dict(extra or {}),
-    )
-    last = children[-1] if children else None
-    return ChatResponse(
-        text=text,
-        model=last.model if last else name,
-        usage=step.total(),
-        trace=step,
-        finish_reason=last.finish_reason if last else "stop",
-        logprobs=last.logprobs if last else None,
-        score=score,
-    )
-
-
-def distinct(models: Sequence[ChatModel]) -> list[ChatModel]:
-    """Each model once, in order (a model used in two roles is closed once)."""
-    return list({id(m): m for m in models}.values())
 
 
 # --- validators ------------------------------------------------------------------------------
@@ -262,7 +206,7 @@ class Pipeline(Strategy):
         note: str | None,
         t0: float,
     ) -> ChatResponse:
-        return group_response(
+        return trace_node(
             f"{self.name}.stage{i}",
             self.mode,
             children,
@@ -294,20 +238,17 @@ class Pipeline(Strategy):
         t0 = time.perf_counter()
         current, _, nodes, invalid = await self._run_stages(request, self.stages[:-1])
         t_last = time.perf_counter()
-        async for chunk in last.model.stream(last.request(current)):
-            if chunk.response is None:
-                yield chunk
-                continue
-            out = chunk.response
+
+        def finish(out: ChatResponse) -> ChatResponse:
             i = len(self.stages) - 1
             nodes.append(self._node(i, last, [out], out.text, None, None, t_last))
-            resp = self.respond(
+            return self.respond(
                 out.text,
                 t0,
                 nodes,
                 decision="fallback" if invalid else "completed",
                 extra={"stages": len(self.stages), "invalid": invalid},
             )
-            if out.usage.ttft_ms is not None:
-                resp.usage.ttft_ms = (t_last - t0) * 1000 + out.usage.ttft_ms
-            yield StreamChunk(delta="", response=resp)
+
+        async for chunk in relay(last.model.stream(last.request(current)), t0, finish, t_last):
+            yield chunk

@@ -30,7 +30,8 @@ import numpy as np
 from duetto.errors import ConfigError, ModelError, UserError
 from duetto.messages import ChatRequest, ChatResponse, StreamChunk
 from duetto.models.base import ChatModel
-from duetto.strategies.base import Branches, Grade, Strategy, bounded, stream_ttft
+from duetto.strategies._compose import relay
+from duetto.strategies.base import Branches, Grade, Strategy, bounded
 from duetto.strategies.rules import Rule, Rules
 
 # --- protocols --------------------------------------------------------------------------------
@@ -276,16 +277,14 @@ class Route(Strategy):
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         t0 = time.perf_counter()
         d = await self.decide(request)
-        t_call = time.perf_counter()
-        async for chunk in self.models[d.index].stream(request):
-            if chunk.response is None:
-                yield chunk
-                continue
-            out = chunk.response
+
+        def finish(out: ChatResponse) -> ChatResponse:
             resp = self._finish(out, t0, d)
-            stream_ttft(resp, out, t0, t_call)
             self._observe(d, resp)
-            yield StreamChunk(delta="", response=resp)
+            return resp
+
+        async for chunk in relay(self.models[d.index].stream(request), t0, finish):
+            yield chunk
 
     async def branches(self, request: ChatRequest, *, calibrated: bool = True) -> Branches:
         """Both outcomes of a two-model route, for offline threshold calibration. A rule-pinned

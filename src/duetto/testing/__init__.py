@@ -1,9 +1,11 @@
-"""Test tools shipped with duetto: a real fake OpenAI server and a guard against remote calls.
+"""Test tools shipped with duetto: a real fake OpenAI server, a server-in-a-thread for any ASGI
+app, and a guard against remote calls.
 
 Importing this package is cheap: uvicorn is imported only when a server starts.
 """
 
-from duetto.testing.fake_server import Exchange, FakeOpenAIServer, Fault
+from duetto.testing.asgi import Exchange
+from duetto.testing.fake_server import FakeOpenAIServer, Fault
 from duetto.testing.guard import (
     RemoteNetworkBlocked,
     allow_remote_network,
@@ -11,12 +13,14 @@ from duetto.testing.guard import (
     blocked_attempts,
     no_remote_network,
 )
+from duetto.testing.server_thread import ServerThread
 
 __all__ = [
     "Exchange",
     "FakeOpenAIServer",
     "Fault",
     "RemoteNetworkBlocked",
+    "ServerThread",
     "allow_remote_network",
     "block_remote_network",
     "blocked_attempts",

@@ -1,7 +1,8 @@
 """A real HTTP server on loopback that speaks the OpenAI chat protocol, for tests and benchmarks.
 
-`FakeOpenAIServer` runs uvicorn in a background thread around a bare ASGI app (no framework:
-the handler must stay cheap enough for ~10,000 requests at 200 concurrent clients). It answers
+`FakeOpenAIServer` runs uvicorn in a background thread (`ServerThread`) around a bare ASGI app
+(no framework: the handler must stay cheap enough for ~10,000 requests at 200 concurrent
+clients). It renders answers with `duetto.openai_wire`, as the gateway does. It answers
 from a script, injects faults (latency, error statuses, hangs past the client's timeout, cut
 streams) from a seeded generator or an exact queue, and records what it received.
 
@@ -17,25 +18,46 @@ import contextlib
 import json
 import logging
 import random
-import socket
-import threading
-import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
+
+from duetto import openai_wire as wire
+from duetto.testing.asgi import (
+    JSON_HEADERS,
+    SSE_HEADERS,
+    CutConnection,
+    Exchange,
+    FaultKind,
+    QuietCut,
+    Receive,
+    Scope,
+    Send,
+    request_size,
+    send_bytes,
+    send_error,
+    send_json,
+)
+from duetto.testing.server_thread import ServerThread
 
 Script = Callable[[list[dict[str, Any]]], str] | Mapping[str, str] | str | None
-FaultKind = Literal["error", "timeout", "broken"]
 
-_Scope = MutableMapping[str, Any]
-_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-_JSON = [(b"content-type", b"application/json")]
-_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-_REASONS = {400: "bad request", 404: "not found", 429: "rate limited", 500: "server error"}
+_UVICORN: dict[str, Any] = {  # the handler must stay cheap: no logs, no lifespan, no date header
+    "log_config": None,
+    "log_level": None,
+    "access_log": False,
+    "lifespan": "off",
+    "interface": "asgi3",
+    "http": "h11",
+    "proxy_headers": False,
+    "backlog": 4096,
+    "timeout_keep_alive": 30,
+    "timeout_graceful_shutdown": 2,
+    "server_header": False,
+    "date_header": False,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +68,6 @@ class Fault:
     kind: FaultKind = "error"
     status: int = 500
     retry_after: float | None = None  # sent as a Retry-After header with an error status
-
-
-@dataclass(slots=True)
-class Exchange:
-    """What the server saw of one request and how much body it sent back."""
-
-    path: str
-    body: dict[str, Any] | None
-    request_bytes: int  # request line + headers + body, as received
-    response_body_bytes: int = 0
-    status: int = 200
-    fault: FaultKind | None = None
 
 
 @dataclass(slots=True)
@@ -75,16 +85,6 @@ class _Settings:
     models: tuple[str, ...] = ("fake-llm",)
     record: bool = True
     forced: deque[Fault] = field(default_factory=deque)
-
-
-class _CutConnection(Exception):
-    """Raised inside the app after the response started: uvicorn then drops the connection."""
-
-
-class _QuietCut(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, _CutConnection)
 
 
 class FakeOpenAIServer:
@@ -128,12 +128,8 @@ class FakeOpenAIServer:
         self.counts: Counter[str] = Counter()
         self.port = 0
         self._ids = 0
-        self._thread: threading.Thread | None = None
-        self._server: Any = None  # uvicorn.Server, imported lazily
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: ServerThread | None = None
         self._stopping: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
 
     # ---- control -------------------------------------------------------------------------
 
@@ -165,70 +161,27 @@ class FakeOpenAIServer:
         self.settings.forced.clear()
 
     def start(self) -> FakeOpenAIServer:
-        import uvicorn
-
-        if self._thread is not None:
+        if self._runner is not None:
             return self
         logging.getLogger("uvicorn.error").addFilter(_QUIET)
-        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when proto says
-        # TCP; without it Nagle + delayed ACK add ~40 ms to every keep-alive response.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self._app,
-            log_config=None,
-            log_level=None,
-            access_log=False,
-            lifespan="off",
-            interface="asgi3",
-            http="h11",
-            proxy_headers=False,
-            backlog=4096,
-            timeout_keep_alive=30,
-            timeout_graceful_shutdown=2,
-            server_header=False,
-            date_header=False,
+        self._stopping = asyncio.Event()  # bound to the server's loop when first awaited
+        runner = ServerThread(
+            self._app, config=_UVICORN, name="fake-openai", start_timeout_s=10, stop_timeout_s=10
         )
-        self._server = uvicorn.Server(config)
-        self._ready.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(sock,), name=f"fake-openai-{self.port}", daemon=True
-        )
-        self._thread.start()
-        if not self._ready.wait(10) or self._error is not None:
-            raise RuntimeError(f"fake OpenAI server did not start: {self._error!r}")
+        try:
+            runner.start()
+        except RuntimeError as exc:
+            raise RuntimeError(f"fake OpenAI server did not start: {exc}") from exc
+        self._runner, self.port = runner, runner.port
         return self
 
     def stop(self) -> None:
-        if self._thread is None:
+        runner, self._runner = self._runner, None
+        if runner is None:
             return
-        self._server.should_exit = True
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)  # wake hanging handlers
-        self._thread.join(10)
-        self._thread = None
-
-    def _run(self, sock: socket.socket) -> None:
-        async def serve() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stopping = asyncio.Event()
-            server = self._server
-            task = asyncio.create_task(server.serve(sockets=[sock]))
-            # uvicorn exposes only a `started` flag, no event to wait on
-            while not server.started and not task.done():  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
-            self._ready.set()
-            await task
-
-        try:
-            asyncio.run(serve())
-        except BaseException as exc:  # reported to the thread that called start()
-            self._error = exc
-        finally:
-            sock.close()
-            self._ready.set()
+        if runner.loop is not None and self._stopping is not None:
+            runner.loop.call_soon_threadsafe(self._stopping.set)  # wake hanging handlers
+        runner.stop()
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
@@ -248,7 +201,7 @@ class FakeOpenAIServer:
 
     # ---- the ASGI app --------------------------------------------------------------------
 
-    async def _app(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         body = b""
@@ -259,7 +212,7 @@ class FakeOpenAIServer:
             more = message.get("more_body", False)
         path: str = scope["path"]
         self.counts["requests"] += 1
-        exchange = Exchange(path=path, body=None, request_bytes=_request_size(scope, body))
+        exchange = Exchange(path=path, body=None, request_bytes=request_size(scope, body))
         if self.settings.record:
             self.exchanges.append(exchange)
         if path.endswith("/v1/models") and scope["method"] == "GET":
@@ -268,13 +221,13 @@ class FakeOpenAIServer:
                 {"id": m, "object": "model", "created": 0, "owned_by": "duetto"}
                 for m in self.settings.models
             ]
-            await _send_json(send, exchange, 200, {"object": "list", "data": data})
+            await send_json(send, exchange, 200, {"object": "list", "data": data})
         elif path.endswith("/v1/chat/completions") and scope["method"] == "POST":
             await self._chat(body, exchange, send)
         else:
-            await _send_error(send, exchange, 404, f"no route {scope['method']} {path}")
+            await send_error(send, exchange, 404, f"no route {scope['method']} {path}")
 
-    async def _chat(self, raw: bytes, exchange: Exchange, send: _Send) -> None:
+    async def _chat(self, raw: bytes, exchange: Exchange, send: Send) -> None:
         try:
             body = json.loads(raw)
             messages = body["messages"]
@@ -282,7 +235,7 @@ class FakeOpenAIServer:
                 raise TypeError("messages must be a list")
         except (ValueError, KeyError, TypeError) as exc:
             self.counts["bad_requests"] += 1
-            await _send_error(send, exchange, 400, f"invalid request: {exc}")
+            await send_error(send, exchange, 400, f"invalid request: {exc}")
             return
         exchange.body = body
         self.counts["chat"] += 1
@@ -298,7 +251,7 @@ class FakeOpenAIServer:
             headers = []
             if fault.retry_after is not None:
                 headers.append((b"retry-after", f"{fault.retry_after:g}".encode()))
-            await _send_error(send, exchange, fault.status, "injected failure", headers)
+            await send_error(send, exchange, fault.status, "injected failure", headers)
             return
         if fault is not None and fault.kind == "timeout":
             await self._pause(s.hang_s)  # past the client's timeout
@@ -352,10 +305,11 @@ class FakeOpenAIServer:
         else:
             text = f"echo: {last_user}"
         finish = "stop"
-        for stop in _as_list(body.get("stop")):
+        options = wire.request_options(body)
+        for stop in options.get("stop", ()):
             if stop and stop in text:
                 text = text[: text.index(stop)]
-        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        max_tokens = options.get("max_tokens")
         words = _tokens(text)
         if isinstance(max_tokens, int) and len(words) > max_tokens:
             text, finish = "".join(words[:max_tokens]), "length"
@@ -367,115 +321,76 @@ class FakeOpenAIServer:
 
     def _usage(self, body: dict[str, Any], text: str) -> dict[str, int]:
         prompt = sum(len(str(m.get("content") or "").split()) + 1 for m in body["messages"])
-        completion = len(_tokens(text))
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-        }
+        return wire.usage_block(prompt, len(_tokens(text)))
 
     def _logprobs(self, tokens: list[str]) -> dict[str, Any]:
-        lp = self.settings.logprob
-        return {
-            "content": [
-                {"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
-                for t in tokens
-            ]
-        }
+        return wire.logprobs_block(tokens, [self.settings.logprob] * len(tokens))
 
     async def _send_completion(
         self,
-        send: _Send,
+        send: Send,
         exchange: Exchange,
         body: dict[str, Any],
         text: str,
         finish: str,
         broken: bool,
     ) -> None:
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "logprobs": self._logprobs(_tokens(text)) if body.get("logprobs") else None,
-            "finish_reason": finish,
-        }
-        payload = {
-            "id": self._next_id(),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", self.settings.models[0]),
-            "choices": [choice],
-            "usage": self._usage(body, text),
-            "system_fingerprint": None,
-        }
-        data = json.dumps(payload).encode()
+        payload = wire.completion(
+            self._next_id(),
+            body.get("model", self.settings.models[0]),
+            text,
+            finish,
+            self._usage(body, text),
+            logprobs=self._logprobs(_tokens(text)) if body.get("logprobs") else None,
+        )
+        data = wire.encode(payload)
         if not broken:
-            await _send_bytes(send, exchange, 200, _JSON, data)
+            await send_bytes(send, exchange, 200, JSON_HEADERS, data)
             return
-        headers = [*_JSON, (b"content-length", str(len(data)).encode())]
+        headers = [*JSON_HEADERS, (b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         half = data[: len(data) // 2]
         await send({"type": "http.response.body", "body": half, "more_body": True})
         exchange.response_body_bytes += len(half)
-        raise _CutConnection
+        raise CutConnection
 
     async def _send_stream(
         self,
-        send: _Send,
+        send: Send,
         exchange: Exchange,
         body: dict[str, Any],
         text: str,
         finish: str,
         broken: bool,
     ) -> None:
-        cid, created = self._next_id(), int(time.time())
-        model = body.get("model", self.settings.models[0])
+        include_usage = wire.wants_usage(body)
+        chunks = wire.Chunks(
+            self._next_id(), body.get("model", self.settings.models[0]), include_usage
+        )
         want_logprobs = bool(body.get("logprobs"))
-
-        def event(delta: dict[str, Any], finish_reason: str | None, lp: Any = None) -> bytes:
-            chunk = {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish_reason}
-                ],
-            }
-            return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
         async def emit(data: bytes) -> None:
             await send({"type": "http.response.body", "body": data, "more_body": True})
             exchange.response_body_bytes += len(data)
 
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
-        await emit(event({"role": "assistant", "content": ""}, None))
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await emit(chunks.role())
         tokens = _tokens(text)
         cut_at = max(1, len(tokens) // 2) if broken else -1
         for i, token in enumerate(tokens):
             if i == cut_at:
-                raise _CutConnection
+                raise CutConnection
             if self.settings.chunk_delay_s:
                 await self._pause(self.settings.chunk_delay_s)
-            lp = self._logprobs([token]) if want_logprobs else None
-            await emit(event({"content": token}, None, lp))
+            await emit(chunks.delta(token, self._logprobs([token]) if want_logprobs else None))
         if broken:  # an answer too short to cut in the middle: cut before the finish
-            raise _CutConnection
-        await emit(event({}, finish))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [],
-                "usage": self._usage(body, text),
-            }
-            await emit(b"data: " + json.dumps(usage).encode() + b"\n\n")
-        await emit(b"data: [DONE]\n\n")
+            raise CutConnection
+        await emit(chunks.finish(finish, self._usage(body, text) if include_usage else None))
+        await emit(wire.DONE)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-_QUIET = _QuietCut()
+_QUIET = QuietCut()
 
 
 def _tokens(text: str) -> list[str]:
@@ -489,56 +404,3 @@ def _tokens(text: str) -> list[str]:
     if text:
         out.append(text[start:])
     return out
-
-
-def _as_list(stop: Any) -> list[str]:
-    if stop is None:
-        return []
-    return [stop] if isinstance(stop, str) else [str(s) for s in stop]
-
-
-def _request_size(scope: _Scope, body: bytes) -> int:
-    """Bytes of the request as it came over the wire (HTTP/1.1 framing, Content-Length body)."""
-    target = len(scope.get("raw_path") or scope["path"].encode())
-    if scope.get("query_string"):
-        target += 1 + len(scope["query_string"])
-    line = len(scope["method"]) + 1 + target + len(" HTTP/") + len(scope["http_version"]) + 2
-    headers = sum(len(k) + 2 + len(v) + 2 for k, v in scope["headers"])
-    return line + headers + 2 + len(body)
-
-
-async def _send_bytes(
-    send: _Send,
-    exchange: Exchange,
-    status: int,
-    headers: list[tuple[bytes, bytes]],
-    data: bytes,
-) -> None:
-    exchange.status = status
-    exchange.response_body_bytes += len(data)
-    headers = [*headers, (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data, "more_body": False})
-
-
-async def _send_json(send: _Send, exchange: Exchange, status: int, payload: Any) -> None:
-    await _send_bytes(send, exchange, status, _JSON, json.dumps(payload).encode())
-
-
-async def _send_error(
-    send: _Send,
-    exchange: Exchange,
-    status: int,
-    message: str,
-    extra_headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    kind = (
-        "rate_limit_error"
-        if status == 429
-        else ("invalid_request_error" if status < 500 else "server_error")
-    )
-    payload = {
-        "error": {"message": message, "type": kind, "param": None, "code": _REASONS.get(status)}
-    }
-    data = json.dumps(payload).encode()
-    await _send_bytes(send, exchange, status, [*_JSON, *(extra_headers or [])], data)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from duetto.distill.students import embedder_from_name, embedder_name
 from duetto.distill.teachers import LabelTrie
 from duetto.scoring.embeddings import MiniLMEmbedder, TextEmbedder, default_embedder
 
@@ -97,6 +98,36 @@ class FewShotStudent:
             labels.append(choice)
             confidences.append(min(1.0, shares[choice]))
         return labels, confidences
+
+    # ---- persistence (duetto.persist: JSON + arrays, no pickle) ----
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        if self.bank is None:
+            raise RuntimeError("FewShotStudent.state called before fit")
+        params = {
+            "label_names": self.label_names,
+            "k": self.k,
+            "model_path": str(self.model_path) if self.model_path is not None else None,
+            "use_model": self.use_model,
+            "embedder": embedder_name(self._embedder),
+            "bank_texts": self.bank_texts,
+            "bank_labels": self.bank_labels,
+        }
+        return params, {"bank": self.bank}
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> FewShotStudent:
+        student = cls(
+            params["label_names"],
+            k=int(params["k"]),
+            model_path=params.get("model_path"),
+            embedder=embedder_from_name(params.get("embedder")),
+            use_model=bool(params["use_model"]),
+        )
+        student.bank_texts = [str(t) for t in params["bank_texts"]]
+        student.bank_labels = [str(t) for t in params["bank_labels"]]
+        student.bank = arrays["bank"]
+        return student
 
     def _choose(self, query: str, demos: list[tuple[str, str]], choices: list[str]) -> str:
         llama = self._load()

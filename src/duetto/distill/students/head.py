@@ -15,19 +15,28 @@ cleaner examples. Traces labelled out-of-scope are always kept; `dropped` counts
 similarity of the query to the nearest example the student learned from (traces the teacher gave
 an intent, and the intent names). A softmax over the known intents can be sure of a query unlike
 any of them; the similarity is what says "unlike" - measured on clinc150 in docs/distill.md.
-A MiniLM embedder is not pickled (a worker loads its own), so the student ships to Ray.
+A MiniLM embedder is not pickled (a worker loads its own), so the student ships to Ray. On disk
+it is `state()` in one .npz (`duetto.distill.students.save_student`, no pickle).
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from duetto.distill.students import (
+    EXPECTED,
+    embedder_from_name,
+    embedder_name,
+    load_student,
+    save_student,
+)
+from duetto.errors import DataError
 from duetto.scoring.embeddings import MiniLMEmbedder, TextEmbedder, default_embedder
+from duetto.scoring.logistic import sigmoid
 
 
 def label_text(label: str) -> str:
@@ -56,7 +65,11 @@ class HeadStudent:
         self.verify_k = verify_k
         self.kept: np.ndarray | None = None  # which traces the verifier kept at the last fit
         self.out_of_scope = out_of_scope  # traces with this label are not "known" examples
-        self.classifier: Any = None
+        # The fitted multinomial logistic regression: classes, (k, d) weights, (k,) biases
+        # ((1, d) and (1,) for two classes, as sklearn keeps them).
+        self.classes: np.ndarray | None = None
+        self.coef: np.ndarray | None = None
+        self.intercept: np.ndarray | None = None
         self.known: np.ndarray | None = None  # unit embeddings of the in-scope examples
 
     @property
@@ -88,9 +101,12 @@ class HeadStudent:
         if len(set(y[keep].tolist())) < 2:
             raise ValueError("the head student needs at least two distinct labels")
         weights = np.r_[np.ones(n), np.full(len(anchors), self.anchor_weight)]
-        self.classifier = LogisticRegression(C=self.c, max_iter=3000).fit(
+        fitted = LogisticRegression(C=self.c, max_iter=3000).fit(
             x[keep], y[keep], sample_weight=weights[keep]
         )
+        self.classes = np.asarray(fitted.classes_).astype(str)
+        self.coef = np.asarray(fitted.coef_, dtype=np.float64)
+        self.intercept = np.asarray(fitted.intercept_, dtype=np.float64)
         if self.novelty:  # every trace the teacher gave an intent, verified or not
             self.known = np.asarray(x[y != self.out_of_scope], dtype=np.float32)
 
@@ -106,14 +122,25 @@ class HeadStudent:
             dtype=bool,
         )
 
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(n, classes) probabilities, as sklearn's LogisticRegression computes them."""
+        assert self.coef is not None and self.intercept is not None
+        z = np.asarray(x, dtype=np.float64) @ self.coef.T + self.intercept
+        if self.coef.shape[0] == 1:  # two classes: one logit
+            p = sigmoid(z[:, 0])
+            return np.column_stack([1.0 - p, p])
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return np.asarray(e / e.sum(axis=1, keepdims=True))
+
     def predict_embedded(self, x: np.ndarray) -> tuple[list[str], list[float]]:
-        if self.classifier is None:
+        if self.classes is None:
             raise RuntimeError("HeadStudent.predict called before fit")
         if len(x) == 0:
             return [], []
-        proba = self.classifier.predict_proba(x)
+        proba = self.predict_proba(x)
         best = proba.argmax(axis=1)
-        labels = [str(v) for v in self.classifier.classes_[best]]
+        labels = [str(v) for v in self.classes[best]]
         conf = proba[np.arange(len(best)), best]
         if self.novelty and self.known is not None and len(self.known):
             nearest = np.asarray(x, dtype=np.float32) @ self.known.T
@@ -123,12 +150,49 @@ class HeadStudent:
     def predict(self, texts: Sequence[str]) -> tuple[list[str], list[float]]:
         return self.predict_embedded(self.embedder.embed(list(texts)))
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_bytes(pickle.dumps(self))
+    # ---- persistence (duetto.persist: JSON + arrays, no pickle) ----
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        if self.classes is None or self.coef is None or self.intercept is None:
+            raise RuntimeError("HeadStudent.state called before fit")
+        params = {
+            "label_names": self.label_names,
+            "c": self.c,
+            "novelty": self.novelty,
+            "out_of_scope": self.out_of_scope,
+            "anchor_weight": self.anchor_weight,
+            "verify_k": self.verify_k,
+            "embedder": embedder_name(self._embedder),
+        }
+        arrays = {"classes": self.classes, "coef": self.coef, "intercept": self.intercept}
+        if self.kept is not None:
+            arrays["kept"] = self.kept
+        if self.known is not None:
+            arrays["known"] = self.known
+        return params, arrays
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> HeadStudent:
+        student = cls(
+            params["label_names"],
+            c=float(params["c"]),
+            embedder=embedder_from_name(params.get("embedder")),
+            novelty=bool(params["novelty"]),
+            out_of_scope=params.get("out_of_scope"),
+            anchor_weight=float(params["anchor_weight"]),
+            verify_k=int(params["verify_k"]),
+        )
+        student.classes = arrays["classes"].astype(str)
+        student.coef, student.intercept = arrays["coef"], arrays["intercept"]
+        student.kept, student.known = arrays.get("kept"), arrays.get("known")
+        return student
+
+    def save(self, path: str | Path) -> Path:
+        return save_student(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> HeadStudent:
-        obj = pickle.loads(Path(path).read_bytes())  # only files this tool wrote itself
-        if not isinstance(obj, cls):
-            raise TypeError(f"{path} does not hold a HeadStudent")
-        return obj
+        student = load_student(path)
+        if not isinstance(student, cls):
+            raise DataError("not a head student", file=str(path), expected=EXPECTED)
+        return student

@@ -10,8 +10,8 @@ step-by-step arithmetic answers (GSM8K-style, final answer after `####`):
   computed value, hedging words ("however", "approximately", …);
 - coverage: how many of the question's numbers the answer uses.
 
-`answer_features` is pure (text in, floats out); the scorers are Routers (see routers.py for
-the score convention: higher = keep the weak answer).
+`answer_features` is pure (text in, floats out); the scorers are Routers (see routers/base.py
+for the score convention: higher = keep the weak answer).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from duetto.scoring.routers import Router, RouterInputs, _fit_soft_logistic, sigmoid
+from duetto.scoring.logistic import fit_logistic, sigmoid
+from duetto.scoring.routers.base import Router, RouterInputs
 
 _NUM = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 _ANNOT = re.compile(r"<<([^<>=]+)=([^<>]+)>>")
@@ -268,7 +269,7 @@ class CascadeLogisticScorer(_PostGeneration):
         super()._fit(inputs, scores)
         raw = feature_matrix(inputs)
         self.mu, self.sd = raw.mean(axis=0), raw.std(axis=0) + 1e-6
-        self.coef, self.bias = _fit_soft_logistic(self._x(inputs), scores[:, 0], self.c)
+        self.coef, self.bias = fit_logistic(self._x(inputs), scores[:, 0], l2=1.0 / self.c)
 
     def weak_quality(self, inputs: RouterInputs) -> np.ndarray:
         return sigmoid(self._x(inputs) @ self.coef + self.bias)
@@ -289,10 +290,3 @@ class CascadeLogisticScorer(_PostGeneration):
         self.c, self.use_embedding = float(params["c"]), bool(params["use_embedding"])
         self.global_mean, self.mu, self.sd = arrays["global_mean"], arrays["mu"], arrays["sd"]
         self.coef, self.bias = arrays["coef"], float(arrays["bias"][0])
-
-
-CASCADE_ROUTERS: list[type[Router]] = [
-    ArithmeticCheckScorer,
-    AnswerFormatScorer,
-    CascadeLogisticScorer,
-]
