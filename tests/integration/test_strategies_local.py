@@ -14,7 +14,6 @@ import pytest
 
 from duetto.messages import ChatRequest
 from duetto.models.base import ChatModel, ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.scoring.verifiers import LogprobVerifier, SelfVerifier
 from duetto.strategies import (
     Cascade,
@@ -28,6 +27,7 @@ from duetto.strategies import (
     Stage,
     extract_choice,
 )
+from duetto.testing.scripted import ScriptedModel
 
 pytestmark = pytest.mark.local_model
 

@@ -17,9 +17,9 @@ from duetto.gateway.serving import continuation, llm_only_cost, redact_for_stora
 from duetto.gateway.settings import GatewaySettings
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.strategies import Route
 from duetto.strategies.route import LengthScorer
+from duetto.testing.scripted import ScriptedModel
 from duetto.trace import Step
 from duetto.usage import Usage
 

@@ -13,9 +13,9 @@ from duetto.eval.runner import EvalPlan, evaluate
 from duetto.eval.workload import WorkItem
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.scoring.verifiers import LogprobVerifier
 from duetto.strategies import Cascade
+from duetto.testing.scripted import ScriptedModel
 
 
 def items(n: int = 40) -> list[WorkItem]:

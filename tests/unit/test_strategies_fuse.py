@@ -10,8 +10,8 @@ import pytest
 from duetto.errors import ConfigError, UpstreamError
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.strategies.fuse import Fuse, extract_choice, extract_number, normalise_text, vote
+from duetto.testing.scripted import ScriptedModel
 
 Q = ChatRequest.of("How many legs does a spider have?")
 

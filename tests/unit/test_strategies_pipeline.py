@@ -7,7 +7,6 @@ import pytest
 from duetto.errors import ConfigError
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.strategies.pipeline import (
     Pipeline,
     Stage,
@@ -15,6 +14,7 @@ from duetto.strategies.pipeline import (
     json_validator,
     regex_validator,
 )
+from duetto.testing.scripted import ScriptedModel
 
 SLM = ModelCard(name="slm")
 LLM = ModelCard(

@@ -1,4 +1,5 @@
-"""Test tools shipped with duetto: a real fake OpenAI server and a guard against remote calls.
+"""Test tools shipped with duetto: a scripted model, a real fake OpenAI server and a guard
+against remote calls.
 
 Importing this package is cheap: uvicorn is imported only when a server starts.
 """
@@ -11,12 +12,15 @@ from duetto.testing.guard import (
     blocked_attempts,
     no_remote_network,
 )
+from duetto.testing.scripted import Script, ScriptedModel
 
 __all__ = [
     "Exchange",
     "FakeOpenAIServer",
     "Fault",
     "RemoteNetworkBlocked",
+    "Script",
+    "ScriptedModel",
     "allow_remote_network",
     "block_remote_network",
     "blocked_attempts",
