@@ -8,10 +8,14 @@ options, also `duetto distill from-traces …`) trains a student on the answers 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
+
+from duetto.cli._errors import fail
+from duetto.distill.data import TASK_HINTS
 
 app = typer.Typer(no_args_is_help=True)
 SELECTED_REASONS = (
@@ -26,10 +30,31 @@ SELECTED_REASONS = (
     "not_a_label",
 )
 
-TASK_HINTS = {
-    "banking77": "online-banking customer queries",
-    "clinc150": "requests to a virtual assistant",
-}
+
+class TeacherKind(StrEnum):
+    gold = "gold"
+    local = "local"
+
+
+class Redacted(StrEnum):
+    drop = "drop"
+    keep = "keep"
+
+
+class TracesMode(StrEnum):
+    escalated = "escalated"
+    all = "all"
+
+
+class CalibReference(StrEnum):
+    teacher = "teacher"
+    gold = "gold"
+
+
+class CalibSource(StrEnum):
+    auto = "auto"
+    validation = "validation"
+    train = "train"
 
 
 def _teacher(kind: str, model: str, ds: Any, candidates: int = 0) -> Any:
@@ -70,7 +95,9 @@ def _student_factory(kind: str, ds: Any, options: dict[str, Any]) -> Any:
 def rounds(
     dataset: Annotated[str, typer.Option(help="banking77 or clinc150")] = "banking77",
     data_dir: Annotated[Path | None, typer.Option(help="folder holding the datasets")] = None,
-    teacher: Annotated[str, typer.Option(help="gold (upper bound) or local")] = "gold",
+    teacher: Annotated[
+        TeacherKind, typer.Option(help="gold (upper bound) or local")
+    ] = TeacherKind.gold,
     teacher_model: Annotated[
         str, typer.Option(help="local teacher: standin, smollm2 or a GGUF path")
     ] = "standin",
@@ -87,13 +114,16 @@ def rounds(
     calib: Annotated[int, typer.Option(help="held-out queries for the threshold")] = 500,
     test: Annotated[int | None, typer.Option(help="stratified test subsample")] = None,
     traffic: Annotated[int, typer.Option(help="training queries arriving as traffic")] = 6000,
-    traces: Annotated[str, typer.Option(help="escalated (closed loop) or all")] = "escalated",
+    traces: Annotated[
+        TracesMode, typer.Option(help="escalated (closed loop) or all")
+    ] = TracesMode.escalated,
     calib_reference: Annotated[
-        str, typer.Option(help="teacher, or gold: the audit sample is human-labelled")
-    ] = "teacher",
+        CalibReference, typer.Option(help="teacher, or gold: the audit sample is human-labelled")
+    ] = CalibReference.teacher,
     calib_source: Annotated[
-        str, typer.Option(help="audit sample from: auto (validation if any), validation, train")
-    ] = "auto",
+        CalibSource,
+        typer.Option(help="audit sample from: auto (validation if any), validation, train"),
+    ] = CalibSource.auto,
     calib_oos_share: Annotated[
         float | None,
         typer.Option(help="out-of-scope share of a validation audit sample (default: the test's)"),
@@ -136,12 +166,6 @@ def rounds(
     from duetto.distill.loop import LoopConfig, run_rounds
     from duetto.distill.ray_exec import LocalExecutor, RayExecutor
 
-    if traces not in ("escalated", "all"):
-        raise typer.BadParameter("--traces must be escalated or all")
-    if calib_reference not in ("teacher", "gold"):
-        raise typer.BadParameter("--calib-reference must be teacher or gold")
-    if calib_source not in ("auto", "train", "validation"):
-        raise typer.BadParameter("--calib-source must be auto, validation or train")
     for name, value in (
         ("--calib-oos-share", calib_oos_share),
         ("--oos-escalation", oos_escalation),
@@ -158,9 +182,9 @@ def rounds(
         calib=calib,
         test=test,
         traffic=traffic,
-        traces=traces,  # type: ignore[arg-type]
-        calib_reference=calib_reference,  # type: ignore[arg-type]
-        calib_source=calib_source,  # type: ignore[arg-type]
+        traces=traces.value,
+        calib_reference=calib_reference.value,
+        calib_source=calib_source.value,
         calib_oos_share=calib_oos_share,
         oos_escalation=oos_escalation,
         gate=gate,
@@ -205,7 +229,9 @@ def lora(
     out: Annotated[Path, typer.Option(help="checkpoints, adapter and merged model go here")],
     dataset: Annotated[str, typer.Option(help="banking77 or clinc150")] = "banking77",
     data_dir: Annotated[Path | None, typer.Option(help="folder holding the datasets")] = None,
-    teacher: Annotated[str, typer.Option(help="gold (upper bound) or local")] = "gold",
+    teacher: Annotated[
+        TeacherKind, typer.Option(help="gold (upper bound) or local")
+    ] = TeacherKind.gold,
     teacher_model: Annotated[str, typer.Option(help="standin, smollm2 or a GGUF")] = "standin",
     train: Annotated[int, typer.Option(help="teacher-labelled training examples")] = 200,
     n_eval: Annotated[int, typer.Option("--eval", help="test queries scored")] = 100,
@@ -230,7 +256,7 @@ def lora(
         settings=LoraSettings(epochs=epochs, learning_rate=learning_rate, seed=seed),
     )
     record = lora_round(student, texts, labels, [e.text for e in test], [e.label for e in test])
-    record.update(task=ds.name, teacher=teacher, teacher_is_upper_bound=teacher == "gold")
+    record.update(task=ds.name, teacher=teacher.value, teacher_is_upper_bound=teacher == "gold")
     text = json.dumps(record, indent=2)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -279,8 +305,8 @@ def from_traces(
         float | None, typer.Option(help="keep only answers a verifier scored >= this")
     ] = None,
     redacted: Annotated[
-        str, typer.Option(help="records with redaction placeholders: drop or keep")
-    ] = "drop",
+        Redacted, typer.Option(help="records with redaction placeholders: drop or keep")
+    ] = Redacted.drop,
     labels: Annotated[
         str | None, typer.Option(help="allowed answers: a JSON list file, one per line, or a,b,c")
     ] = None,
@@ -309,14 +335,14 @@ def from_traces(
     evaluated on held-out prompts. Subcommands: rounds (the loop on a dataset), lora."""
     if ctx.invoked_subcommand is not None:
         if traces is not None:
-            _fail("--traces trains from traces on its own; give it without a subcommand")
+            fail("--traces trains from traces on its own; give it without a subcommand")
         return
     if traces is None:
-        _fail("missing --traces STORE|FILE (or a subcommand: rounds, lora); see --help")
+        fail("missing --traces STORE|FILE (or a subcommand: rounds, lora); see --help")
     if task is None:
-        _fail("missing --task NAME (* for every task)")
+        fail("missing --task NAME (* for every task)")
     if out is None:
-        _fail("missing --out DIR")
+        fail("missing --out DIR")
     from duetto.calibrate import Target
     from duetto.distill.traces import Options, Selection, distill_from_traces, read_labels
     from duetto.errors import DuettoError
@@ -326,7 +352,7 @@ def from_traces(
             task=task,
             teacher_models=tuple(teacher_model or ()),
             min_score=min_score,
-            redacted=redacted,  # type: ignore[arg-type]
+            redacted=redacted.value,
             labels=read_labels(labels),
         )
         opts = Options(
@@ -345,17 +371,12 @@ def from_traces(
             traces, sel, student, out, opts, log=lambda msg: typer.echo(msg, err=True)
         )
     except DuettoError as exc:
-        _fail(str(exc))
+        fail(exc)
     _traces_summary(report, out)
 
 
 app.callback(invoke_without_command=True)(from_traces)
 app.command("from-traces", help="The same as `duetto distill --traces …`.")(from_traces)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _traces_summary(r: dict[str, Any], out: Path) -> None:
