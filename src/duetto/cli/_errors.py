@@ -27,7 +27,8 @@ def user_errors(*also: type[Exception]) -> Iterator[None]:
     exception types in `also`, into `fail`."""
     from duetto.errors import UserError
 
+    kinds: tuple[type[Exception], ...] = (UserError, *also)
     try:
         yield
-    except (UserError, *also) as exc:
+    except kinds as exc:
         fail(exc)
