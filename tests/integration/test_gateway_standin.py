@@ -12,12 +12,7 @@ import pytest
 pytestmark = [pytest.mark.standin, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def test_default_config_serves_every_strategy(tmp_path: Path) -> None:
-    pytest.importorskip("llama_cpp")
-    from duetto.models.standin import cached_standin
-
-    if cached_standin() is None:
-        pytest.skip("stand-in LLM not fetched: run `duetto models fetch`")
+def test_default_config_serves_every_strategy(tmp_path: Path, standin_gguf: Path) -> None:
     import httpx
     import openai
 

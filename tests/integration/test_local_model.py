@@ -17,7 +17,6 @@ from duetto.models.local import (
     find_stop,
     held_back,
     smollm2_card,
-    smollm2_path,
     token_logprob,
 )
 
@@ -62,19 +61,7 @@ async def test_missing_weights_are_unavailable(tmp_path) -> None:
 # --------------------------------------------------------------------------- the real model
 
 
-def _smollm2() -> LlamaCppModel:
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python not installed (pip install 'duetto[local]')")
-    try:
-        smollm2_path()
-    except ModelUnavailable as exc:
-        pytest.skip(f"SmolLM2 weights missing: {exc}")
-    return LlamaCppModel.smollm2(n_ctx=2048)
-
-
-@pytest.fixture(scope="module")
-def smollm2() -> LlamaCppModel:
-    return _smollm2()
+# `smollm2` (tests/conftest.py): the real model, one per module; skips without the local extra.
 
 
 COUNT = ChatRequest.of("Count from 1 to 10, separated by commas.", max_tokens=40)
@@ -206,8 +193,7 @@ async def test_models_share_one_loaded_engine(smollm2: LlamaCppModel) -> None:
 
 
 @pytest.mark.local_model
-async def test_prompt_longer_than_context_is_an_error() -> None:
-    small = _smollm2()
-    tiny = LlamaCppModel(small.card, small.model_path, n_ctx=64)
+async def test_prompt_longer_than_context_is_an_error(smollm2: LlamaCppModel) -> None:
+    tiny = LlamaCppModel(smollm2.card, smollm2.model_path, n_ctx=64)
     with pytest.raises(ModelError, match="context"):
         await tiny.complete(ChatRequest.of("word " * 200))

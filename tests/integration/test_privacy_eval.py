@@ -13,11 +13,11 @@ pytest.importorskip("presidio_analyzer", reason="needs the `privacy` extra")
 
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.privacy.evaluate import evaluate, load_labelled
 from duetto.privacy.policy import Action, PrivacyPolicy
 from duetto.scoring import pii
 from duetto.scoring.pii_presidio import PresidioDetector, install, url_candidates
+from duetto.testing.scripted import ScriptedModel
 
 PATTERN_TYPES = (
     "EMAIL_ADDRESS",

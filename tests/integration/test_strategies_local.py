@@ -7,7 +7,6 @@ Run with: flock /tmp/duetto-cpu.lock .venv/bin/pytest -m local_model tests/integ
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import pytest
@@ -15,7 +14,6 @@ import pytest
 from duetto.answers import extract_choice
 from duetto.messages import ChatRequest
 from duetto.models.base import ChatModel, ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.scoring.verifiers import LogprobVerifier, SelfVerifier
 from duetto.strategies import (
     Cascade,
@@ -28,6 +26,7 @@ from duetto.strategies import (
     Route,
     Stage,
 )
+from duetto.testing.scripted import ScriptedModel
 
 pytestmark = pytest.mark.local_model
 
@@ -40,28 +39,18 @@ REMOTE = ModelCard(
 )
 
 
-@pytest.fixture(scope="module")
-def slm() -> ChatModel:
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama_cpp is not installed (pip install 'duetto[local]')")
-    try:
-        from duetto.models.local import LlamaCppModel, smollm2_path
-
-        smollm2_path()
-    except Exception as e:  # module not there yet, or weights missing
-        pytest.skip(f"embedded SmolLM2 unavailable: {e}")
-    return LlamaCppModel.smollm2(n_ctx=2048)
-
-
 def ask(prompt: str, **kw: object) -> ChatRequest:
     return ChatRequest.of(prompt, max_tokens=kw.pop("max_tokens", 12), **kw)  # type: ignore[arg-type]
 
 
-async def test_pipeline_slm_extracts_then_remote_answers(slm: ChatModel) -> None:
+async def test_pipeline_slm_extracts_then_remote_answers(smollm2: ChatModel) -> None:
     llm = ScriptedModel(REMOTE, "Paris")
     p = Pipeline(
         "p",
-        [Stage(slm, "extractor", "Name the country the user asks about."), Stage(llm, "answerer")],
+        [
+            Stage(smollm2, "extractor", "Name the country the user asks about."),
+            Stage(llm, "answerer"),
+        ],
     )
     r = await p.complete(ask("What is the capital of France?"))
     notes = llm.calls[0].messages[0].content
@@ -72,9 +61,9 @@ async def test_pipeline_slm_extracts_then_remote_answers(slm: ChatModel) -> None
     assert r.trace.children[0].total().energy_j > 0  # the SLM call: measured CPU energy
 
 
-async def test_route_keeps_short_requests_local(slm: ChatModel) -> None:
+async def test_route_keeps_short_requests_local(smollm2: ChatModel) -> None:
     llm = ScriptedModel(REMOTE, "long answer")
-    route = Route("r", [slm, llm], LengthScorer(scale_chars=200), threshold=0.5)
+    route = Route("r", [smollm2, llm], LengthScorer(scale_chars=200), threshold=0.5)
     short = await route.complete(ask("Say hello."))
     assert short.trace.decision == "cheap" and short.usage.remote_calls == 0 and short.text
     long = await route.complete(ask("Explain, in detail, " + "why the sky is blue; " * 20))
@@ -84,50 +73,62 @@ async def test_route_keeps_short_requests_local(slm: ChatModel) -> None:
     assert "".join(c.delta for c in chunks) == chunks[-1].response.text
 
 
-async def test_cascade_scores_real_logprobs_and_self_verification(slm: ChatModel) -> None:
+async def test_cascade_scores_real_logprobs_and_self_verification(smollm2: ChatModel) -> None:
     llm = ScriptedModel(REMOTE, "4")
     req = ask("What is 2 + 2? Reply with a number.", max_tokens=6)
-    low = await Cascade("c", [slm, llm], LogprobVerifier(), threshold=0.0).complete(req)
+    low = await Cascade("c", [smollm2, llm], LogprobVerifier(), threshold=0.0).complete(req)
     p = low.trace.score
     assert p is not None and 0.0 < p <= 1.0 and low.trace.decision == "accepted"
     assert low.usage.remote_calls == 0
     high = await Cascade(
-        "c", [slm, llm], LogprobVerifier(), threshold=1.01, pass_draft=True
+        "c", [smollm2, llm], LogprobVerifier(), threshold=1.01, pass_draft=True
     ).complete(req)
     assert high.trace.decision == "escalated" and high.text == "4" and high.usage.remote_calls == 1
     assert "drafted" in llm.calls[0].messages[0].content
-    sv = Cascade("c", [slm, llm], SelfVerifier(slm, max_tokens=2), threshold=0.5)
+    sv = Cascade("c", [smollm2, llm], SelfVerifier(smollm2, max_tokens=2), threshold=0.5)
     r = await sv.complete(req)
-    assert 0.0 <= (r.trace.score or 0.0) <= 1.0 and r.usage.calls in (2, 3)
+    # temperature 0: SmolLM2 says yes with p ~0.74 to its own "2 + 2 = " (llama.cpp 0.3.36)
+    assert r.trace.score == pytest.approx(0.74, abs=0.05)
+    assert r.trace.decision == "accepted" and r.usage.calls == 2 and r.usage.remote_calls == 0
     assert [s.name for s in r.trace.children[0].children] == ["smollm2-135m", "smollm2-135m"]
 
 
-async def test_assist_modes(slm: ChatModel) -> None:
+async def test_assist_modes(smollm2: ChatModel) -> None:
     # SLM → LLM: redaction before the untrusted model, and LLM-mode compression by the SLM.
     llm = ScriptedModel(REMOTE, lambda req: "Noted: <EMAIL_ADDRESS_1>")
     red = await RedactAssist("ra", llm).complete(ask("My e-mail is ann@example.com, note it."))
     assert red.usage.pii_sent == 0 and red.text == "Noted: ann@example.com"
     text = "I have a question about my order. " * 6 + "When will order 5521 arrive?"
-    comp = CompressAssist("ca", slm, ScriptedModel(REMOTE, "tomorrow"), mode="llm", min_chars=100)
+    answerer = ScriptedModel(REMOTE, "tomorrow")
+    comp = CompressAssist("ca", smollm2, answerer, mode="llm", min_chars=100)
     r = await comp.complete(ask(text, max_tokens=40))
-    assert (
-        r.trace.decision in ("compressed", "not_shorter") and r.trace.children[0].role == "compress"
-    )
-    assert r.trace.extra["bytes_saved"] >= 0
+    # temperature 0: SmolLM2 rewrites the 232-character request into a shorter one about the
+    # order, and that rewrite is exactly what reached the remote answerer.
+    sent = answerer.calls[0].last_user
+    assert r.trace.decision == "compressed" and r.trace.children[0].role == "compress"
+    assert r.trace.extra["chars_before"] == len(text) == 232
+    assert r.trace.extra["chars_after"] == len(sent) < 200 and "order" in sent
+    assert r.trace.extra["bytes_saved"] > 0 and r.text == "tomorrow"
     # LLM → SLM: hints written once, used by the real SLM.
     teacher = ScriptedModel(REMOTE, "Reply with one word.")
-    ha = HintAssist("ha", teacher, slm)
+    ha = HintAssist("ha", teacher, smollm2)
     a = await ha.complete(ask("What colour is grass?", task="colour"))
     b = await ha.complete(ask("What colour is the sky?", task="colour"))
     assert a.trace.extra["cache"] == "miss" and b.trace.extra["cache"] == "hit"
     assert len(teacher.calls) == 1 and b.usage.remote_calls == 0 and b.text
 
 
-async def test_fuse_votes_over_real_samples(slm: ChatModel) -> None:
-    f = Fuse("f", [slm], samples=3, normalise=extract_choice)
+async def test_fuse_votes_over_real_samples(smollm2: ChatModel) -> None:
+    f = Fuse("f", [smollm2], samples=3, normalise=extract_choice)
     req = ask("Which is a fruit? A) apple B) stone C) car. Answer with the letter.", max_tokens=4)
     r = await f.complete(req)
     assert r.usage.calls == 3 and len(r.trace.children) == 3
     assert r.trace.decision in ("voted", "no_vote")
     assert r.score is None or 0.0 <= r.score <= 1.0
     assert all(math.isfinite(c.total().latency_ms) for c in r.trace.children)
+    # temperature 0 for every sample: three equal answers, all choosing A (apple).
+    greedy = await Fuse(
+        "f0", [smollm2], samples=3, normalise=extract_choice, temperature=0.0
+    ).complete(req)
+    assert greedy.trace.decision == "voted" and greedy.score == 1.0
+    assert extract_choice(greedy.text) == "A"

@@ -68,11 +68,17 @@ def test_budget_guard_is_hard() -> None:
     guard = BudgetGuard(max_usd_per_1k=1.0, window=10)
     pol = StaticThreshold(0.9, guard=guard)
     spent = 0.0
+    escalated: list[bool] = []
     for _ in range(100):
         escalate = pol.threshold > 0.5  # every request wants to escalate
         cost = 0.002 if escalate else 0.0
         spent += cost
+        escalated.append(escalate)
         pol.observe(escalate, cost)
-    assert pol.threshold in (0.9, -math.inf)
+    # The cap is $0.01 per 10 requests, 5 escalations: the guard refuses (threshold -inf) once
+    # the window holds 5, and lets requests through again as their costs leave the window.
+    assert "".join("x" if e else "." for e in escalated[:22]) == "xxxxx......xxxxx......"
+    assert max(sum(escalated[i : i + 10]) for i in range(91)) == 5
+    assert sum(escalated) == 46
     # Never more than the cap over any window, plus at most one request crossing it.
     assert spent <= 100 / 1000 * 1.0 + 0.002 * 10

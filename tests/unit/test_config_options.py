@@ -239,8 +239,8 @@ def test_shipped_configs_validate(path: str) -> None:
 
 
 async def test_options_map_to_constructors() -> None:
-    from duetto.scoring.verifiers import PlattCalibrator
     from duetto.answers import number_key
+    from duetto.scoring.verifiers import PlattCalibrator
     from duetto.strategies.route import FittedTaskPrior, LengthScorer
 
     cfg = load(

@@ -11,8 +11,8 @@ import pytest
 from duetto.errors import ModelTimeout, UpstreamError
 from duetto.messages import ChatRequest, Message
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.scoring.pii import count_pii, regex_detect
+from duetto.testing.scripted import ScriptedModel
 from duetto.trace import Step
 from duetto.usage import Usage
 

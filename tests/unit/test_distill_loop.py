@@ -13,20 +13,17 @@ import pytest
 
 from duetto.calibrate import Operating, Target, choose_threshold
 from duetto.distill.data import Example, IntentDataset, sample
-from duetto.distill.loop import (
-    LoopConfig,
+from duetto.distill.decide import (
     answers_locally,
-    audit_sample,
     better_than_deployed,
-    calibrate,
+    calibrate_escalation,
     escalation_scores,
     oos_floor,
     paired_margin,
-    run_rounds,
     score_round,
-    split_data,
     with_margin,
 )
+from duetto.distill.loop import LoopConfig, audit_sample, run_rounds, split_data
 from duetto.distill.ray_exec import LocalExecutor
 from duetto.distill.students.head import HeadStudent
 from duetto.distill.synthetic import HashedWords, synthetic
@@ -50,14 +47,14 @@ def test_calibrate_meets_the_agreement_target_on_held_out_data() -> None:
     teacher = ["a"] * 400
     # The student agrees with the teacher more often when it is confident.
     predicted = ["a" if rng.uniform() < c else "b" for c in conf]
-    threshold, op = calibrate(conf, predicted, teacher, Target("quality", 0.9), z=0.0)
+    threshold, op = calibrate_escalation(conf, predicted, teacher, Target("quality", 0.9), z=0.0)
     local = conf >= threshold
     agree = np.array([p == "a" for p in predicted])
     realised = np.where(local, agree, True).mean()
     assert realised >= 0.9 and op.quality == pytest.approx(realised)
     assert 0.0 < local.mean() < 1.0
     # A margin asks for more: never a lower threshold.
-    stricter, _ = calibrate(conf, predicted, teacher, Target("quality", 0.9), z=2.0)
+    stricter, _ = calibrate_escalation(conf, predicted, teacher, Target("quality", 0.9), z=2.0)
     assert stricter >= threshold
     assert with_margin(Target("quality", 0.9), 100, 1.0).value == pytest.approx(0.93)
     assert with_margin(Target("llm_share", 0.3), 100, 1.0).value == 0.3
@@ -121,8 +118,10 @@ def test_calibrating_on_a_gold_audit_sample_targets_the_teachers_own_quality() -
     teacher = np.where(rng.uniform(size=n) < 0.5, "a", "b")
     student = np.where(rng.uniform(size=n) < 0.5, "a", "c")
     conf = rng.uniform(size=n)
-    t_teacher, _ = calibrate(conf, student, teacher, Target("quality", 0.95), z=0.0)
-    t_gold, op = calibrate(conf, student, teacher, Target("quality", 0.9), z=0.0, reference=gold)
+    t_teacher, _ = calibrate_escalation(conf, student, teacher, Target("quality", 0.95), z=0.0)
+    t_gold, op = calibrate_escalation(
+        conf, student, teacher, Target("quality", 0.9), z=0.0, reference=gold
+    )
     assert (conf >= t_teacher).mean() < 0.1
     assert (conf >= t_gold).mean() > 0.5
     assert op.quality >= 0.9 * (teacher == "a").mean()
@@ -278,7 +277,7 @@ def test_paired_margin_holds_the_target_where_the_proportion_margin_does_not() -
             np.ones(n),
             with_margin(Target("quality", fraction), n, z),
         )
-        t_paired, op_paired = calibrate(
+        t_paired, op_paired = calibrate_escalation(
             conf, student, teacher, Target("quality", fraction), z, reference=gold
         )
         # The paired pick clears its own bar on the audit sample.
@@ -308,8 +307,10 @@ def test_calibration_never_goes_below_the_out_of_scope_floor(reference: str | No
     teacher = ["a"] * 300
     predicted = ["a" if rng.uniform() < c else "b" for c in conf]
     ref = teacher if reference else None
-    free, _ = calibrate(conf, predicted, teacher, Target("quality", 0.5), z=0.0, reference=ref)
-    floored, op = calibrate(
+    free, _ = calibrate_escalation(
+        conf, predicted, teacher, Target("quality", 0.5), z=0.0, reference=ref
+    )
+    floored, op = calibrate_escalation(
         conf, predicted, teacher, Target("quality", 0.5), 0.0, ref, min_threshold=free + 0.2
     )
     assert floored >= free + 0.2

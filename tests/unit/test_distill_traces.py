@@ -37,10 +37,10 @@ from duetto.distill.traces import Options, distill_from_traces, token_f1
 from duetto.errors import DataError, UserError
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.scoring.verifiers import LogprobVerifier
 from duetto.strategies.cascade import Cascade
 from duetto.strategies.route import LengthScorer, Route
+from duetto.testing.scripted import ScriptedModel
 from duetto.trace import Step
 
 SLM = ModelCard(name="slm")

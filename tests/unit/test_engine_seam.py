@@ -15,7 +15,7 @@ from duetto.eval.cache import CachedModel
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
 from duetto.messages import ChatRequest
 from duetto.models.base import ChatModel, LeafModel, ModelCard
-from duetto.models.fake import ScriptedModel
+from duetto.testing.scripted import ScriptedModel
 from duetto.strategies import (
     Cascade,
     Fallback,

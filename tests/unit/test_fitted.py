@@ -12,7 +12,7 @@ from duetto.eval.runner import EvalPlan, evaluate
 from duetto.eval.workload import WorkItem
 from duetto.fitted import apply_fitted, export_fitted, load_fitted, save_fitted
 from duetto.messages import ChatRequest
-from duetto.models.fake import ScriptedModel
+from duetto.testing.scripted import ScriptedModel
 from duetto.scoring.verifiers import PlattCalibrator
 from duetto.strategies import Cascade, LengthScorer, Route
 

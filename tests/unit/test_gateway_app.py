@@ -20,7 +20,7 @@ from duetto.gateway import ApiKey, GatewaySettings, create_app
 from duetto.gateway.auth import hash_key
 from duetto.messages import ChatRequest
 from duetto.models.base import ChatModel, LeafModel, ModelCard, RawResult
-from duetto.models.fake import ScriptedModel
+from duetto.testing.scripted import ScriptedModel
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -34,10 +34,10 @@ from duetto.gateway.records import llm_only_cost, redact_for_storage
 from duetto.gateway.settings import GatewaySettings
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.strategies import Route
 from duetto.strategies.fallback import continuation
 from duetto.strategies.route import LengthScorer
+from duetto.testing.scripted import ScriptedModel
 from duetto.trace import Step
 from duetto.usage import Usage
 

@@ -8,14 +8,15 @@ import pytest
 from duetto.calibrate import Target
 from duetto.config import parse_config
 from duetto.engine import Engine
+from duetto.errors import ConfigError
 from duetto.eval.report import write_report
 from duetto.eval.runner import EvalPlan, evaluate
 from duetto.eval.workload import WorkItem
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.scoring.verifiers import LogprobVerifier
 from duetto.strategies import Cascade
+from duetto.testing.scripted import ScriptedModel
 
 
 def items(n: int = 40) -> list[WorkItem]:
@@ -125,6 +126,6 @@ async def test_engine_builds_every_mode_from_config() -> None:
 async def test_engine_reports_bad_option_path() -> None:
     bad = json.loads(json.dumps(CFG))
     bad["strategies"]["casc"]["verifier"] = {"kind": "oracle"}
-    with pytest.raises(Exception) as e:
+    with pytest.raises(ConfigError) as e:
         await Engine(parse_config(bad)).start()
     assert "strategies.casc.verifier" in str(e.value)

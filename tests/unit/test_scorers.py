@@ -17,7 +17,7 @@ from duetto.eval.scorers import (
 from duetto.eval.workload import WorkItem
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
+from duetto.testing.scripted import ScriptedModel
 
 
 def item(

@@ -11,7 +11,6 @@ import pytest
 from duetto.errors import ConfigError
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.scoring.pii import Entity, count_pii, regex_detect
 from duetto.scoring.redact import StreamRestorer, redact, restore
 from duetto.strategies.assist import (
@@ -21,6 +20,7 @@ from duetto.strategies.assist import (
     extractive_compress,
     parse_fewshot,
 )
+from duetto.testing.scripted import ScriptedModel
 
 REMOTE = ModelCard(name="llm", location="remote", trusted=False, price_in_per_mtok=1e6)
 SLM = ModelCard(name="slm")

@@ -9,9 +9,9 @@ import pytest
 from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.scoring.verifiers import LogprobVerifier, PlattCalibrator, SelfVerifier
 from duetto.strategies.cascade import Cascade
+from duetto.testing.scripted import ScriptedModel
 
 SLM = ModelCard(name="slm")
 MID = ModelCard(name="mid", location="remote", trusted=False, price_out_per_mtok=1e5)
@@ -184,9 +184,9 @@ async def test_strategies_nest_with_nested_traces_and_summed_usage() -> None:
 async def test_unfitted_calibrator_passes_raw_score_through() -> None:
     from duetto.messages import ChatRequest
     from duetto.models.base import ModelCard
-    from duetto.models.fake import ScriptedModel
     from duetto.scoring.verifiers import IsotonicCalibrator, LogprobVerifier
     from duetto.strategies import Cascade
+    from duetto.testing.scripted import ScriptedModel
 
     slm = ScriptedModel("s", "cheap", logprob=-0.01)
     llm = ScriptedModel(ModelCard("l", "remote", False), "strong")

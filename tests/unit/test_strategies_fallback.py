@@ -10,7 +10,7 @@ import pytest
 from duetto.errors import BrokenStream, ModelError, UpstreamError
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import LeafModel, ModelCard, RawResult
-from duetto.models.fake import ScriptedModel
+from duetto.testing.scripted import ScriptedModel
 from duetto.strategies import Fallback, Strategy
 from duetto.strategies.fallback import FallbackFailed, rescued
 

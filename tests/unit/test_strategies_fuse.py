@@ -11,8 +11,8 @@ from duetto.answers import extract_choice, number_key, text_key
 from duetto.errors import ConfigError, UpstreamError
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.strategies.fuse import Fuse, vote
+from duetto.testing.scripted import ScriptedModel
 
 Q = ChatRequest.of("How many legs does a spider have?")
 

@@ -7,8 +7,8 @@ import pytest
 from duetto.errors import ConfigError
 from duetto.messages import ChatRequest, add_system_note
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.strategies.pipeline import Pipeline, Stage, json_validator, regex_validator
+from duetto.testing.scripted import ScriptedModel
 
 SLM = ModelCard(name="slm")
 LLM = ModelCard(

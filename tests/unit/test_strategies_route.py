@@ -10,7 +10,6 @@ import pytest
 from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.strategies.route import (
     LengthScorer,
     Route,
@@ -19,6 +18,7 @@ from duetto.strategies.route import (
     choose_n,
     choose_two,
 )
+from duetto.testing.scripted import ScriptedModel
 
 SLM = ModelCard(name="slm")
 LLM = ModelCard(

@@ -10,7 +10,6 @@ import pytest
 from duetto.errors import UserError
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.scoring.verifiers import (
     IsotonicCalibrator,
     JudgeVerifier,
@@ -20,6 +19,7 @@ from duetto.scoring.verifiers import (
     calibrator_from_dict,
     parse_verdict,
 )
+from duetto.testing.scripted import ScriptedModel
 
 Q = ChatRequest.of("What is 2+2?")
 

@@ -9,11 +9,11 @@ from duetto.eval.workload import WorkItem
 from duetto.fitted import apply_fitted, export_fitted
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ModelCard
-from duetto.models.fake import ScriptedModel
 from duetto.scoring.logistic import fit_logistic
 from duetto.scoring.verifier_learned import LearnedVerifier
 from duetto.scoring.verifiers import LogprobVerifier
 from duetto.strategies import Cascade
+from duetto.testing.scripted import ScriptedModel
 from duetto.trace import Step
 from duetto.usage import Usage
 

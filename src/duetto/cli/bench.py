@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from duetto.cli._errors import fail
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -42,8 +44,7 @@ def routing(
     try:
         recorded = load_suite(suite, data).limit(limit, seed)
     except UserError as e:
-        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
-        raise typer.Exit(2) from e
+        fail(e)
     with console.status(f"embedding {len(recorded)} prompts (cached after the first run)…"):
         inputs = suite_inputs(recorded)
     with console.status("cross-validating routers…"):

@@ -1,35 +1,45 @@
 """`duetto distill …`: the LLM's answers train a small student, round after round.
 
 `duetto distill --traces STORE|FILE --task NAME --student KIND --out DIR` (the group's own
-options, also `duetto distill from-traces …`) trains a student on the answers a gateway stored;
-`duetto distill rounds` runs the closed loop on a dataset; `duetto distill lora` one LoRA round.
+options, also `duetto distill from-traces …`, in cli/distill_traces.py) trains a student on the
+answers a gateway stored; `duetto distill rounds` runs the closed loop on a dataset; `duetto
+distill lora` one LoRA round.
 """
 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
-SELECTED_REASONS = (
-    "not_accepted",
-    "other_task",
-    "not_teacher",
-    "unknown_model",
-    "no_score",
-    "below_min_score",
-    "empty_answer",
-    "redacted_dropped",
-    "not_a_label",
-)
+from duetto.cli.distill_traces import from_traces
+from duetto.distill.data import TASK_HINTS
 
-TASK_HINTS = {
-    "banking77": "online-banking customer queries",
-    "clinc150": "requests to a virtual assistant",
-}
+app = typer.Typer(no_args_is_help=True)
+
+
+class TeacherKind(StrEnum):
+    gold = "gold"
+    local = "local"
+
+
+class TracesMode(StrEnum):
+    escalated = "escalated"
+    all = "all"
+
+
+class CalibReference(StrEnum):
+    teacher = "teacher"
+    gold = "gold"
+
+
+class CalibSource(StrEnum):
+    auto = "auto"
+    validation = "validation"
+    train = "train"
 
 
 def _teacher(kind: str, model: str, ds: Any, candidates: int = 0) -> Any:
@@ -70,7 +80,9 @@ def _student_factory(kind: str, ds: Any, options: dict[str, Any]) -> Any:
 def rounds(
     dataset: Annotated[str, typer.Option(help="banking77 or clinc150")] = "banking77",
     data_dir: Annotated[Path | None, typer.Option(help="folder holding the datasets")] = None,
-    teacher: Annotated[str, typer.Option(help="gold (upper bound) or local")] = "gold",
+    teacher: Annotated[
+        TeacherKind, typer.Option(help="gold (upper bound) or local")
+    ] = TeacherKind.gold,
     teacher_model: Annotated[
         str, typer.Option(help="local teacher: standin, smollm2 or a GGUF path")
     ] = "standin",
@@ -87,13 +99,16 @@ def rounds(
     calib: Annotated[int, typer.Option(help="held-out queries for the threshold")] = 500,
     test: Annotated[int | None, typer.Option(help="stratified test subsample")] = None,
     traffic: Annotated[int, typer.Option(help="training queries arriving as traffic")] = 6000,
-    traces: Annotated[str, typer.Option(help="escalated (closed loop) or all")] = "escalated",
+    traces: Annotated[
+        TracesMode, typer.Option(help="escalated (closed loop) or all")
+    ] = TracesMode.escalated,
     calib_reference: Annotated[
-        str, typer.Option(help="teacher, or gold: the audit sample is human-labelled")
-    ] = "teacher",
+        CalibReference, typer.Option(help="teacher, or gold: the audit sample is human-labelled")
+    ] = CalibReference.teacher,
     calib_source: Annotated[
-        str, typer.Option(help="audit sample from: auto (validation if any), validation, train")
-    ] = "auto",
+        CalibSource,
+        typer.Option(help="audit sample from: auto (validation if any), validation, train"),
+    ] = CalibSource.auto,
     calib_oos_share: Annotated[
         float | None,
         typer.Option(help="out-of-scope share of a validation audit sample (default: the test's)"),
@@ -136,12 +151,6 @@ def rounds(
     from duetto.distill.loop import LoopConfig, run_rounds
     from duetto.distill.ray_exec import LocalExecutor, RayExecutor
 
-    if traces not in ("escalated", "all"):
-        raise typer.BadParameter("--traces must be escalated or all")
-    if calib_reference not in ("teacher", "gold"):
-        raise typer.BadParameter("--calib-reference must be teacher or gold")
-    if calib_source not in ("auto", "train", "validation"):
-        raise typer.BadParameter("--calib-source must be auto, validation or train")
     for name, value in (
         ("--calib-oos-share", calib_oos_share),
         ("--oos-escalation", oos_escalation),
@@ -158,9 +167,9 @@ def rounds(
         calib=calib,
         test=test,
         traffic=traffic,
-        traces=traces,  # type: ignore[arg-type]
-        calib_reference=calib_reference,  # type: ignore[arg-type]
-        calib_source=calib_source,  # type: ignore[arg-type]
+        traces=traces.value,
+        calib_reference=calib_reference.value,
+        calib_source=calib_source.value,
         calib_oos_share=calib_oos_share,
         oos_escalation=oos_escalation,
         gate=gate,
@@ -205,7 +214,9 @@ def lora(
     out: Annotated[Path, typer.Option(help="checkpoints, adapter and merged model go here")],
     dataset: Annotated[str, typer.Option(help="banking77 or clinc150")] = "banking77",
     data_dir: Annotated[Path | None, typer.Option(help="folder holding the datasets")] = None,
-    teacher: Annotated[str, typer.Option(help="gold (upper bound) or local")] = "gold",
+    teacher: Annotated[
+        TeacherKind, typer.Option(help="gold (upper bound) or local")
+    ] = TeacherKind.gold,
     teacher_model: Annotated[str, typer.Option(help="standin, smollm2 or a GGUF")] = "standin",
     train: Annotated[int, typer.Option(help="teacher-labelled training examples")] = 200,
     n_eval: Annotated[int, typer.Option("--eval", help="test queries scored")] = 100,
@@ -230,7 +241,7 @@ def lora(
         settings=LoraSettings(epochs=epochs, learning_rate=learning_rate, seed=seed),
     )
     record = lora_round(student, texts, labels, [e.text for e in test], [e.label for e in test])
-    record.update(task=ds.name, teacher=teacher, teacher_is_upper_bound=teacher == "gold")
+    record.update(task=ds.name, teacher=teacher.value, teacher_is_upper_bound=teacher == "gold")
     text = json.dumps(record, indent=2)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -250,163 +261,6 @@ def _summary(out: dict[str, Any]) -> None:
         )
 
 
-# --------------------------------------------------------------------------- from traces
-
-
-def from_traces(
-    ctx: typer.Context,
-    traces: Annotated[
-        str | None,
-        typer.Option(
-            "--traces",
-            help="trace store (sqlite:///duetto-gateway.db, a SQLite file, postgresql://…) "
-            "or a JSONL file of LLM answers (format: docs/distill.md)",
-        ),
-    ] = None,
-    task: Annotated[
-        str | None,
-        typer.Option(
-            help="task to learn: a record's task, else the model/strategy it requested; * for all"
-        ),
-    ] = None,
-    student: Annotated[str, typer.Option(help="head, fewshot or lora")] = "head",
-    out: Annotated[Path | None, typer.Option(help="writes student.* and report.json here")] = None,
-    teacher_model: Annotated[
-        list[str] | None,
-        typer.Option(help="card name of the teacher (repeatable); default: any remote model"),
-    ] = None,
-    min_score: Annotated[
-        float | None, typer.Option(help="keep only answers a verifier scored >= this")
-    ] = None,
-    redacted: Annotated[
-        str, typer.Option(help="records with redaction placeholders: drop or keep")
-    ] = "drop",
-    labels: Annotated[
-        str | None, typer.Option(help="allowed answers: a JSON list file, one per line, or a,b,c")
-    ] = None,
-    out_of_scope: Annotated[
-        str | None, typer.Option(help="a label the student always escalates (e.g. oos)")
-    ] = None,
-    holdout: Annotated[float, typer.Option(help="share of prompts held out")] = 0.2,
-    target: Annotated[str, typer.Option(help="threshold target on held-out data")] = (
-        "quality=0.95"
-    ),
-    limit: Annotated[
-        int | None, typer.Option(help="at most N training examples (lora: 200)")
-    ] = None,
-    n_eval: Annotated[
-        int | None, typer.Option("--eval", help="lora: at most N held-out prompts scored (100)")
-    ] = None,
-    embedder: Annotated[
-        str, typer.Option(help="head/fewshot: minilm, or hashed-words (tests, no model)")
-    ] = "minilm",
-    shots: Annotated[int, typer.Option(help="fewshot: demonstrations per query")] = 8,
-    epochs: Annotated[int, typer.Option(help="lora epochs")] = 2,
-    learning_rate: Annotated[float, typer.Option(help="lora learning rate")] = 1e-3,
-    seed: int = 0,
-) -> None:
-    """Train a student on the large model's accepted answers from a trace store or JSONL file,
-    evaluated on held-out prompts. Subcommands: rounds (the loop on a dataset), lora."""
-    if ctx.invoked_subcommand is not None:
-        if traces is not None:
-            _fail("--traces trains from traces on its own; give it without a subcommand")
-        return
-    if traces is None:
-        _fail("missing --traces STORE|FILE (or a subcommand: rounds, lora); see --help")
-    if task is None:
-        _fail("missing --task NAME (* for every task)")
-    if out is None:
-        _fail("missing --out DIR")
-    from duetto.calibrate import Target
-    from duetto.distill.traces import Options, Selection, distill_from_traces, read_labels
-    from duetto.errors import DuettoError
-
-    try:
-        sel = Selection(
-            task=task,
-            teacher_models=tuple(teacher_model or ()),
-            min_score=min_score,
-            redacted=redacted,  # type: ignore[arg-type]
-            labels=read_labels(labels),
-        )
-        opts = Options(
-            holdout=holdout,
-            target=Target.parse(target),
-            seed=seed,
-            limit=limit,
-            eval_limit=n_eval,
-            out_of_scope=out_of_scope,
-            embedder=embedder,
-            shots=shots,
-            epochs=epochs,
-            learning_rate=learning_rate,
-        )
-        report = distill_from_traces(
-            traces, sel, student, out, opts, log=lambda msg: typer.echo(msg, err=True)
-        )
-    except DuettoError as exc:
-        _fail(str(exc))
-    _traces_summary(report, out)
-
-
+# `duetto distill --traces …` (the group's own options) and `duetto distill from-traces …`
 app.callback(invoke_without_command=True)(from_traces)
 app.command("from-traces", help="The same as `duetto distill --traces …`.")(from_traces)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def _traces_summary(r: dict[str, Any], out: Path) -> None:
-    sel = r["selection"]
-    teachers = ", ".join(f"{m} {n}" for m, n in r["teacher"]["models"].items())
-    typer.echo(
-        f"{r['task']}: {r['student']} student on {sel['selected']} teacher answers "
-        f"({teachers}) from {r['source']}"
-    )
-    dropped = [f"{sel[k]} {k.replace('_', ' ')}" for k in SELECTED_REASONS if sel.get(k)]
-    line = f"selected {sel['selected']} of {sel['records']} records"
-    if dropped:
-        line += ": left out " + ", ".join(dropped)
-    if sel.get("redacted_kept"):
-        line += f"; {sel['redacted_kept']} redacted kept (placeholders as text)"
-    typer.echo(f"{line}; {sel['duplicates']} duplicate prompts, {sel['unique_prompts']} distinct")
-    sp = r["split"]
-    if "lora" in r:
-        lo = r["lora"]
-        typer.echo(
-            f"lora ({lo['mode']}): train {lo['train_examples']}, "
-            f"held-out {lo['eval_examples']}, {lo['steps']} steps, "
-            f"loss {lo['first_loss']} -> {lo['last_loss']}"
-        )
-        if lo["mode"] == "labels":
-            typer.echo(
-                f"agreement with the teacher: {lo['agreement_before']:.3f} before, "
-                f"{lo['agreement_after']:.3f} after"
-            )
-        else:
-            b, a = lo["before"], lo["after"]
-            typer.echo(
-                f"exact match {b['exact_match']:.3f} -> {a['exact_match']:.3f}, "
-                f"token F1 {b['token_f1']:.3f} -> {a['token_f1']:.3f}"
-            )
-    else:
-        typer.echo(f"train {sp['train']}; held out: calib {sp['calib']}, test {sp['test']}")
-        typer.echo("split      n  agreement  local  llm_share  quality")
-        for name in ("calib", "test"):
-            p = r[name]
-            typer.echo(
-                f"{name:<5}  {p['n']:>5}  {p['student_agreement']:>9.3f}  "
-                f"{p['local_share']:>5.3f}  {p['llm_call_share']:>9.3f}  "
-                f"{p['quality']:>7.3f}"
-            )
-        t = r["test"]
-        if "quality_vs_gold" in t:
-            typer.echo(
-                f"test vs gold: system {t['quality_vs_gold']:.3f}, teacher "
-                f"{t['teacher_vs_gold']:.3f}, student {t['student_vs_gold']:.3f}"
-            )
-        thr = "none (escalates all)" if r["threshold"] is None else f"{r['threshold']:.3f}"
-        typer.echo(f"threshold {thr} calibrated on calib to {r['target']} (vs the teacher)")
-    typer.echo(f"wrote {r['student_path']}, {out / 'report.json'}")

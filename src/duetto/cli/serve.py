@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from duetto.cli._errors import fail
+
 
 def register(app: typer.Typer) -> None:
     app.command()(serve)
@@ -45,8 +47,7 @@ def serve(
         from duetto.engine import Engine
         from duetto.gateway import GatewaySettings, create_app
     except ImportError as exc:
-        console.print(f"[bold red]error:[/] {exc.name} is missing: pip install 'duetto[serve]'")
-        raise typer.Exit(2) from exc
+        fail(f"{exc.name} is missing: pip install 'duetto[serve]'")
     try:
         cfg = load_config(config) if config else load_default_config()
         fitted = load_fitted(calibration) if calibration else None
@@ -55,8 +56,7 @@ def serve(
         # the serve defaults (detector, the embedded config's SLM fallback) live in settings
         settings = GatewaySettings.from_config(cfg, db=db)
     except UserError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
+        fail(exc)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     app = create_app(Engine(cfg, fitted=fitted), settings)
     console.print(

@@ -24,6 +24,11 @@ from duetto.errors import DataError
 
 DATASETS = ("banking77", "clinc150")
 OOS_LABEL = "oos"
+# What each dataset's queries are, for a teacher's or student's prompt ("Classify <hint> …").
+TASK_HINTS = {
+    "banking77": "online-banking customer queries",
+    "clinc150": "requests to a virtual assistant",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,298 +28,47 @@ target: the larger local share, then the higher quality; for a share or budget t
 higher quality); a tie keeps the deployed student. Test scores are always those of the deployed
 system, and the traffic of the next round is served by it.
 
-Decision and scoring functions are pure (arrays in, numbers out); labelling and prediction go
-through an Executor (this process or Ray).
+The decisions and scores are pure functions in `duetto.distill.decide`; this module holds the
+configuration, the records and the rounds. Labelling and prediction go through an Executor (this
+process or Ray).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from duetto.calibrate import Operating, Target, choose_threshold
+from duetto.calibrate import Operating
 from duetto.distill.data import Example, IntentDataset, sample, stratified_sample
+from duetto.distill.decide import (
+    answers_locally,
+    better_than_deployed,
+    calibrate_escalation,
+    escalation_scores,
+    margin_of,
+    oos_floor,
+    paired_margin,
+    score_round,
+)
 from duetto.distill.ray_exec import Executor, LocalExecutor, label_all, predict_all
+from duetto.distill.records import DEFAULT_TARGET, LoopConfig, LoopResult, RoundRecord
 from duetto.distill.students import Student
 from duetto.distill.teachers import Teacher
 
-TracesMode = Literal["escalated", "all"]
-DEFAULT_TARGET = Target("quality", 0.95)
-
-
-@dataclass(frozen=True, slots=True)
-class LoopConfig:
-    train: int = 1000  # teacher labels (traces) the student learns from, over all rounds
-    rounds: int = 3
-    target: Target = DEFAULT_TARGET  # agreement with the teacher on held-out data
-    calib: int = 500  # held-out audit sample, labelled by the teacher, for the threshold
-    test: int | None = None  # stratified test subsample; None: the whole test set
-    traffic: int = 6000  # training-split queries that arrive as traffic
-    traces: TracesMode = "escalated"
-    calib_reference: Literal["teacher", "gold"] = "teacher"  # gold: a human-labelled audit set
-    gate: bool = True  # deploy a round's student only if it beats the deployed one (held-out)
-    margin_z: float = 1.28  # one-sided margin of the quality target (1.28: 90%)
-    # Where the audit sample comes from: "validation" (the dataset's validation split), "train"
-    # (disjoint from the traffic), "auto": validation when the dataset has one.
-    calib_source: Literal["auto", "train", "validation"] = "auto"
-    calib_oos_share: float | None = None  # out-of-scope share of a validation audit; None: test's
-    oos_escalation: float = 0.9  # least share of the audit's out-of-scope queries to escalate
-    seed: int = 0
-
-
-@dataclass(slots=True)
-class RoundRecord:
-    round: int
-    llm_call_share: float  # on the test set
-    quality: float  # accuracy of the deployed system on the test set (gold labels)
-    teacher_quality: float  # the teacher alone on the same test set
-    student_accuracy: float | None  # the student on the whole test set
-    local_share: float
-    student_agreement: float | None = None  # student == teacher on the test set
-    oos_escalated: float | None = None  # share of out-of-scope test queries escalated
-    threshold: float | None = None
-    calib_quality: float | None = None  # agreement with the teacher on held-out data
-    calib_llm_share: float | None = None
-    calib_margin: float | None = None  # the quality margin (absolute) the threshold had to clear
-    calib_oos_escalated: float | None = None  # audit out-of-scope queries escalated (reference)
-    # Gating: the round whose student is deployed after this round (0: none, all to the LLM),
-    # whether this round's candidate was deployed, and the candidate's held-out operating point.
-    # threshold / calib_* / student_* / test scores are those of the deployed system.
-    deployed_round: int = 0
-    candidate_deployed: bool | None = None
-    candidate_threshold: float | None = None
-    candidate_calib_quality: float | None = None
-    candidate_calib_local_share: float | None = None
-    traces: int = 0  # teacher labels the student was trained on
-    traffic_seen: int = 0  # traffic queries served this round
-    traffic_llm_share: float | None = None  # their share escalated (the LLM calls of the round)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(slots=True)
-class LoopResult:
-    task: str
-    teacher: str
-    upper_bound: bool
-    student: str
-    config: dict[str, Any]
-    rounds: list[RoundRecord] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "teacher": self.teacher,
-            "teacher_is_upper_bound": self.upper_bound,
-            "student": self.student,
-            "config": self.config,
-            "rounds": [r.to_dict() for r in self.rounds],
-        }
-
-
-# --------------------------------------------------------------------------- pure decisions
-
-
-def escalation_scores(
-    confidence: Sequence[float], predicted: Sequence[str], out_of_scope: str | None
-) -> np.ndarray:
-    """The score the threshold applies to: the student's confidence, or -1 (always below any
-    threshold >= 0) where the student itself says out-of-scope."""
-    conf = np.asarray(confidence, dtype=float)
-    if out_of_scope is None:
-        return conf
-    return np.where(np.asarray(predicted) == out_of_scope, -1.0, conf)
-
-
-def answers_locally(scores: np.ndarray, threshold: float) -> np.ndarray:
-    return np.asarray(scores, dtype=float) >= threshold
-
-
-def with_margin(target: Target, n: int, z: float) -> Target:
-    """A quality target raised by z binomial standard errors at n samples (capped at 1)."""
-    if target.kind != "quality" or n == 0 or z <= 0:
-        return target
-    p = target.value
-    return Target("quality", min(1.0, p + z * float(np.sqrt(p * (1 - p) / n))))
-
-
-def calibrate(
-    scores: np.ndarray,
-    predicted: Sequence[str],
-    teacher_labels: Sequence[str],
-    target: Target,
-    z: float = 1.28,
-    reference: Sequence[str] | None = None,
-    min_threshold: float = 0.0,
-) -> tuple[float, Operating]:
-    """The threshold meeting `target` on held-out data where only the teacher's labels are known:
-    quality of a local answer = agreement with the teacher; an escalated one is the teacher's.
-    A quality target is met with a one-sided margin of z standard errors (z=1.28: 90%), so that
-    it still holds on unseen traffic rather than only on the few hundred held-out queries.
-    With `reference` (e.g. a small human-labelled audit sample), quality is measured against it
-    instead, for the student and the teacher alike: a quality target then reads "F x the
-    teacher's own quality", which a noisy teacher needs, and the margin is that of the paired
-    difference (see `calibrate_paired`). `min_threshold` is a floor the threshold may not go
-    below (`oos_floor`)."""
-    if reference is not None and target.kind == "quality":
-        return calibrate_paired(
-            scores, predicted, teacher_labels, reference, target.value, z, min_threshold
-        )
-    pred, teach = np.asarray(predicted), np.asarray(teacher_labels)
-    ref = teach if reference is None else np.asarray(reference)
-    agree = (pred == ref).astype(float)
-    agree[np.asarray(scores) < 0] = 0.0  # out-of-scope predictions are never answered
-    n = len(agree)
-    op = choose_threshold(
-        np.asarray(scores, dtype=float),
-        agree,
-        (teach == ref).astype(float),
-        np.zeros(n),
-        np.ones(n),
-        with_margin(target, n, z),
-    )
-    # -inf means "answer everything": 0 still escalates the out-of-scope predictions (score -1).
-    threshold = max(op.threshold, 0.0, min_threshold)
-    if threshold != op.threshold:  # escalating more only moves the system toward the teacher
-        op = operating_at(np.asarray(scores), threshold, agree, (teach == ref).astype(float))
-    return threshold, op
-
-
-def oos_floor(scores: np.ndarray, is_oos: np.ndarray, share: float) -> float:
-    """The least threshold that escalates at least `share` of the out-of-scope queries (a query
-    escalates when its score is below the threshold). 0.0 when there are none: scores of
-    out-of-scope *predictions* are -1 and escalate at any threshold >= 0."""
-    s = np.sort(np.asarray(scores, dtype=float)[np.asarray(is_oos, dtype=bool)])
-    k = math.ceil(share * len(s) - 1e-9)
-    if len(s) == 0 or k <= 0:
-        return 0.0
-    # Escalating the k lowest scores: a threshold just above the k-th lowest.
-    return max(0.0, float(np.nextafter(s[k - 1], math.inf)))
-
-
-def operating_at(
-    scores: np.ndarray, threshold: float, q_student: np.ndarray, q_teacher: np.ndarray
-) -> Operating:
-    """The operating point of one threshold (cost: 1 per escalated query, per 1,000)."""
-    local = np.asarray(scores, dtype=float) >= threshold
-    share = float(1.0 - local.mean()) if len(local) else 1.0
-    quality = float(np.where(local, q_student, q_teacher).mean()) if len(local) else 0.0
-    return Operating(threshold, quality, share, share * 1000)
-
-
-def margin_of(target: Target, n: int, z: float) -> float:
-    """The absolute quality margin `with_margin` adds (agreement with the teacher)."""
-    return with_margin(target, n, z).value - target.value if target.kind == "quality" else 0.0
-
-
-def calibrate_paired(
-    scores: np.ndarray,
-    predicted: Sequence[str],
-    teacher_labels: Sequence[str],
-    reference: Sequence[str],
-    fraction: float,
-    z: float = 1.28,
-    min_threshold: float = 0.0,
-) -> tuple[float, Operating]:
-    """The cheapest threshold >= `min_threshold` whose system quality is >= `fraction` x the
-    teacher's, both against `reference`, with a one-sided margin of z standard errors of the
-    *paired difference*.
-
-    Per held-out query, d = [system right] - fraction x [teacher right] (the system is the
-    student where it answers, the teacher elsewhere); the threshold passes when
-    mean(d) - z * sd(d) / sqrt(n) >= 0. `with_margin` raises the fraction by the standard error
-    of a proportion at 0.95 (~0.013 at n=300): right for agreement with the teacher (the
-    teacher's own quality is then 1), but here both qualities are estimates near the teacher's
-    accuracy and the student's errors differ from the teacher's, so that margin understates
-    the uncertainty (see docs/distill.md). Out-of-scope predictions (score < 0) never answer.
-    Returns (threshold, operating point: quality against `reference`)."""
-    s = np.asarray(scores, dtype=float)
-    pred, teach, ref = np.asarray(predicted), np.asarray(teacher_labels), np.asarray(reference)
-    n = len(s)
-    if n == 0:
-        raise ValueError("cannot calibrate on an empty held-out sample")
-    q_student = (pred == ref).astype(float)
-    q_teacher = (teach == ref).astype(float)
-    best: tuple[float, float, float] | None = None  # (local share, quality, threshold)
-    floor = max(min_threshold, 0.0)
-    for t in [floor, *np.unique(s[s >= floor]).tolist(), math.inf]:
-        local = s >= t
-        q_sys = np.where(local, q_student, q_teacher)
-        d = q_sys - fraction * q_teacher
-        se = float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
-        if float(d.mean()) - z * se < -1e-12:
-            continue
-        key = (float(local.mean()), float(q_sys.mean()), float(t))
-        if best is None or key[:2] > best[:2]:
-            best = key
-    if best is None:  # cannot happen for fraction <= 1 (all escalated: d >= 0), but be safe
-        best = (0.0, float(q_teacher.mean()), math.inf)
-    share, quality, threshold = best
-    return threshold, Operating(threshold, quality, 1.0 - share, (1.0 - share) * 1000)
-
-
-def paired_margin(
-    scores: np.ndarray,
-    threshold: float,
-    predicted: Sequence[str],
-    teacher_labels: Sequence[str],
-    reference: Sequence[str],
-    fraction: float,
-    z: float,
-) -> float:
-    """z standard errors of the paired difference at `threshold` (what `calibrate_paired`
-    required mean(d) to clear), for the round record."""
-    s = np.asarray(scores, dtype=float)
-    ref = np.asarray(reference)
-    q_student = (np.asarray(predicted) == ref).astype(float)
-    q_teacher = (np.asarray(teacher_labels) == ref).astype(float)
-    d = np.where(s >= threshold, q_student, q_teacher) - fraction * q_teacher
-    return z * float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else 0.0
-
-
-def better_than_deployed(candidate: Operating, deployed: Operating | None, target: Target) -> bool:
-    """Champion/challenger: deploy the candidate only if its held-out operating point is better
-    by the metric the loop optimises; ties keep the deployed student. Both points were
-    calibrated to the same target on the same held-out sample, so both meet it. For a quality
-    target: more answered locally, then higher quality; for a share or budget target: higher
-    quality, then more answered locally. No deployed student: everything goes to the LLM."""
-    if deployed is None:
-        return candidate.llm_share < 1.0 - 1e-12
-    eps = 1e-12
-    local = (1.0 - candidate.llm_share) - (1.0 - deployed.llm_share)
-    quality = candidate.quality - deployed.quality
-    first, second = (local, quality) if target.kind == "quality" else (quality, local)
-    return first > eps or (abs(first) <= eps and second > eps)
-
-
-def score_round(
-    scores: np.ndarray,
-    threshold: float,
-    predicted: Sequence[str],
-    teacher_labels: Sequence[str],
-    gold: Sequence[str],
-    out_of_scope: str | None,
-) -> dict[str, float | None]:
-    local = answers_locally(scores, threshold)
-    pred, teach, ref = np.asarray(predicted), np.asarray(teacher_labels), np.asarray(gold)
-    final = np.where(local, pred, teach)
-    oos = ref == out_of_scope if out_of_scope is not None else np.zeros(len(ref), dtype=bool)
-    return {
-        "quality": float((final == ref).mean()),
-        "teacher_quality": float((teach == ref).mean()),
-        "student_accuracy": float((pred == ref).mean()),
-        "student_agreement": float((pred == teach).mean()),
-        "local_share": float(local.mean()),
-        "llm_call_share": float(1.0 - local.mean()),
-        "oos_escalated": float((~local[oos]).mean()) if oos.any() else None,
-    }
+__all__ = [
+    "DEFAULT_TARGET",
+    "LoopConfig",
+    "LoopResult",
+    "RoundRecord",
+    "audit_sample",
+    "audit_source",
+    "run_rounds",
+    "split_data",
+]
 
 
 def split_data(
@@ -373,19 +122,8 @@ def run_rounds(
     log: Callable[[str], None] = lambda _msg: None,
 ) -> LoopResult:
     ex = executor or LocalExecutor()
-    oos = ds.out_of_scope
-    traffic, calib, test = split_data(ds, cfg)
-    if len(traffic) < cfg.train:
-        raise ValueError(f"only {len(traffic)} traffic queries for {cfg.train} traces")
-    test_texts, gold = [e.text for e in test], [e.label for e in test]
-    calib_texts = [e.text for e in calib]
-    calib_gold = [e.label for e in calib]
-
     t0 = time.perf_counter()
-    log(f"teacher {teacher.name}: labelling {len(test)} test and {len(calib)} held-out queries")
-    teacher_test = label_all(ex, teacher, test_texts)
-    teacher_calib = label_all(ex, teacher, calib_texts)
-    base = score_round(np.full(len(test), -1.0), 0.0, teacher_test, teacher_test, gold, oos)
+    run = _Run.prepare(ds, teacher, cfg, ex, log)
     result = LoopResult(
         task=ds.name,
         teacher=teacher.name,
@@ -395,29 +133,11 @@ def run_rounds(
             **asdict(cfg),
             "target": str(cfg.target),
             "calib_source": audit_source(ds, cfg),
-            "calib_out_of_scope": sum(ds.is_out_of_scope(g) for g in calib_gold),
+            "calib_out_of_scope": sum(ds.is_out_of_scope(g) for g in run.calib_gold),
         },
     )
-    result.rounds.append(
-        RoundRecord(
-            round=0,
-            llm_call_share=1.0,
-            quality=float(base["quality"] or 0.0),
-            teacher_quality=float(base["teacher_quality"] or 0.0),
-            student_accuracy=None,
-            local_share=0.0,
-            oos_escalated=1.0 if oos is not None and oos in gold else None,
-            seconds=round(time.perf_counter() - t0, 2),
-        )
-    )
+    result.rounds.append(run.round_zero(time.perf_counter() - t0))
 
-    trace_texts: list[str] = []
-    trace_labels: list[str] = []
-    calib_ref = calib_gold if cfg.calib_reference == "gold" else None
-    # The audit's out-of-scope queries, by the reference the threshold is calibrated against.
-    calib_oos = np.asarray(
-        [ds.is_out_of_scope(label) for label in (calib_ref or teacher_calib)], dtype=bool
-    )
     deployed: _Deployed | None = None  # None: no student, every query goes to the LLM
     pos = 0
     for rnd in range(1, cfg.rounds + 1):
@@ -427,80 +147,25 @@ def run_rounds(
             ex,
             deployed.student if deployed else None,
             deployed.threshold if deployed else 0.0,
-            traffic,
+            run.traffic,
             pos,
             quota,
             cfg,
-            oos,
+            run.oos,
         )
         pos += seen
-        trace_texts += new
-        trace_labels += label_all(ex, teacher, new)
-        student = make_student()
-        student.fit(trace_texts, trace_labels)
-        calib_pred, calib_conf = predict_all(ex, student, calib_texts)
-        calib_scores = escalation_scores(calib_conf, calib_pred, oos)
-        floor = oos_floor(calib_scores, calib_oos, cfg.oos_escalation)
-        threshold, op = calibrate(
-            calib_scores, calib_pred, teacher_calib, cfg.target, cfg.margin_z, calib_ref, floor
-        )
-        if calib_ref is not None and cfg.target.kind == "quality":
-            margin = paired_margin(
-                calib_scores,
-                threshold,
-                calib_pred,
-                teacher_calib,
-                calib_ref,
-                cfg.target.value,
-                cfg.margin_z,
-            )
-        else:
-            margin = margin_of(cfg.target, len(calib_texts), cfg.margin_z)
+        run.trace_texts += new
+        run.trace_labels += label_all(ex, teacher, new)
+        candidate = _train_round(run, make_student())
         deploy = not cfg.gate or better_than_deployed(
-            op, deployed.op if deployed else None, cfg.target
+            candidate.op, deployed.op if deployed else None, cfg.target
         )
         if deploy:
-            test_pred, test_conf = predict_all(ex, student, test_texts)
-            oos_esc = (
-                float((calib_scores[calib_oos] < threshold).mean()) if calib_oos.any() else None
-            )
-            deployed = _Deployed(rnd, student, threshold, op, margin, oos_esc, test_pred, test_conf)
-        if deployed is None:
-            s = score_round(np.full(len(test), -1.0), 0.0, teacher_test, teacher_test, gold, oos)
-            s["student_accuracy"] = s["student_agreement"] = None
-        else:
-            s = score_round(
-                escalation_scores(deployed.test_conf, deployed.test_pred, oos),
-                deployed.threshold,
-                deployed.test_pred,
-                teacher_test,
-                gold,
-                oos,
-            )
-        record = RoundRecord(
-            round=rnd,
-            llm_call_share=float(s["llm_call_share"] or 0.0),
-            quality=float(s["quality"] or 0.0),
-            teacher_quality=float(s["teacher_quality"] or 0.0),
-            student_accuracy=s["student_accuracy"],
-            local_share=float(s["local_share"] or 0.0),
-            student_agreement=s["student_agreement"],
-            oos_escalated=s["oos_escalated"],
-            threshold=deployed.threshold if deployed else None,
-            calib_quality=deployed.op.quality if deployed else None,
-            calib_llm_share=deployed.op.llm_share if deployed else 1.0,
-            calib_margin=deployed.margin if deployed else None,
-            calib_oos_escalated=deployed.oos_escalated if deployed else None,
-            deployed_round=deployed.round if deployed else 0,
-            candidate_deployed=deploy,
-            candidate_threshold=threshold,
-            candidate_calib_quality=op.quality,
-            candidate_calib_local_share=1.0 - op.llm_share,
-            traces=len(trace_texts),
-            traffic_seen=seen,
-            traffic_llm_share=escalated / seen if seen else None,
-            seconds=round(time.perf_counter() - t_round, 2),
-        )
+            deployed = _deploy(run, rnd, candidate)
+        record = _score_round(run, rnd, deployed, candidate, deploy)
+        record.traffic_seen = seen
+        record.traffic_llm_share = escalated / seen if seen else None
+        record.seconds = round(time.perf_counter() - t_round, 2)
         result.rounds.append(record)
         log(
             f"round {rnd}: traces {record.traces}, candidate held-out local "
@@ -510,6 +175,85 @@ def run_rounds(
             f"quality {record.quality:.3f} (teacher {record.teacher_quality:.3f})"
         )
     return result
+
+
+@dataclass(slots=True)
+class _Run:
+    """What every round reads: the splits, the teacher's labels of test and audit queries, and
+    the traces gathered so far."""
+
+    ex: Executor
+    cfg: LoopConfig
+    oos: str | None
+    traffic: list[Example]
+    calib_texts: list[str]
+    calib_gold: list[str]
+    test_texts: list[str]
+    gold: list[str]
+    teacher_test: list[str]
+    teacher_calib: list[str]
+    calib_ref: list[str] | None  # the audit's human labels when calib_reference="gold"
+    calib_oos: np.ndarray  # the audit's out-of-scope queries, by the reference calibrated against
+    trace_texts: list[str] = field(default_factory=list)
+    trace_labels: list[str] = field(default_factory=list)
+
+    @classmethod
+    def prepare(
+        cls,
+        ds: IntentDataset,
+        teacher: Teacher,
+        cfg: LoopConfig,
+        ex: Executor,
+        log: Callable[[str], None],
+    ) -> _Run:
+        traffic, calib, test = split_data(ds, cfg)
+        if len(traffic) < cfg.train:
+            raise ValueError(f"only {len(traffic)} traffic queries for {cfg.train} traces")
+        test_texts, gold = [e.text for e in test], [e.label for e in test]
+        calib_texts = [e.text for e in calib]
+        calib_gold = [e.label for e in calib]
+        log(f"teacher {teacher.name}: labelling {len(test)} test and {len(calib)} held-out queries")
+        teacher_test = label_all(ex, teacher, test_texts)
+        teacher_calib = label_all(ex, teacher, calib_texts)
+        calib_ref = calib_gold if cfg.calib_reference == "gold" else None
+        calib_oos = np.asarray(
+            [ds.is_out_of_scope(label) for label in (calib_ref or teacher_calib)], dtype=bool
+        )
+        return cls(
+            ex, cfg, ds.out_of_scope, traffic, calib_texts, calib_gold, test_texts, gold,
+            teacher_test, teacher_calib, calib_ref, calib_oos,
+        )  # fmt: skip
+
+    def all_to_teacher(self) -> dict[str, float | None]:
+        """The test scores of sending every query to the LLM."""
+        n = len(self.gold)
+        return score_round(
+            np.full(n, -1.0), 0.0, self.teacher_test, self.teacher_test, self.gold, self.oos
+        )
+
+    def round_zero(self, seconds: float) -> RoundRecord:
+        base = self.all_to_teacher()
+        return RoundRecord(
+            round=0,
+            llm_call_share=1.0,
+            quality=float(base["quality"] or 0.0),
+            teacher_quality=float(base["teacher_quality"] or 0.0),
+            student_accuracy=None,
+            local_share=0.0,
+            oos_escalated=1.0 if self.oos is not None and self.oos in self.gold else None,
+            seconds=round(seconds, 2),
+        )
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A round's newly trained student and its calibrated held-out operating point."""
+
+    student: Student
+    threshold: float
+    op: Operating
+    margin: float  # the quality margin the threshold had to clear
+    calib_scores: np.ndarray
 
 
 @dataclass(slots=True)
@@ -524,6 +268,80 @@ class _Deployed:
     oos_escalated: float | None  # on the audit sample
     test_pred: list[str]
     test_conf: list[float]
+
+
+def _train_round(run: _Run, student: Student) -> _Candidate:
+    """Train `student` on every trace so far and calibrate its threshold on the audit sample."""
+    cfg = run.cfg
+    student.fit(run.trace_texts, run.trace_labels)
+    calib_pred, calib_conf = predict_all(run.ex, student, run.calib_texts)
+    scores = escalation_scores(calib_conf, calib_pred, run.oos)
+    floor = oos_floor(scores, run.calib_oos, cfg.oos_escalation)
+    threshold, op = calibrate_escalation(
+        scores, calib_pred, run.teacher_calib, cfg.target, cfg.margin_z, run.calib_ref, floor
+    )
+    if run.calib_ref is not None and cfg.target.kind == "quality":
+        margin = paired_margin(
+            scores,
+            threshold,
+            calib_pred,
+            run.teacher_calib,
+            run.calib_ref,
+            cfg.target.value,
+            cfg.margin_z,
+        )
+    else:
+        margin = margin_of(cfg.target, len(run.calib_texts), cfg.margin_z)
+    return _Candidate(student, threshold, op, margin, scores)
+
+
+def _deploy(run: _Run, rnd: int, c: _Candidate) -> _Deployed:
+    """The candidate becomes the deployed student: its test predictions are made once here."""
+    test_pred, test_conf = predict_all(run.ex, c.student, run.test_texts)
+    oos_esc = (
+        float((c.calib_scores[run.calib_oos] < c.threshold).mean()) if run.calib_oos.any() else None
+    )
+    return _Deployed(rnd, c.student, c.threshold, c.op, c.margin, oos_esc, test_pred, test_conf)
+
+
+def _score_round(
+    run: _Run, rnd: int, deployed: _Deployed | None, candidate: _Candidate, deploy: bool
+) -> RoundRecord:
+    """The round's record: test scores of the deployed system, and the candidate's held-out
+    point. Traffic counts and time are the caller's."""
+    if deployed is None:
+        s = run.all_to_teacher()
+        s["student_accuracy"] = s["student_agreement"] = None
+    else:
+        s = score_round(
+            escalation_scores(deployed.test_conf, deployed.test_pred, run.oos),
+            deployed.threshold,
+            deployed.test_pred,
+            run.teacher_test,
+            run.gold,
+            run.oos,
+        )
+    return RoundRecord(
+        round=rnd,
+        llm_call_share=float(s["llm_call_share"] or 0.0),
+        quality=float(s["quality"] or 0.0),
+        teacher_quality=float(s["teacher_quality"] or 0.0),
+        student_accuracy=s["student_accuracy"],
+        local_share=float(s["local_share"] or 0.0),
+        student_agreement=s["student_agreement"],
+        oos_escalated=s["oos_escalated"],
+        threshold=deployed.threshold if deployed else None,
+        calib_quality=deployed.op.quality if deployed else None,
+        calib_llm_share=deployed.op.llm_share if deployed else 1.0,
+        calib_margin=deployed.margin if deployed else None,
+        calib_oos_escalated=deployed.oos_escalated if deployed else None,
+        deployed_round=deployed.round if deployed else 0,
+        candidate_deployed=deploy,
+        candidate_threshold=candidate.threshold,
+        candidate_calib_quality=candidate.op.quality,
+        candidate_calib_local_share=1.0 - candidate.op.llm_share,
+        traces=len(run.trace_texts),
+    )
 
 
 def _collect_traces(

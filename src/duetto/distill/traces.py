@@ -113,7 +113,7 @@ def evaluate_label_student(
     """Fit, calibrate the local/escalate threshold on `calib` (agreement with the teacher, the
     rounds loop's rule), and report on `test`. Quality is measured against the teacher's
     answers; `*_vs_gold` also against the reference answers when every test item has one."""
-    from duetto.distill.loop import calibrate, escalation_scores, score_round
+    from duetto.distill.decide import calibrate_escalation, escalation_scores, score_round
 
     t0 = time.perf_counter()
     try:
@@ -123,7 +123,7 @@ def evaluate_label_student(
     fit_s = time.perf_counter() - t0
     c_pred, c_conf = student.predict([i.prompt for i in calib])
     c_teacher = [i.answer for i in calib]
-    threshold, op = calibrate(
+    threshold, op = calibrate_escalation(
         escalation_scores(c_conf, c_pred, out_of_scope), c_pred, c_teacher, target
     )
     t_pred, t_conf = student.predict([i.prompt for i in test])

@@ -1,5 +1,5 @@
-"""Test tools shipped with duetto: a real fake OpenAI server, a server-in-a-thread for any ASGI
-app, and a guard against remote calls.
+"""Test tools shipped with duetto: a scripted model, a real fake OpenAI server, a
+server-in-a-thread for any ASGI app, and a guard against remote calls.
 
 Importing this package is cheap: uvicorn is imported only when a server starts.
 """
@@ -13,6 +13,7 @@ from duetto.testing.guard import (
     blocked_attempts,
     no_remote_network,
 )
+from duetto.testing.scripted import Script, ScriptedModel
 from duetto.testing.server_thread import ServerThread
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "FakeOpenAIServer",
     "Fault",
     "RemoteNetworkBlocked",
+    "Script",
+    "ScriptedModel",
     "ServerThread",
     "allow_remote_network",
     "block_remote_network",
