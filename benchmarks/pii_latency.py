@@ -91,7 +91,7 @@ def breakdown(detector: Any, texts: list[str]) -> dict[str, Any]:
     """CPU time of each stage of the default detector, alone, on the same texts."""
     from duetto.privacy.names import person_names
     from duetto.privacy.recognizers import card_numbers, phone_numbers, street_addresses
-    from duetto.scoring.pii_presidio import ner_entities
+    from duetto.privacy.presidio import ner_entities
 
     def spacy_ner(text: str) -> Any:
         with detector._blas_limit():
@@ -132,7 +132,7 @@ def environment() -> dict[str, Any]:
 
 def _patterns_only() -> Callable[[str], list[Entity]]:
     """Presidio's recognizers and duetto's rules without spaCy NER (no PERSON/LOCATION/ORG)."""
-    from duetto.scoring.pii_presidio import PresidioDetector
+    from duetto.privacy.presidio import PresidioDetector
 
     detector = PresidioDetector(ner=False)
     detector.load()
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-stage times")
     args = parser.parse_args()
 
-    from duetto.scoring.pii_presidio import PresidioDetector
+    from duetto.privacy.presidio import PresidioDetector
 
     load_before = os.getloadavg()
     texts, source = make_requests(args.requests, args.chars, args.seed)

@@ -17,7 +17,7 @@ from duetto.models.fake import ScriptedModel
 from duetto.privacy.evaluate import evaluate, load_labelled
 from duetto.privacy.policy import Action, PrivacyPolicy
 from duetto.scoring import pii
-from duetto.scoring.pii_presidio import PresidioDetector, install, url_candidates
+from duetto.privacy.presidio import PresidioDetector, install, url_candidates
 
 PATTERN_TYPES = (
     "EMAIL_ADDRESS",

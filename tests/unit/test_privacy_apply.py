@@ -112,7 +112,7 @@ def test_use_detector_installs_the_choice(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(pii, "_detector", pii._detector)  # restored after the test
     assert use_detector("regex") == "regex" and pii._detector is regex_detect
 
-    import duetto.scoring.pii_presidio as presidio
+    import duetto.privacy.presidio as presidio
 
     def missing(*_: Any) -> None:
         raise ConfigError("the Presidio detector needs the `privacy` extra")

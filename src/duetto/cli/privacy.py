@@ -54,7 +54,7 @@ def _detector(name: str, min_score: float) -> Any:
 
         return regex_detect
     if name == "presidio":
-        from duetto.scoring.pii_presidio import PresidioDetector
+        from duetto.privacy.presidio import PresidioDetector
 
         det = PresidioDetector(min_score=min_score)
         det.load()

@@ -105,7 +105,7 @@ def use_detector(choice: DetectorChoice) -> str:
         set_detector(regex_detect)
         return "regex"
     try:
-        from duetto.scoring.pii_presidio import install
+        from duetto.privacy.presidio import install
 
         install()
     except (ConfigError, ImportError) as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from duetto.scoring.pii import Entity, _luhn_ok
+from duetto.scoring.pii import Entity, luhn_ok
 
 # --- street addresses -------------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ def card_numbers(text: str) -> list[Entity]:
     found: list[Entity] = []
     for m in _CARD.finditer(text):
         digits = _NON_DIGITS.sub("", m.group())
-        if 12 <= len(digits) <= 19 and _luhn_ok(digits) and len(set(digits)) > 2:
+        if 12 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 2:
             found.append(Entity("CREDIT_CARD", m.start(), m.end(), m.group(), 0.7))
     return found
 

@@ -1,6 +1,6 @@
 """The strong PII detector: Presidio's recognizers + spaCy NER + duetto's own rules, offline.
 
-    from duetto.scoring.pii_presidio import PresidioDetector, install
+    from duetto.privacy.presidio import PresidioDetector, install
     install()                      # process-wide: duetto.scoring.pii.detect now uses it
     PresidioDetector()("Call Ana at +41 85 806 98 67")   # -> [Entity(PHONE_NUMBER, ...)]
 
