@@ -90,8 +90,8 @@ def time_detector(detect: Callable[[str], Any], texts: list[str]) -> dict[str, A
 def breakdown(detector: Any, texts: list[str]) -> dict[str, Any]:
     """CPU time of each stage of the default detector, alone, on the same texts."""
     from duetto.privacy.names import person_names
-    from duetto.privacy.recognizers import card_numbers, phone_numbers, street_addresses
     from duetto.privacy.presidio import ner_entities
+    from duetto.privacy.recognizers import card_numbers, phone_numbers, street_addresses
 
     def spacy_ner(text: str) -> Any:
         with detector._blas_limit():
