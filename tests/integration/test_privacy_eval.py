@@ -16,8 +16,8 @@ from duetto.models.base import ModelCard
 from duetto.models.fake import ScriptedModel
 from duetto.privacy.evaluate import evaluate, load_labelled
 from duetto.privacy.policy import Action, PrivacyPolicy
-from duetto.scoring import pii
 from duetto.privacy.presidio import PresidioDetector, install, url_candidates
+from duetto.scoring import pii
 
 PATTERN_TYPES = (
     "EMAIL_ADDRESS",
