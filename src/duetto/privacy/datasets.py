@@ -6,7 +6,7 @@
 | set | labels → detector types | tuned on? |
 |---|---|---|
 | presidio synth_dataset_v2 | `DEFAULT_LABEL_MAP` (GPE→LOCATION, …) | yes (the original rules) |
-| presidio generated_large | `DEFAULT_LABEL_MAP` (ADDRESS→STREET_ADDRESS, …) | read while tuning v2 |
+| presidio generated_large | `DEFAULT_LABEL_MAP` (ADDRESS→STREET_ADDRESS) | read while tuning v2 |
 | MEDDOCAN dev | `MEDDOCAN_LABELS` | yes (the Spanish field rules) |
 | MEDDOCAN test | `MEDDOCAN_LABELS` | no: held out |
 | python-stdnum | iban→IBAN_CODE, everything else→IDENTIFIER, in seeded sentences | no |

@@ -181,14 +181,14 @@ _NOT_VALUES = frozenset(_NOT_VALUE_WORDS.split())
 
 _TOKEN = re.compile(
     r"(?<![\w@/:.,+-])[A-Za-z0-9](?:[A-Za-z0-9]|[./:-](?=[A-Za-z0-9])|,(?=\d{3}))*"
-    r"(?:[ ](?=[A-Z0-9]*\d)[A-Z0-9](?:[A-Z0-9]|[./-](?=[A-Z0-9]))*){0,5}"
+    r"(?:[ ](?=[A-Z0-9]*\d)[A-Z0-9](?:[A-Z0-9]|[./-](?=[A-Z0-9]))*(?![\w])){0,5}"
 )
 _DATE_OR_TIME = re.compile(
     r"\d{1,4}[-./]\d{1,2}[-./]\d{1,4}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?|\d{1,2}:\d{2}(?::\d{2})?"
     r"|(?:19|20)\d\d[-/–](?:19|20)?\d\d"
 )
 _AMOUNT = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d{1,2}")
-_WORD_NUMBER = re.compile(r"[A-Z]{2,}[- ]?\d{1,4}")  # COVID-19, ISO 8601, RTX4090
+_WORD_NUMBER = re.compile(r"[A-Z]{2,}[- ]\d{1,4}|[A-Z]{2,3}\d{1,2}")  # COVID-19, ISO 8601, MP3
 _VERSION = re.compile(r"[vV]?\d{1,3}(?:\.\d{1,3}){1,3}")
 
 
@@ -206,7 +206,7 @@ def generic_identifiers(text: str) -> list[Entity]:
             cut = value.index(" ") + 1
             value, start = value[cut:], start + cut  # "card 4111 ...": the word is not part
         digits = sum(c.isdigit() for c in value)
-        if digits < 2 or _skip(value):
+        if not digits or _skip(value):
             continue
         letters = [c for c in value if c.isalpha()]
         lower = sum(c.islower() for c in letters)
@@ -214,7 +214,9 @@ def generic_identifiers(text: str) -> list[Entity]:
         if digits >= 6 and (lower == 0 or alnum >= 12):
             pass  # mostly digits: "4765849", "20-10123456-9", "0100112437011"
         elif letters and alnum >= 6 and (lower == 0 or (alnum >= 16 and digits >= 3)):
-            pass  # "MRTNTN23M02D969P", "A-700555-R", "AAKFD7113K", "16UwLL9Risc3Qf..."
+            pass  # "MRTNTN23M02D969P", "A-700555-R", "A0ESSP", "16UwLL9Risc3Qf..."
+        elif digits >= 5 and not letters and sum(c in "-/" for c in value) >= 2:
+            pass  # "51-43-4", "156/141/14808"
         else:
             continue
         found.append(Entity("IDENTIFIER", start, start + len(value), value, 0.4))
@@ -225,6 +227,46 @@ def _lead_word(group: str) -> bool:
     return not any(c.isdigit() for c in group) and (len(group) > 4 or not group.isupper())
 
 
+# ISO 3166 alpha-2 codes (and XK): the country inside a BIC, the prefix of an ISIL.
+_COUNTRIES = frozenset(
+    " ".join(
+        (
+            "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN",
+            "BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ",
+            "DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL",
+            "GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM",
+            "JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME",
+            "MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP",
+            "NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD",
+            "SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO",
+            "TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW",
+        )
+    ).split()
+)
+_BIC = re.compile(r"(?<![\w-])[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?(?![\w-])")
+_ISIL = re.compile(r"(?<![\w-])([A-Z]{2})-[A-Z0-9]{2,}(?:-[A-Z0-9]+)*(?![\w-])")
+
+
+def bank_and_library_codes(text: str) -> list[Entity]:
+    """BIC/SWIFT codes ("ABNANL2A": bank, country, place) and ISILs ("AT-FHK")."""
+    found = [
+        Entity("BANK_CODE", m.start(), m.end(), m.group(), 0.4)
+        for m in _BIC.finditer(text)
+        if m.group()[4:6] in _COUNTRIES
+    ]
+    found += [
+        Entity("IDENTIFIER", m.start(), m.end(), m.group(), 0.4)
+        for m in _ISIL.finditer(text)
+        if m.group(1) in _COUNTRIES
+    ]
+    return found
+
+
 def identifiers(text: str) -> list[Entity]:
     """Every identifier rule (overlaps resolved later by `resolve_overlaps`)."""
-    return shaped_identifiers(text) + context_identifiers(text) + generic_identifiers(text)
+    return (
+        shaped_identifiers(text)
+        + context_identifiers(text)
+        + generic_identifiers(text)
+        + bank_and_library_codes(text)
+    )
