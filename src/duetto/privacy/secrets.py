@@ -1,0 +1,421 @@
+"""Secrets and credentials in free text: what must never leave the device (risk tier "secret").
+
+`find_secrets(text) -> list[Entity]` returns non-overlapping spans over the secret VALUE (not the
+key name: in `password = "hunter2!"` only `hunter2!` is redacted, so the request still says a
+password was there). Types (`SECRET_TYPES`, all of tier `TIER` = "secret"):
+
+- PASSWORD: the value after a password/secret/token/key word in prose (`my password is X`,
+  `PW:X`, `secret X1y2`), config (ini/yaml/json/env/xml/toml), code (`pwd = "X"`, `.assign("X")`,
+  `== "X"`), SQL (`IDENTIFIED BY 'X'`) and CLI flags (`-p X`, `--password=X`, `-pX`, `-u u:p`);
+- API_KEY: provider key formats with a known prefix (ghp_, github_pat_, glpat-, xox?-, sk-,
+  sk_live_, AKIA/ASIA, AIza, hf_, npm_, pypi-, SG., ...) and detect-secrets' provider plugins;
+- PRIVATE_KEY: PEM / OpenSSH / PGP private key blocks, BEGIN to END (to the last base64 line
+  when END is cut off);
+- JWT: `eyJ...` header.payload[.signature];
+- CONNECTION_STRING: the `user:password` of a URL (`postgres://u:p@host`), i.e. DSN credentials;
+- SECRET: a high-entropy token (letters and digits, Shannon entropy above a bound); shorter and
+  lower-entropy tokens only when a key word is earlier on the same line. Recall first.
+
+Decided non-secrets: a UUID or hex string named as such on its line (commit, sha, hash, md5,
+checksum, digest, uuid, request/trace/user id, ...) unless a key word is there too; file paths,
+dotted names and snake/kebab identifiers made of words; ordinary words. Elsewhere a hex string
+or UUID of 16+ characters is redacted (recall first: API keys are often hex or UUIDs).
+
+When detect-secrets (Yelp, Apache-2.0; the `privacy` extra) is installed, its plugins also run,
+line by line, on lines holding a candidate (a key word, `://`, or a token with digits); the
+strings they yield are mapped back to spans. Without it the rules here still run, and recall on
+provider keys without a known prefix or key word drops. Spans from all rules are merged where
+they overlap (the more specific type wins).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+
+from duetto.scoring.pii import Entity
+
+TIER = "secret"
+SECRET_TYPES = frozenset(
+    {"PASSWORD", "API_KEY", "PRIVATE_KEY", "JWT", "CONNECTION_STRING", "SECRET"}
+)
+_PRIORITY = {"PRIVATE_KEY": 0, "JWT": 1, "CONNECTION_STRING": 2, "API_KEY": 3, "PASSWORD": 4}
+_SCORE = {"PRIVATE_KEY": 1.0, "JWT": 0.95, "CONNECTION_STRING": 0.95, "API_KEY": 0.9}
+
+# --- shapes ------------------------------------------------------------------------------------
+
+_PEM_BEGIN = re.compile(
+    r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----|PuTTY-User-Key-File-\d+:|"
+    r"-----BEGIN PGP PRIVATE KEY BLOCK-----"
+)
+_PEM_END = re.compile(r"-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----|Private-MAC: *\w+")
+_B64_LINE = re.compile(r"[^\n]*[A-Za-z0-9+/=]{16,}[^\n]*")
+_JWT = re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]+)?")
+# user:password@ of a URL; the password may hold "@" (the last "@" before the host ends it).
+_URL_CRED = re.compile(r"\b[a-zA-Z][\w+.-]{0,30}://([^\s:/@'\"<>]{0,128}:[^\s/'\"<>]{1,256})@")
+_PREFIXED = re.compile(
+    r"(?<![A-Za-z0-9])(?:"
+    r"(?:gh[pousr]|github_pat|glpat|glptt|gldt|glrt|hf|npm|dop_v1|doo_v1|dckr_pat|lin_api"
+    r"|shp(?:at|ca|pa|ss)|sk_live|rk_live|sk_test|rk_test|pk_live|xapp|xox[a-z]|sk|pypi"
+    r"|AGE-SECRET-KEY|SG|key|ATATT|ATCTT|ops|hvs|hvb|sq0[a-z]{3}|figd|glc|nrak|NRAK|dapi"
+    r"|EAA[A-Za-z]{2,}|ya29)[_.-]"
+    r"|AKIA|ASIA|AGPA|AIDA|AROA|AIza|A3T[A-Z0-9]"
+    r")[A-Za-z0-9_\-./+=]{15,}"
+)
+_TOKEN = re.compile(r"(?<![A-Za-z0-9+/_\-.=~%])[A-Za-z0-9+/_\-.=~%]{8,}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_CAMEL = re.compile(r"[A-Z]?[a-z]{3,}")
+_IBAN = re.compile(r"[A-Za-z]{2}\d{2}[A-Za-z0-9]{11,30}")
+_HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+")
+_WORDY = re.compile(r"[a-z]{4,}|[A-Z][a-z]{3,}")
+
+# --- key words and assignments ------------------------------------------------------------------
+
+# A key word: found cheaply, then widened to the identifier around it (DB_PASSWORD, apiKey).
+_KEY_CORE = re.compile(
+    r"(?i)password|passwd|passphrase|passcode|secret|token|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|credentials?|authori[sz]ation|contrase[ñn]a|passwort|kennwort|senha"
+    r"|пароль|비밀번호|패스워드|암호|パスワード|密码|密碼|口令|pwd|pw|pass|pin|mdp|auth|key"
+)
+_SHORT_KEYS = frozenset({"pwd", "pw", "pass", "pin", "mdp", "auth", "key"})
+_IDENT = re.compile(r"[\w.-]*")
+_QUOTED = r"(?:\"(?P<dq>[^\"\n]{1,300})\"|'(?P<sq>[^'\n]{1,300})'|`(?P<bq>[^`\n]{1,300})`)"
+_BARE = r"(?P<bare>[^\s\"'`<>,;&|(){}\[\]]{1,300})"
+# Tails tried right after the key word's identifier, strongest first. Strong: a real
+# assignment (=, :=, =>, ==, (, .assign(, a quoted value after ":", an XML element or attribute).
+_TAILS: tuple[tuple[re.Pattern[str], bool], ...] = (
+    (
+        re.compile(
+            rf"[\"'\]]{{0,2}}\s*(?:\[\d*\])?\s*(?:=>|:=|::|==|!=|=|\(|\.assign\()\s*@?"
+            rf"(?:{_QUOTED}|{_BARE})"
+        ),
+        True,
+    ),
+    (re.compile(rf"[\"'\]]{{0,2}}\s*[:：]\s*{_QUOTED}"), True),
+    (re.compile(r"(?:\s[^>\n]*)?>\s*(?P<bare>[^<\s][^<\n]{0,300}?)\s*</"), True),
+    (re.compile(rf"[\"']\s+(?:value|password)\s*=\s*{_QUOTED}"), True),
+    (re.compile(rf"[\"'\]]{{0,2}}\s*[:：]\s*{_BARE}"), False),
+    # Weak: prose ("is", "was", "set to", a dash) or only spaces before the value.
+    (
+        re.compile(
+            r"(?i)(?:\s+(?:for|of|to|on)\s+[^\s:]{1,40}){0,2}[\"'\]]{0,2}"
+            r"(?:\s+(?:is|was|are|is\s+set\s+to|was\s+set\s+to|set\s+to|to|now|es|est|ist|é"
+            rf"|-|–|=)\s+|\s+)(?:{_QUOTED}|{_BARE})"
+        ),
+        False,
+    ),
+)
+_CLI = re.compile(
+    rf"(?<!\w)(?:--?(?:[\w-]*(?:pass(?:word|wd|phrase)?|secret|token|api-?key|bearer)"
+    rf"[\w-]*|p|P|u|-user|k)(?:=|\s+)|-p(?=[^\s-]))(?:{_QUOTED}|{_BARE})"
+)
+_SQL_BY = re.compile(rf"(?i)\bIDENTIFIED(?:\s+WITH\s+\w+)?\s+BY\s+(?:{_QUOTED}|{_BARE})")
+_SQL_PASSWORD = re.compile(rf"(?i)\bPASSWORD\s*=?\s*{_QUOTED}")
+# String arguments of a call named for credentials: NetworkCredential("user", "pass").
+_CRED_CALL = re.compile(r"(?i)\b\w*(?:credential|password|passwd|secret|login|auth)\w*\s*\(")
+_STRING_ARG = re.compile(_QUOTED)
+_CONTEXT = re.compile(
+    r"(?i)pass|pwd|\bpw|secret|token|key|cred|auth|bearer|\bsig\b|signature|session|cookie"
+    r"|hook|login|access|private|contrase|비밀번호|패스워드|암호|パスワード|密码|密碼"
+)
+# Words naming a hex string or UUID as a non-secret (without a key word on the line too).
+_WEAK_CONTEXT = re.compile(
+    r"(?i)commit|\bsha|hash|md5|checksum|digest|revision|\brev\b|etag|integrity|uuid|guid"
+    r"|\b(?:request|trace|correlation|object|record|user|order|session)[_ -]?id\b"
+)
+_PLACEHOLDER = re.compile(
+    r"(?i)^(?:none|null|nil|true|false|undefined|empty|required|optional|string|str|bytes|int"
+    r"|\*+|\.+|-+|_+|#+"
+    r"|\?+|<[^>]*>|\$\{?[\w.]+\}?|%[\w.]+%?|\{\{.*\}\}|os\.[\w.]+.*|process\.env.*|getenv.*"
+    r"|env\(.*|self\.[\w.]+|this\.[\w.]+|[\w.]+\(\)?)$"
+)
+
+
+def shannon_entropy(s: str) -> float:
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values()) if n else 0.0
+
+
+def _secret_looking(value: str) -> bool:
+    """Not an ordinary word: has a digit, a symbol, or a capital inside; or is long."""
+    if len(value) < 4:
+        return False
+    if any(ch.isdigit() for ch in value) or not value.replace("-", "").isalnum():
+        return True
+    inner = value[1:]
+    mixed = any(ch.isupper() for ch in inner) and any(ch.islower() for ch in inner)
+    return mixed or len(value) >= 16
+
+
+def _value_ok(value: str, strong: bool) -> bool:
+    value = value.strip()
+    if len(value) < 3 or _PLACEHOLDER.match(value):
+        return False
+    return strong or _secret_looking(value)
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while end > start and text[end - 1] in ".,:;!?)]}…" and not text[start:end].endswith("=="):
+        if text[end - 1] == "!" and end - start > 3:  # a password may end with "!"
+            break
+        end -= 1
+    return start, end
+
+
+def _value_span(m: re.Match[str]) -> tuple[int, int] | None:
+    for g in ("dq", "sq", "bq", "bare"):
+        if m.groupdict().get(g) is not None:
+            return m.start(g), m.end(g)
+    return None
+
+
+def _key_words(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each identifier holding a key word (`DB_PASSWORD`, `apiKey`)."""
+    pos = 0
+    while (m := _KEY_CORE.search(text, pos)) is not None:
+        pos = m.end()
+        before = text[m.start() - 1] if m.start() else " "
+        after = text[m.end()] if m.end() < len(text) else " "
+        if m.group().lower() in _SHORT_KEYS and (before.isalpha() or after.isalpha()):
+            continue  # "bypass", "keyboard", "spin"
+        start = m.start()
+        while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_.-"):
+            start -= 1
+        end = _IDENT.match(text, m.end()).end()  # type: ignore[union-attr]
+        pos = max(pos, end)
+        yield start, end
+
+
+def _keyword_hits(text: str) -> Iterator[Entity]:
+    for _, end in _key_words(text):
+        for tail, strong in _TAILS:
+            m = tail.match(text, end)
+            if m is not None:  # a quoted value after a key word is strong evidence even in prose
+                hit = _entity(text, m, strong or m.groupdict().get("bare") is None)
+                if hit is not None:
+                    yield hit
+                    break
+    for pattern in (_CLI, _SQL_BY, _SQL_PASSWORD):
+        for m in pattern.finditer(text):
+            hit = _entity(text, m, True)
+            if hit is not None:
+                yield hit
+    for call in _CRED_CALL.finditer(text):
+        close = text.find(")", call.end(), call.end() + 300)
+        for m in _STRING_ARG.finditer(text, call.end(), close if close > 0 else call.end()):
+            hit = _entity(text, m, True)
+            if hit is not None:
+                yield hit
+
+
+def _entity(text: str, m: re.Match[str], strong: bool) -> Entity | None:
+    span = _value_span(m)
+    if span is None:
+        return None
+    start, end = _trim(text, *span)
+    if not _value_ok(text[start:end], strong):
+        return None
+    return Entity("PASSWORD", start, end, text[start:end], 0.8)
+
+
+def _pem_blocks(text: str) -> Iterator[Entity]:
+    pos = 0
+    while (m := _PEM_BEGIN.search(text, pos)) is not None:
+        end_m = _PEM_END.search(text, m.end(), m.end() + 20_000)
+        if end_m is not None:
+            end = end_m.end()
+        else:  # cut off: take the base64 lines that follow
+            end = m.end()
+            for line in re.finditer(r"\n([^\n]*)", text[m.end() : m.end() + 20_000]):
+                if not _B64_LINE.fullmatch(line.group(1)):
+                    break
+                end = m.end() + line.end()
+        yield Entity("PRIVATE_KEY", m.start(), end, text[m.start() : end], 1.0)
+        pos = end
+
+
+def _token_is_secret(tok: str, keyed: bool) -> bool:
+    letters = sum(ch.isalpha() for ch in tok)
+    digits = sum(ch.isdigit() for ch in tok)
+    if keyed:
+        return len(tok) >= 8 and letters >= 1 and digits >= 1 and shannon_entropy(tok) >= 2.5
+    if len(tok) < 16 or letters < 5 or _is_iban(tok):
+        return False  # mostly digits (phones, numbers) or an IBAN: identifiers, not secrets
+    if digits < 2 and not _random_letters(tok):
+        return False
+    pieces = re.split(r"[_\-./+=~%]", tok)
+    if all(not p or _WORDY.fullmatch(p) or p.isdigit() or len(p) <= 3 for p in pieces):
+        return False  # identifiers, paths and names made of words and numbers
+    return shannon_entropy(tok) >= (3.0 if len(tok) >= 24 else 3.3)
+
+
+def _tokens(text: str) -> Iterator[Entity]:
+    for m in _TOKEN.finditer(text):
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        before = text[max(line_start, m.start() - 80) : m.start()]
+        keyed = _CONTEXT.search(before) is not None
+        tok = m.group().rstrip(".")
+        if text.startswith("@", m.end()) and "." in text[m.end() : m.end() + 64]:
+            continue  # the local part of an e-mail address (the PII detector's)
+        if (
+            _WEAK_CONTEXT.search(before)
+            and not keyed
+            and (_UUID.search(tok) or _HEX.fullmatch(tok))
+        ):
+            continue  # a commit id, checksum or record id named as such
+        whole = not tok.startswith("//")  # the rest of a URL: judge its parts
+        if whole and _token_is_secret(tok, keyed) and not _is_path(tok):
+            yield _token_entity(tok, m.start())
+            continue
+        for p in re.finditer(r"[^/.]+", tok):  # a path or a host: judge its parts
+            if p.end() - p.start() < len(tok) and _token_is_secret(p.group(), keyed):
+                yield _token_entity(p.group(), m.start() + p.start())
+
+
+def _random_letters(tok: str) -> bool:
+    """Long, both cases, few word-like parts: base62 noise (`KiASRCRiGFLPDiId...`), not
+    names (`GermanNightclub`): under 40% of it in camel-case parts of 3+ letters with vowels."""
+    if len(tok) < 20 or tok.lower() == tok or tok.upper() == tok:
+        return False
+    wordy = sum(
+        len(w) for w in _CAMEL.findall(tok) if sum(ch in "aeiouyAEIOUY" for ch in w) >= 0.2 * len(w)
+    )
+    return wordy < 0.4 * len(tok)
+
+
+def _is_iban(tok: str) -> bool:
+    return bool(_IBAN.fullmatch(tok)) and sum(ch.isalpha() for ch in tok[4:]) <= 4
+
+
+def _is_path(tok: str) -> bool:
+    parts = [p for p in re.split(r"[/.]", tok) if p]
+    return len(parts) >= 3 and sum(bool(_WORDY.fullmatch(p)) for p in parts) >= 2
+
+
+def _token_entity(tok: str, start: int) -> Entity:
+    etype = "API_KEY" if _PREFIXED.match(tok) else "SECRET"
+    return Entity(etype, start, start + len(tok), tok, 0.6)
+
+
+def _shapes(text: str) -> Iterator[Entity]:
+    yield from _pem_blocks(text)
+    for m in _JWT.finditer(text):
+        yield Entity("JWT", m.start(), m.end(), m.group(), 0.95)
+    for m in _URL_CRED.finditer(text):
+        if m.group(1).split(":", 1)[1]:
+            yield Entity("CONNECTION_STRING", m.start(1), m.end(1), m.group(1), 0.95)
+    for m in _PREFIXED.finditer(text):
+        yield Entity("API_KEY", m.start(), m.end(), m.group(), 0.9)
+
+
+# --- detect-secrets (optional) ------------------------------------------------------------------
+
+_CANDIDATE_LINE = re.compile(r"://|\d[A-Za-z0-9+/_-]*\d")
+
+
+@lru_cache(maxsize=1)
+def _detect_secrets_plugins() -> tuple[tuple[str, Callable[[str], Iterator[str]]], ...] | None:
+    try:
+        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+        from detect_secrets.plugins import keyword
+        from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
+    except ImportError:
+        return None
+    every_keyword_regex = {
+        **keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
+        **keyword.CONFIG_DENYLIST_REGEX_TO_GROUP,
+        **keyword.GOLANG_DENYLIST_REGEX_TO_GROUP,
+        **keyword.COMMON_C_DENYLIST_REGEX_TO_GROUP,
+        **keyword.C_PLUS_PLUS_REGEX_TO_GROUP,
+    }
+    plugins: list[tuple[str, Callable[[str], Iterator[str]]]] = []
+    for cls in get_mapping_from_secret_type_to_class().values():
+        name = cls.__name__
+        if name == "IPPublicDetector":
+            continue  # an IP address is PII (the main detector), not a secret
+        plugin = cls()
+        if isinstance(plugin, HighEntropyStringsPlugin):
+            plugins.append((name, _entropy_filtered(plugin)))
+        elif isinstance(plugin, keyword.KeywordDetector):
+            kw = plugin
+
+            def analyze(line: str, kw=kw) -> Iterator[str]:
+                return kw.analyze_string(line, denylist_regex_to_group=every_keyword_regex)
+
+            plugins.append((name, analyze))
+        else:
+            plugins.append((name, plugin.analyze_string))
+    return tuple(plugins)
+
+
+def _entropy_filtered(plugin) -> Callable[[str], Iterator[str]]:  # type: ignore[no-untyped-def]
+    def analyze(line: str) -> Iterator[str]:
+        for s in plugin.analyze_string(line):
+            if plugin.calculate_shannon_entropy(s) > plugin.entropy_limit:
+                yield s
+
+    return analyze
+
+
+_DS_TYPES = {
+    "KeywordDetector": "PASSWORD",
+    "PrivateKeyDetector": "PRIVATE_KEY",
+    "JwtTokenDetector": "JWT",
+    "BasicAuthDetector": "CONNECTION_STRING",
+    "Base64HighEntropyString": "SECRET",
+    "HexHighEntropyString": "SECRET",
+}
+
+
+def _detect_secrets_hits(text: str) -> Iterator[Entity]:
+    plugins = _detect_secrets_plugins()
+    if not plugins:
+        return
+    offset = 0
+    for line in text.split("\n"):
+        if len(line) >= 8 and (_CANDIDATE_LINE.search(line) or _KEY_CORE.search(line)):
+            for name, analyze in plugins:
+                for value in set(analyze(line)):
+                    if not value or len(value) < 3 or _PLACEHOLDER.match(value):
+                        continue
+                    etype = _DS_TYPES.get(name, "API_KEY")
+                    for m in re.finditer(re.escape(value), line):
+                        s, e = offset + m.start(), offset + m.end()
+                        yield Entity(etype, s, e, value, _SCORE.get(etype, 0.7))
+        offset += len(line) + 1
+
+
+def detect_secrets_available() -> bool:
+    return _detect_secrets_plugins() is not None
+
+
+# --- merge ---------------------------------------------------------------------------------------
+
+
+def _merge(text: str, found: list[Entity]) -> list[Entity]:
+    found.sort(key=lambda e: (e.start, -e.end))
+    out: list[Entity] = []
+    for e in found:
+        if out and e.start < out[-1].end:
+            last = out[-1]
+            best = min(last, e, key=lambda x: _PRIORITY.get(x.type, 9))
+            end = max(last.end, e.end)
+            out[-1] = Entity(
+                best.type, last.start, end, text[last.start : end], max(last.score, e.score)
+            )
+        else:
+            out.append(e)
+    return out
+
+
+def find_secrets(text: str, *, use_detect_secrets: bool = True) -> list[Entity]:
+    """Secret values in `text` (sorted, non-overlapping; types in `SECRET_TYPES`)."""
+    if not text:
+        return []
+    found = [*_shapes(text), *_keyword_hits(text), *_tokens(text)]
+    if use_detect_secrets:
+        found.extend(_detect_secrets_hits(text))
+    return _merge(text, [e for e in found if e.end > e.start])
