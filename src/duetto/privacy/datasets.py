@@ -12,7 +12,8 @@
 | python-stdnum | iban→IBAN_CODE, everything else→IDENTIFIER, in seeded sentences | no |
 
 Negative (unlabelled) sets are scored for false alarms only: banking77's customer queries.
-The secret sets come from `duetto.privacy.secrets` when that module provides a loader.
+The secret sets (CredSweeper, Nosey Parker, Kingfisher) come from `duetto.privacy.secrets_eval`
+(its docstring states their mapping); their "negatives" are negatives for one rule each.
 """
 
 from __future__ import annotations
@@ -144,15 +145,29 @@ def labelled_sets(root: Path) -> list[LabelledSet]:
 
 
 def _secret_sets(root: Path) -> list[LabelledSet]:
-    """The secret sets, from `duetto.privacy.secrets` when it offers `labelled_secret_sets`."""
-    try:
-        from duetto.privacy import secrets  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
+    """The secret sets of `duetto.privacy.secrets_eval` (CredSweeper, Nosey Parker, Kingfisher;
+    its docstring states their mapping); read once, on the first `load`."""
+    from duetto.privacy.secrets_eval import SET_NAMES, load_secret_sets
+
+    if not (root / "pii_eval").is_dir():
         return []
-    loader = getattr(secrets, "labelled_secret_sets", None)
-    if loader is None:
-        return []
+    cache: dict[str, list[LabelledText]] = {}
+
+    def load(name: str) -> list[LabelledText]:
+        if not cache:
+            cache.update(load_secret_sets(root))
+        return cache.get(name, [])
+
+    present = {
+        "credsweeper": root / "pii_eval/CredSweeper/labels_compact.jsonl",
+        "noseyparker": root / "pii_eval/noseyparker/rule_examples.jsonl",
+        "kingfisher": root / "pii_eval/kingfisher/rule_examples.jsonl",
+    }
     out = []
-    for name, load, negative in loader(root):
-        out.append(LabelledSet(name, load, False, negative=negative))
+    for name in SET_NAMES:
+        if present[name.removesuffix("_negatives")].is_file():
+            negative = name.endswith("_negatives")
+            out.append(
+                LabelledSet(f"secrets/{name}", lambda n=name: load(n), False, negative=negative)
+            )
     return out

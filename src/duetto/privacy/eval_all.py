@@ -27,7 +27,9 @@ RECALL_FLOORS: dict[str, float] = {
     "PERSON": 0.90,
     "STREET_ADDRESS": 0.90,
 }
-PRECISION_FLOOR = 0.70  # per tier, on exhaustively labelled sets (MEDDOCAN)
+# Per tier the set labels, on exhaustively labelled sets (MEDDOCAN); detections of a tier the
+# set never labels (e.g. secrets in clinical reports) show in the table as false alarms.
+PRECISION_FLOOR = 0.70
 
 
 def evaluate_all(
@@ -81,7 +83,7 @@ def _checks(entry: dict[str, Any], exhaustive: bool) -> dict[str, Any]:
             out[f"{key} any-type recall >= {floor}"] = [value, value >= floor]
     if exhaustive:
         for tier, scores in entry["tiers"].items():
-            if scores["predicted"]:
+            if scores["support"] and scores["predicted"]:  # tiers the set labels
                 value = scores["any_type_precision"]
                 key = f"{tier} precision >= {PRECISION_FLOOR}"
                 out[key] = [value, value >= PRECISION_FLOOR]

@@ -209,6 +209,12 @@ def card_numbers(text: str) -> list[Entity]:
 # Which type wins when two detections overlap: checksummed and structured types first, then the
 # fuzzier ones. Types not listed rank after all listed ones.
 TYPE_PRIORITY = (
+    "PRIVATE_KEY",
+    "JWT",
+    "CONNECTION_STRING",
+    "API_KEY",
+    "PASSWORD",
+    "SECRET",
     "EMAIL_ADDRESS",
     "URL",
     "IBAN_CODE",

@@ -6,14 +6,12 @@
 What it runs, in one pass each: `duetto.scoring.pii.regex_detect` (e-mail, card with Luhn,
 IBAN, SSN, IPv4, phone), `duetto.privacy.recognizers` (street addresses, international phone
 numbers, Luhn cards), `duetto.privacy.identifiers` (identifiers by shape and context, masked
-forms), `duetto.privacy.fields` (labelled fields and honorifics, beyond English) and, when the
-module is present, `duetto.privacy.secrets.find_secrets`. `duetto privacy` installs it as the
+forms), `duetto.privacy.fields` (labelled fields and honorifics, beyond English) and
+`duetto.privacy.secrets.find_secrets` (passwords, keys, tokens). `duetto privacy` installs it as the
 `regex` detector; the Presidio detector adds these rules to its own.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from duetto.privacy.fields import fields
 from duetto.privacy.identifiers import identifiers
@@ -23,18 +21,8 @@ from duetto.privacy.recognizers import (
     resolve_overlaps,
     street_addresses,
 )
+from duetto.privacy.secrets import find_secrets
 from duetto.scoring.pii import Entity, regex_detect
-
-
-def _secret_rules() -> Callable[[str], list[Entity]] | None:
-    try:
-        from duetto.privacy.secrets import find_secrets  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    return find_secrets  # type: ignore[no-any-return,unused-ignore]
-
-
-_find_secrets = _secret_rules()
 
 
 def rule_entities(text: str) -> list[Entity]:
@@ -46,9 +34,8 @@ def rule_entities(text: str) -> list[Entity]:
         + card_numbers(text)
         + identifiers(text)
         + fields(text)
+        + find_secrets(text)
     )
-    if _find_secrets is not None:
-        found += _find_secrets(text)
     return found
 
 
