@@ -224,7 +224,7 @@ def generic_identifiers(text: str) -> list[Entity]:
 
 
 def _lead_word(group: str) -> bool:
-    return not any(c.isdigit() for c in group) and (len(group) > 4 or not group.isupper())
+    return not any(c.isdigit() for c in group) and len(group) > 1  # "SSN 219-09-9999"
 
 
 # ISO 3166 alpha-2 codes (and XK): the country inside a BIC, the prefix of an ISIL.
