@@ -11,7 +11,9 @@ less when other jobs share the cores). Reported: mean, p50, p95, p99, max.
 
 Detectors: `presidio` (the default `PresidioDetector`: Presidio's recognizers + spaCy NER +
 duetto's rules), `presidio_blis` (the same with thinc's default blis matrix products, for
-comparison), `patterns_only` (`ner=False`) and `regex` (the dependency-free fallback). The
+comparison), `patterns_only` (`ner=False`), `rules` (`duetto.privacy.rules.rules_detect`: every
+dependency-free rule incl. identifiers, labelled fields and secrets; the default without the
+privacy extra) and `regex` (`duetto.scoring.pii.regex_detect`, the seam's minimal one). The
 breakdown times each stage of the default detector alone on the same texts (CPU time). The JSON
 also records the load average before and after, the CPU and the library versions.
 """
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from duetto.privacy.rules import rules_detect
 from duetto.scoring.pii import Entity, regex_detect
 
 DATA = (
@@ -89,9 +92,12 @@ def time_detector(detect: Callable[[str], Any], texts: list[str]) -> dict[str, A
 
 def breakdown(detector: Any, texts: list[str]) -> dict[str, Any]:
     """CPU time of each stage of the default detector, alone, on the same texts."""
+    from duetto.privacy.fields import fields
+    from duetto.privacy.identifiers import identifiers
     from duetto.privacy.names import person_names
     from duetto.privacy.presidio import ner_entities
     from duetto.privacy.recognizers import card_numbers, phone_numbers, street_addresses
+    from duetto.privacy.secrets import find_secrets
 
     def spacy_ner(text: str) -> Any:
         with detector._blas_limit():
@@ -106,6 +112,8 @@ def breakdown(detector: Any, texts: list[str]) -> dict[str, Any]:
         "street+phone+card_rules": lambda t: (
             street_addresses(t) + phone_numbers(t) + card_numbers(t)
         ),
+        "identifiers+fields": lambda t: identifiers(t) + fields(t),
+        "secrets": lambda t: find_secrets(t, use_detect_secrets=False),
     }
     return {name: time_detector(fn, texts)["cpu"] for name, fn in stages.items()}
 
@@ -167,12 +175,14 @@ def main() -> None:
         "presidio": time_detector(detector, texts),
         "presidio_blis": time_detector(blis, texts),
         "patterns_only": time_detector(_patterns_only(), texts),
+        "rules": time_detector(rules_detect, texts),
         "regex": time_detector(regex_detect, texts),
         "target_p95_ms": 10.0,
     }
     if not args.no_breakdown:
         result["breakdown_cpu"] = breakdown(detector, texts)
     result["meets_target"] = result["presidio"]["p95_ms"] <= 10.0
+    result["rules_meet_target"] = result["rules"]["p95_ms"] <= 10.0
     result["loadavg_before"] = [round(x, 2) for x in load_before]
     result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     result["environment"] = environment()
@@ -184,6 +194,7 @@ def main() -> None:
         ("presidio", "presidio+spaCy+rules"),
         ("presidio_blis", "  same, blis gemm"),
         ("patterns_only", "patterns, no NER"),
+        ("rules", "rules (no Presidio)"),
         ("regex", "regex only"),
     ]:
         r = result[key]

@@ -7,8 +7,11 @@ What it runs, in one pass each: `duetto.scoring.pii.regex_detect` (e-mail, card 
 IBAN, SSN, IPv4, phone), `duetto.privacy.recognizers` (street addresses, international phone
 numbers, Luhn cards), `duetto.privacy.identifiers` (identifiers by shape and context, masked
 forms), `duetto.privacy.fields` (labelled fields and honorifics, beyond English) and
-`duetto.privacy.secrets.find_secrets` (passwords, keys, tokens). `duetto privacy` installs it as the
-`regex` detector; the Presidio detector adds these rules to its own.
+`duetto.privacy.secrets.find_secrets` (passwords, keys, tokens) without its detect-secrets
+plugins: on CredSweeper, Nosey Parker and Kingfisher they raised "redacted as any type" recall
+by 0.001 / 0 / 0 while costing 0.9 ms of the 10 ms budget per 500 characters.
+`duetto privacy` installs it as the `regex` detector; the Presidio detector adds these rules
+to its own.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def rule_entities(text: str) -> list[Entity]:
         + card_numbers(text)
         + identifiers(text)
         + fields(text)
-        + find_secrets(text)
+        + find_secrets(text, use_detect_secrets=False)
     )
     return found
 
