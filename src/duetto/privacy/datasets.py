@@ -23,6 +23,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from duetto.privacy.evaluate import LabelledText, load_labelled
@@ -123,14 +124,14 @@ def labelled_sets(root: Path) -> list[LabelledSet]:
         path = presidio / f"{name}.json"
         if path.is_file():
             sets.append(
-                LabelledSet(f"presidio/{name}", lambda p=path: load_labelled(p), tuned, note="en")
+                LabelledSet(f"presidio/{name}", partial(load_labelled, path), tuned, note="en")
             )
     meddocan = root / "pii_eval/SPACCC_MEDDOCAN"
     for split, tuned in (("dev", True), ("test", False)):
         path = meddocan / f"meddocan_{split}.jsonl"
         if path.is_file():
             sets.append(
-                LabelledSet(f"meddocan/{split}", lambda p=path: load_meddocan(p), tuned, note="es")
+                LabelledSet(f"meddocan/{split}", partial(load_meddocan, path), tuned, note="es")
             )
     stdnum = root / "pii_eval/python-stdnum/stdnum_doctest_numbers.jsonl"
     if stdnum.is_file():
@@ -168,6 +169,6 @@ def _secret_sets(root: Path) -> list[LabelledSet]:
         if present[name.removesuffix("_negatives")].is_file():
             negative = name.endswith("_negatives")
             out.append(
-                LabelledSet(f"secrets/{name}", lambda n=name: load(n), False, negative=negative)
+                LabelledSet(f"secrets/{name}", partial(load, name), False, negative=negative)
             )
     return out

@@ -109,7 +109,7 @@ class EvalReport:
         """Counts summed per risk tier (`duetto.privacy.tiers`), unlabelled predictions too."""
         from duetto.privacy.tiers import TIERS, tier_of
 
-        out = {t: TypeCounts() for t in TIERS}
+        out: dict[str, TypeCounts] = {t: TypeCounts() for t in TIERS}
         for etype, counts in (self.all_types or self.per_type).items():
             out[tier_of(etype)].add(counts)
         return out

@@ -70,18 +70,18 @@ def shaped_identifiers(text: str) -> list[Entity]:
     for m in _SSN_ANY.finditer(text):
         found.append(Entity("US_SSN", m.start(), m.end(), m.group(), 0.6))
     for m in _MASKED.finditer(text):
-        value = m.group()
-        masks = sum(value.count(c) for c in "Xx*•#")
-        digits = sum(c.isdigit() for c in value)
-        if masks < 2 or digits < 2:
+        masked = m.group()
+        masks = sum(masked.count(c) for c in "Xx*•#")
+        n_digits = sum(c.isdigit() for c in masked)
+        if masks < 2 or n_digits < 2:
             continue
-        if re.fullmatch(r"[Xx*•#\d]{3}-[Xx*•#\d]{2}-[Xx*•#\d]{4}", value):
+        if re.fullmatch(r"[Xx*•#\d]{3}-[Xx*•#\d]{2}-[Xx*•#\d]{4}", masked):
             etype = "US_SSN"
-        elif 13 <= masks + digits <= 19:
+        elif 13 <= masks + n_digits <= 19:
             etype = "CREDIT_CARD"
         else:
             etype = "ACCOUNT_NUMBER"
-        found.append(Entity(etype, m.start(), m.end(), value, 0.6))
+        found.append(Entity(etype, m.start(), m.end(), masked, 0.6))
     for m in _LAST_DIGITS.finditer(text):
         found.append(Entity("ACCOUNT_NUMBER", m.start(1), m.end(1), m.group(1), 0.5))
     return found
