@@ -60,15 +60,24 @@ _URL_CRED = re.compile(r"\b[a-zA-Z][\w+.-]{0,30}://([^\s:/@'\"<>]{0,128}:[^\s/'\
 _PREFIXED = re.compile(
     r"(?<![A-Za-z0-9])(?:"
     r"(?:gh[pousr]|github_pat|glpat|glptt|gldt|glrt|hf|npm|dop_v1|doo_v1|dckr_pat|lin_api"
-    r"|shp(?:at|ca|pa|ss)|sk_live|rk_live|sk_test|rk_test|pk_live|xapp|xox[a-z]|sk|pypi"
+    r"|shp(?:at|ca|pa|ss)|[a-z]{2,4}_(?:live|test|prod)|xapp|xox[a-z]|sk|pypi"
     r"|AGE-SECRET-KEY|SG|key|ATATT|ATCTT|ops|hvs|hvb|sq0[a-z]{3}|figd|glc|nrak|NRAK|dapi"
     r"|EAA[A-Za-z]{2,}|ya29)[_.-]"
     r"|AKIA|ASIA|AGPA|AIDA|AROA|AIza|A3T[A-Z0-9]"
     r")[A-Za-z0-9_\-./+=]{15,}"
 )
 _TOKEN = re.compile(r"(?<![A-Za-z0-9+/_\-.~%])[A-Za-z0-9+/_\-.~%]{8,}={0,3}")
+_UUID_LIKE = re.compile(
+    r"[0-9A-Za-z]{8}-[0-9A-Za-z]{4}-[0-9A-Za-z]{4}-[0-9A-Za-z]{4}-[0-9A-Za-z]{12}"
+)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _CAMEL = re.compile(r"[A-Z]?[a-z]{3,}")
+_CASE_RUN = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+_SWITCH = re.compile(r"(?<=[A-Za-z])\d|(?<=\d)[A-Za-z]")
+# A credential after an HTTP auth scheme: `Authorization: Bearer <token>`.
+_AUTH_SCHEME = re.compile(
+    r"\b(?:Bearer|Basic|Digest|NTLM|Negotiate|Token)[ \t]+([A-Za-z0-9+/_\-.~=]{8,})"
+)
 _IBAN = re.compile(r"[A-Za-z]{2}\d{2}[A-Za-z0-9]{11,30}")
 _HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+")
 _WORDY = re.compile(r"[a-z]{4,}|[A-Z][a-z]{3,}")
@@ -129,6 +138,15 @@ _WEAK_CONTEXT = re.compile(
     r"(?i)commit|\bsha|hash|md5|checksum|digest|revision|\brev\b|etag|integrity|uuid|guid"
     r"|\b(?:request|trace|correlation|object|record|user|order|session)[_ -]?id\b"
 )
+_PASSWORD_WORD = re.compile(
+    r"(?i)pa?ss?wo?r?d|pass|pwd|pw|mdp|secret|contrase|passwort|kennwort|senha|пароль|비밀번호"
+    r"|패스워드|암호|パスワード|密码|密碼|口令"
+)
+_CODE_WORDS = frozenset(
+    ["self", "this", "cls", "lambda", "new", "await", "function", "def", "return", "not"]
+)
+_SNAKE = re.compile(r"[a-z][a-z0-9]*(?:[_.][a-z0-9]+)+")
+_DOTTED = re.compile(r"[a-z_][a-z0-9_]*(?:\.[A-Za-z_]\w*)+")
 _PLACEHOLDER = re.compile(
     r"(?i)^(?:none|null|nil|true|false|undefined|empty|required|optional|string|str|bytes|int"
     r"|\*+|\.+|-+|_+|#+"
@@ -146,6 +164,10 @@ def _secret_looking(value: str) -> bool:
     """Not an ordinary word: has a digit, a symbol, or a capital inside; or is long."""
     if len(value) < 4:
         return False
+    if _SNAKE.fullmatch(value) and all(
+        _WORDY.fullmatch(p) or len(p) <= 3 for p in re.split(r"[_.]", value)
+    ):
+        return False  # a snake_case name: budget_usd_per_1k
     core = value.rstrip("!?.")  # "Thanks!" is a word
     if any(ch.isdigit() for ch in value) or not core.replace("-", "").isalnum():
         return True
@@ -159,6 +181,14 @@ def _value_ok(value: str, strong: bool) -> bool:
     if len(value) < 3 or _PLACEHOLDER.match(value):
         return False
     return strong or _secret_looking(value)
+
+
+def _code_expression(text: str, start: int, end: int) -> bool:
+    """A bare value that is code, not a literal: a call, an index, `a.b.c`, `self`, `lambda`."""
+    value = text[start:end].lstrip("-!")
+    if text[end : end + 1] in ("(", "[") or value.lower() in _CODE_WORDS:
+        return True
+    return _DOTTED.fullmatch(value) is not None
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
@@ -176,8 +206,9 @@ def _value_span(m: re.Match[str]) -> tuple[int, int] | None:
     return None
 
 
-def _key_words(text: str) -> Iterator[int]:
-    """End of each identifier holding a key word (`DB_PASSWORD`, `apiKey`)."""
+def _key_words(text: str) -> Iterator[tuple[int, bool]]:
+    """End of each identifier holding a key word (`DB_PASSWORD`, `apiKey`), and whether the
+    word names a password (then even a plain bare word after `=` is taken)."""
     pos = 0
     while (m := _KEY_CORE.search(text, pos)) is not None:
         pos = m.end()
@@ -192,15 +223,19 @@ def _key_words(text: str) -> Iterator[int]:
             continue  # an attribute naming a field: <add key="Password" value="...">
         end = _IDENT.match(text, m.end()).end()  # type: ignore[union-attr]
         pos = max(pos, end)
-        yield end
+        yield end, _PASSWORD_WORD.search(text, m.start(), end) is not None
 
 
 def _keyword_hits(text: str) -> Iterator[Entity]:
-    for end in _key_words(text):
+    for end, password_word in _key_words(text):
         for tail, strong in _TAILS:
             m = tail.match(text, end)
-            if m is not None:  # a quoted value after a key word is strong evidence even in prose
-                hit = _entity(text, m, strong or m.groupdict().get("bare") is None)
+            if m is not None:
+                # after a password word, an assignment or a quoted value (even in prose) is
+                # enough; after key/token/auth words the value must look like a secret too
+                # (`key == "has_pii"`, `token=tok.text` are code)
+                bare = m.groupdict().get("bare") is not None
+                hit = _entity(text, m, password_word and (strong or not bare))
                 if hit is not None:
                     yield hit
                     break
@@ -222,6 +257,9 @@ def _entity(text: str, m: re.Match[str], strong: bool) -> Entity | None:
     if span is None:
         return None
     start, end = _trim(text, *span)
+    bare = m.groupdict().get("bare") is not None
+    if bare and (end - start < 4 or _code_expression(text, start, end)):
+        return None
     if not _value_ok(text[start:end], strong):
         return None
     return Entity("PASSWORD", start, end, text[start:end], 0.8)
@@ -248,6 +286,9 @@ def _token_is_secret(tok: str, keyed: bool) -> bool:
         return False
     letters = sum(ch.isalpha() for ch in tok)
     digits = sum(ch.isdigit() for ch in tok)
+    pieces = re.split(r"[_\-./+=~%]", tok)
+    if not _UUID_LIKE.search(tok) and all(_wordlike(p) for p in pieces):
+        return False  # names made of words and numbers: paths, snake_case, Qwen2.5-Coder-1.5B
     if keyed:
         enough = digits >= 1 or _random_letters(tok)
         return letters >= 1 and enough and shannon_entropy(tok) >= 2.5
@@ -255,9 +296,6 @@ def _token_is_secret(tok: str, keyed: bool) -> bool:
         return False  # mostly digits (phones, numbers) or an IBAN: identifiers, not secrets
     if digits < 2 and not _random_letters(tok):
         return False
-    pieces = re.split(r"[_\-./+=~%]", tok)
-    if all(not p or _WORDY.fullmatch(p) or p.isdigit() or len(p) <= 3 for p in pieces):
-        return False  # identifiers, paths and names made of words and numbers
     return shannon_entropy(tok) >= (3.0 if len(tok) >= 24 else 3.3)
 
 
@@ -298,6 +336,25 @@ def _tokens(text: str) -> Iterator[Entity]:
                 yield _token_entity(p.group(), m.start() + p.start())
 
 
+def _wordlike(piece: str) -> bool:
+    """A short number, a short code, or mostly word-like parts (`Qwen2`, `SmolLM2`, `sha256`,
+    `FIRST`): at most 2 letter/digit switches, at most 8 digits, and 60%+ of the letters in
+    case-runs (3-12 capitals or 3+ lower-case) with a vowel in 5."""
+    digits = sum(ch.isdigit() for ch in piece)
+    letters = sum(ch.isalpha() for ch in piece)
+    if digits > 8 or len(_SWITCH.findall(piece)) > 2:
+        return False
+    if letters <= 3:
+        return True
+    wordy = sum(
+        len(w)
+        for w in _CASE_RUN.findall(piece)
+        if 3 <= len(w) <= (16 if w.islower() else 12)
+        and sum(ch in "aeiouyAEIOUY" for ch in w) >= 0.2 * len(w)
+    )
+    return wordy >= 0.6 * letters
+
+
 def _random_letters(tok: str) -> bool:
     """Long, both cases, few word-like parts: base62 noise (`KiASRCRiGFLPDiId...`), not
     names (`GermanNightclub`): under 40% of it in camel-case parts of 3+ letters with vowels."""
@@ -330,6 +387,9 @@ def _shapes(text: str) -> Iterator[Entity]:
     for m in _URL_CRED.finditer(text):
         if m.group(1).split(":", 1)[1]:
             yield Entity("CONNECTION_STRING", m.start(1), m.end(1), m.group(1), 0.95)
+    for m in _AUTH_SCHEME.finditer(text):
+        if _secret_looking(m.group(1)):
+            yield Entity("PASSWORD", m.start(1), m.end(1), m.group(1), 0.8)
     for m in _PREFIXED.finditer(text):
         yield Entity("API_KEY", m.start(), m.end(), m.group(), 0.9)
 
