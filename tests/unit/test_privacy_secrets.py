@@ -184,6 +184,25 @@ def test_ordinary_text_is_not_a_secret(text: str) -> None:
     assert find_secrets(text) == []
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "return min(ok, key=lambda p: (p.cost_per_1k, -p.quality))",
+        "eos_token=model.token_get_text(2),",
+        'if key == "budget_usd_per_1k": continue',
+        "Download Qwen2.5-Coder-1.5B-Instruct and SmolLM2-135M-Instruct first.",
+        "await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)",
+    ],
+)
+def test_code_and_model_names_are_not_secrets(text: str) -> None:
+    assert find_secrets(text) == []
+
+
+def test_auth_header_token() -> None:
+    text = "GET /v1/items HTTP/1.1\nAuthorization: Bearer kX9.Qm_2-Lr7\n"
+    assert values(text) == ["kX9.Qm_2-Lr7"]
+
+
 def test_decided_uuid_and_hash_contexts() -> None:
     # named as an id, commit or checksum: not a secret
     assert find_secrets("request id 3f2b8c1e-9a4d-4e7b-b2c1-7d9e0f1a2b3c failed") == []

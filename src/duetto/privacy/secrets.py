@@ -120,10 +120,10 @@ _TAILS: tuple[tuple[re.Pattern[str], bool], ...] = (
     ),
 )
 _CLI = re.compile(
-    rf"(?<!\w)(?:--?(?:[\w-]*(?:pass(?:word|wd|phrase)?|secret|token|api-?key|bearer)"
-    rf"[\w-]*|p|P|k)(?:=|\s+)|-p(?=[^\s-]))(?:{_QUOTED}|{_BARE})"
+    rf"(?<!\S)(?:--?(?:[\w-]*(?:pass(?:word|wd|phrase)?|secret|token|api-?key|bearer)"
+    rf"[\w-]*|p|P|k)(?:=|\s+)|-p(?=[^\s.-]))(?:{_QUOTED}|{_BARE})"
 )
-_CLI_USER = re.compile(r"(?<!\w)(?:-u|--user)(?:=|\s+)[\"']?(?P<bare>[^\s:\"']+:[^\s\"']+)")
+_CLI_USER = re.compile(r"(?<!\S)(?:-u|--user)(?:=|\s+)[\"']?(?P<bare>[^\s:\"']+:[^\s\"']+)")
 _SQL_BY = re.compile(rf"(?i)\bIDENTIFIED(?:\s+WITH\s+\w+)?\s+BY\s+(?:{_QUOTED}|{_BARE})")
 _SQL_PASSWORD = re.compile(rf"(?i)\bPASSWORD(?:[ \t]*=[ \t]*|[ \t]+){_QUOTED}")
 # String arguments of a call named for credentials: NetworkCredential("user", "pass").
