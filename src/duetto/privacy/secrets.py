@@ -21,11 +21,11 @@ checksum, digest, uuid, request/trace/user id, ...) unless a key word is there t
 dotted names and snake/kebab identifiers made of words; ordinary words. Elsewhere a hex string
 or UUID of 16+ characters is redacted (recall first: API keys are often hex or UUIDs).
 
-When detect-secrets (Yelp, Apache-2.0; the `privacy` extra) is installed, its plugins also run,
-line by line, on lines holding a candidate (a key word, `://`, or a token with digits); the
-strings they yield are mapped back to spans. Without it the rules here still run, and recall on
-provider keys without a known prefix or key word drops. Spans from all rules are merged where
-they overlap (the more specific type wins).
+When detect-secrets (Yelp, Apache-2.0; the `privacy` extra) is installed, its provider and
+entropy plugins also run (`secrets_plugins`). Without it the rules here still run, and recall on
+provider keys without a known prefix or key word may drop (on the three secret sets it did not:
+any-type recall was the same to 0.001; see docs). Spans from all rules are merged where they
+overlap (the more specific type wins).
 """
 
 from __future__ import annotations
@@ -34,17 +34,18 @@ import math
 import re
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterator
-from functools import lru_cache
+from collections.abc import Iterator
 
+from duetto.privacy.secrets_plugins import detect_secrets_available, detect_secrets_hits
 from duetto.scoring.pii import Entity
+
+__all__ = ["SECRET_TYPES", "TIER", "detect_secrets_available", "find_secrets", "shannon_entropy"]
 
 TIER = "secret"
 SECRET_TYPES = frozenset(
     {"PASSWORD", "API_KEY", "PRIVATE_KEY", "JWT", "CONNECTION_STRING", "SECRET"}
 )
 _PRIORITY = {"PRIVATE_KEY": 0, "JWT": 1, "CONNECTION_STRING": 2, "API_KEY": 3, "PASSWORD": 4}
-_SCORE = {"PRIVATE_KEY": 1.0, "JWT": 0.95, "CONNECTION_STRING": 0.95, "API_KEY": 0.9}
 
 # --- shapes ------------------------------------------------------------------------------------
 
@@ -394,74 +395,6 @@ def _shapes(text: str) -> Iterator[Entity]:
         yield Entity("API_KEY", m.start(), m.end(), m.group(), 0.9)
 
 
-# --- detect-secrets (optional) ------------------------------------------------------------------
-
-_CANDIDATE_LINE = re.compile(r"://|BEGIN|[A-Za-z0-9+/_-]{12}")
-
-
-@lru_cache(maxsize=1)
-def _detect_secrets_plugins() -> tuple[tuple[str, Callable[[str], Iterator[str]]], ...] | None:
-    """detect-secrets' plugins but two: IPPublicDetector (an IP is PII, not a secret) and
-    KeywordDetector (the key-word rules here cover it: on the three secret sets it found no
-    gold span they missed and took 70% of detect-secrets' time)."""
-    try:
-        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-        from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
-    except ImportError:
-        return None
-    plugins: list[tuple[str, Callable[[str], Iterator[str]]]] = []
-    for cls in get_mapping_from_secret_type_to_class().values():
-        name = cls.__name__
-        if name in ("IPPublicDetector", "KeywordDetector"):
-            continue
-        plugin = cls()
-        if isinstance(plugin, HighEntropyStringsPlugin):
-            plugins.append((name, _entropy_filtered(plugin)))
-        else:
-            plugins.append((name, plugin.analyze_string))
-    return tuple(sorted(plugins))
-
-
-def _entropy_filtered(plugin) -> Callable[[str], Iterator[str]]:  # type: ignore[no-untyped-def]
-    def analyze(line: str) -> Iterator[str]:
-        for s in plugin.analyze_string(line):
-            if plugin.calculate_shannon_entropy(s) > plugin.entropy_limit:
-                yield s
-
-    return analyze
-
-
-_DS_TYPES = {
-    "PrivateKeyDetector": "PRIVATE_KEY",
-    "JwtTokenDetector": "JWT",
-    "BasicAuthDetector": "CONNECTION_STRING",
-    "Base64HighEntropyString": "SECRET",
-    "HexHighEntropyString": "SECRET",
-}
-
-
-def _detect_secrets_hits(text: str) -> Iterator[Entity]:
-    plugins = _detect_secrets_plugins()
-    if not plugins:
-        return
-    offset = 0
-    for line in text.split("\n"):
-        if len(line) >= 8 and _CANDIDATE_LINE.search(line):
-            for name, analyze in plugins:
-                for value in set(analyze(line)):
-                    if not value or len(value) < 3 or _PLACEHOLDER.match(value):
-                        continue
-                    etype = _DS_TYPES.get(name, "API_KEY")
-                    for m in re.finditer(re.escape(value), line):
-                        s, e = offset + m.start(), offset + m.end()
-                        yield Entity(etype, s, e, value, _SCORE.get(etype, 0.7))
-        offset += len(line) + 1
-
-
-def detect_secrets_available() -> bool:
-    return _detect_secrets_plugins() is not None
-
-
 # --- merge ---------------------------------------------------------------------------------------
 
 
@@ -487,5 +420,5 @@ def find_secrets(text: str, *, use_detect_secrets: bool = True) -> list[Entity]:
         return []
     found = [*_shapes(text), *_keyword_hits(text), *_tokens(text)]
     if use_detect_secrets:
-        found.extend(_detect_secrets_hits(text))
+        found.extend(e for e in detect_secrets_hits(text) if not _PLACEHOLDER.match(e.text))
     return _merge(text, [e for e in found if e.end > e.start])
