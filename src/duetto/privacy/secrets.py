@@ -21,29 +21,31 @@ checksum, digest, uuid, request/trace/user id, ...) unless a key word is there t
 dotted names and snake/kebab identifiers made of words; ordinary words. Elsewhere a hex string
 or UUID of 16+ characters is redacted (recall first: API keys are often hex or UUIDs).
 
-When detect-secrets (Yelp, Apache-2.0; the `privacy` extra) is installed, its plugins also run,
-line by line, on lines holding a candidate (a key word, `://`, or a token with digits); the
-strings they yield are mapped back to spans. Without it the rules here still run, and recall on
-provider keys without a known prefix or key word drops. Spans from all rules are merged where
-they overlap (the more specific type wins).
+When detect-secrets (Yelp, Apache-2.0; the `privacy` extra) is installed, its provider and
+entropy plugins also run (`secrets_plugins`). Without it the rules here still run, and recall on
+provider keys without a known prefix or key word may drop (on the three secret sets it did not:
+any-type recall was the same to 0.001; see docs). Spans from all rules are merged where they
+overlap (the more specific type wins).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterator
-from functools import lru_cache
+from collections.abc import Iterator
 
+from duetto.privacy.secrets_plugins import detect_secrets_available, detect_secrets_hits
 from duetto.scoring.pii import Entity
+
+__all__ = ["SECRET_TYPES", "TIER", "detect_secrets_available", "find_secrets", "shannon_entropy"]
 
 TIER = "secret"
 SECRET_TYPES = frozenset(
     {"PASSWORD", "API_KEY", "PRIVATE_KEY", "JWT", "CONNECTION_STRING", "SECRET"}
 )
 _PRIORITY = {"PRIVATE_KEY": 0, "JWT": 1, "CONNECTION_STRING": 2, "API_KEY": 3, "PASSWORD": 4}
-_SCORE = {"PRIVATE_KEY": 1.0, "JWT": 0.95, "CONNECTION_STRING": 0.95, "API_KEY": 0.9}
 
 # --- shapes ------------------------------------------------------------------------------------
 
@@ -59,15 +61,24 @@ _URL_CRED = re.compile(r"\b[a-zA-Z][\w+.-]{0,30}://([^\s:/@'\"<>]{0,128}:[^\s/'\
 _PREFIXED = re.compile(
     r"(?<![A-Za-z0-9])(?:"
     r"(?:gh[pousr]|github_pat|glpat|glptt|gldt|glrt|hf|npm|dop_v1|doo_v1|dckr_pat|lin_api"
-    r"|shp(?:at|ca|pa|ss)|sk_live|rk_live|sk_test|rk_test|pk_live|xapp|xox[a-z]|sk|pypi"
+    r"|shp(?:at|ca|pa|ss)|[a-z]{2,4}_(?:live|test|prod)|xapp|xox[a-z]|sk|pypi"
     r"|AGE-SECRET-KEY|SG|key|ATATT|ATCTT|ops|hvs|hvb|sq0[a-z]{3}|figd|glc|nrak|NRAK|dapi"
     r"|EAA[A-Za-z]{2,}|ya29)[_.-]"
     r"|AKIA|ASIA|AGPA|AIDA|AROA|AIza|A3T[A-Z0-9]"
     r")[A-Za-z0-9_\-./+=]{15,}"
 )
-_TOKEN = re.compile(r"(?<![A-Za-z0-9+/_\-.=~%])[A-Za-z0-9+/_\-.=~%]{8,}")
+_TOKEN = re.compile(r"(?<![A-Za-z0-9+/_\-.~%])[A-Za-z0-9+/_\-.~%]{8,}={0,3}")
+_UUID_LIKE = re.compile(
+    r"[0-9A-Za-z]{8}-[0-9A-Za-z]{4}-[0-9A-Za-z]{4}-[0-9A-Za-z]{4}-[0-9A-Za-z]{12}"
+)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _CAMEL = re.compile(r"[A-Z]?[a-z]{3,}")
+_CASE_RUN = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+_SWITCH = re.compile(r"(?<=[A-Za-z])\d|(?<=\d)[A-Za-z]")
+# A credential after an HTTP auth scheme: `Authorization: Bearer <token>`.
+_AUTH_SCHEME = re.compile(
+    r"\b(?:Bearer|Basic|Digest|NTLM|Negotiate|Token)[ \t]+([A-Za-z0-9+/_\-.~=]{8,})"
+)
 _IBAN = re.compile(r"[A-Za-z]{2}\d{2}[A-Za-z0-9]{11,30}")
 _HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+")
 _WORDY = re.compile(r"[a-z]{4,}|[A-Z][a-z]{3,}")
@@ -76,44 +87,46 @@ _WORDY = re.compile(r"[a-z]{4,}|[A-Z][a-z]{3,}")
 
 # A key word: found cheaply, then widened to the identifier around it (DB_PASSWORD, apiKey).
 _KEY_CORE = re.compile(
-    r"(?i)password|passwd|passphrase|passcode|secret|token|api[_-]?key|access[_-]?key"
+    r"(?i)pa?ss?wo?r?d|passphrase|passcode|secret|token|api[_-]?key|access[_-]?key"
     r"|private[_-]?key|credentials?|authori[sz]ation|contrase[ñn]a|passwort|kennwort|senha"
     r"|пароль|비밀번호|패스워드|암호|パスワード|密码|密碼|口令|pwd|pw|pass|pin|mdp|auth|key"
 )
 _SHORT_KEYS = frozenset({"pwd", "pw", "pass", "pin", "mdp", "auth", "key"})
 _IDENT = re.compile(r"[\w.-]*")
 _QUOTED = r"(?:\"(?P<dq>[^\"\n]{1,300})\"|'(?P<sq>[^'\n]{1,300})'|`(?P<bq>[^`\n]{1,300})`)"
-_BARE = r"(?P<bare>[^\s\"'`<>,;&|(){}\[\]]{1,300})"
+# A bare value ends at a space, quote, bracket, "," or ";", and at "&" only before `name=`.
+_BARE = r"(?P<bare>(?:[^\s\"'`<>,;&|(){}\[\]]|&(?![\w.-]+=)){1,300})"
 # Tails tried right after the key word's identifier, strongest first. Strong: a real
 # assignment (=, :=, =>, ==, (, .assign(, a quoted value after ":", an XML element or attribute).
 _TAILS: tuple[tuple[re.Pattern[str], bool], ...] = (
     (
         re.compile(
-            rf"[\"'\]]{{0,2}}\s*(?:\[\d*\])?\s*(?:=>|:=|::|==|!=|=|\(|\.assign\()\s*@?"
+            rf"[\"'\]]{{0,2}}[ \t]*(?:\[\d*\])?[ \t]*(?:=>|:=|::|==|!=|=|\(|\.assign\()[ \t]*@?"
             rf"(?:{_QUOTED}|{_BARE})"
         ),
         True,
     ),
-    (re.compile(rf"[\"'\]]{{0,2}}\s*[:：]\s*{_QUOTED}"), True),
+    (re.compile(rf"[\"'\]]{{0,2}}[ \t]*[:：,][ \t]*{_QUOTED}"), True),
     (re.compile(r"(?:\s[^>\n]*)?>\s*(?P<bare>[^<\s][^<\n]{0,300}?)\s*</"), True),
-    (re.compile(rf"[\"']\s+(?:value|password)\s*=\s*{_QUOTED}"), True),
-    (re.compile(rf"[\"'\]]{{0,2}}\s*[:：]\s*{_BARE}"), False),
-    # Weak: prose ("is", "was", "set to", a dash) or only spaces before the value.
+    (re.compile(rf"[\"'][ \t]+(?:value|password)[ \t]*=[ \t]*{_QUOTED}"), True),
+    (re.compile(rf"[\"'\]]{{0,2}}[ \t]*[:：][ \t]*{_BARE}"), False),
+    # Weak: prose ("is", "was", "set to", a dash) or only spaces before the value; one line.
     (
         re.compile(
-            r"(?i)(?:\s+(?:for|of|to|on)\s+[^\s:]{1,40}){0,2}[\"'\]]{0,2}"
-            r"(?:\s+(?:is|was|are|is\s+set\s+to|was\s+set\s+to|set\s+to|to|now|es|est|ist|é"
-            rf"|-|–|=)\s+|\s+)(?:{_QUOTED}|{_BARE})"
+            r"(?i)(?:[ \t]+(?:for|of|to|on)[ \t]+[^\s:]{1,40}){0,2}[\"'\]]{0,2}"
+            r"(?:[ \t]+(?:is|was|are|is[ \t]+set[ \t]+to|was[ \t]+set[ \t]+to|set[ \t]+to|to"
+            rf"|now|es|est|ist|é|-|–|=)[ \t]+|[ \t]+)(?:{_QUOTED}|{_BARE})"
         ),
         False,
     ),
 )
 _CLI = re.compile(
-    rf"(?<!\w)(?:--?(?:[\w-]*(?:pass(?:word|wd|phrase)?|secret|token|api-?key|bearer)"
-    rf"[\w-]*|p|P|u|-user|k)(?:=|\s+)|-p(?=[^\s-]))(?:{_QUOTED}|{_BARE})"
+    rf"(?<!\S)(?:--?(?:[\w-]*(?:pass(?:word|wd|phrase)?|secret|token|api-?key|bearer)"
+    rf"[\w-]*|p|P|k)(?:=|\s+)|-p(?=[^\s.-]))(?:{_QUOTED}|{_BARE})"
 )
+_CLI_USER = re.compile(r"(?<!\S)(?:-u|--user)(?:=|\s+)[\"']?(?P<bare>[^\s:\"']+:[^\s\"']+)")
 _SQL_BY = re.compile(rf"(?i)\bIDENTIFIED(?:\s+WITH\s+\w+)?\s+BY\s+(?:{_QUOTED}|{_BARE})")
-_SQL_PASSWORD = re.compile(rf"(?i)\bPASSWORD\s*=?\s*{_QUOTED}")
+_SQL_PASSWORD = re.compile(rf"(?i)\bPASSWORD(?:[ \t]*=[ \t]*|[ \t]+){_QUOTED}")
 # String arguments of a call named for credentials: NetworkCredential("user", "pass").
 _CRED_CALL = re.compile(r"(?i)\b\w*(?:credential|password|passwd|secret|login|auth)\w*\s*\(")
 _STRING_ARG = re.compile(_QUOTED)
@@ -126,6 +139,15 @@ _WEAK_CONTEXT = re.compile(
     r"(?i)commit|\bsha|hash|md5|checksum|digest|revision|\brev\b|etag|integrity|uuid|guid"
     r"|\b(?:request|trace|correlation|object|record|user|order|session)[_ -]?id\b"
 )
+_PASSWORD_WORD = re.compile(
+    r"(?i)pa?ss?wo?r?d|pass|pwd|pw|mdp|secret|contrase|passwort|kennwort|senha|пароль|비밀번호"
+    r"|패스워드|암호|パスワード|密码|密碼|口令"
+)
+_CODE_WORDS = frozenset(
+    ["self", "this", "cls", "lambda", "new", "await", "function", "def", "return", "not"]
+)
+_SNAKE = re.compile(r"[a-z][a-z0-9]*(?:[_.][a-z0-9]+)+")
+_DOTTED = re.compile(r"[a-z_][a-z0-9_]*(?:\.[A-Za-z_]\w*)+")
 _PLACEHOLDER = re.compile(
     r"(?i)^(?:none|null|nil|true|false|undefined|empty|required|optional|string|str|bytes|int"
     r"|\*+|\.+|-+|_+|#+"
@@ -143,7 +165,12 @@ def _secret_looking(value: str) -> bool:
     """Not an ordinary word: has a digit, a symbol, or a capital inside; or is long."""
     if len(value) < 4:
         return False
-    if any(ch.isdigit() for ch in value) or not value.replace("-", "").isalnum():
+    if _SNAKE.fullmatch(value) and all(
+        _WORDY.fullmatch(p) or len(p) <= 3 for p in re.split(r"[_.]", value)
+    ):
+        return False  # a snake_case name: budget_usd_per_1k
+    core = value.rstrip("!?.")  # "Thanks!" is a word
+    if any(ch.isdigit() for ch in value) or not core.replace("-", "").isalnum():
         return True
     inner = value[1:]
     mixed = any(ch.isupper() for ch in inner) and any(ch.islower() for ch in inner)
@@ -155,6 +182,14 @@ def _value_ok(value: str, strong: bool) -> bool:
     if len(value) < 3 or _PLACEHOLDER.match(value):
         return False
     return strong or _secret_looking(value)
+
+
+def _code_expression(text: str, start: int, end: int) -> bool:
+    """A bare value that is code, not a literal: a call, an index, `a.b.c`, `self`, `lambda`."""
+    value = text[start:end].lstrip("-!")
+    if text[end : end + 1] in ("(", "[") or value.lower() in _CODE_WORDS:
+        return True
+    return _DOTTED.fullmatch(value) is not None
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
@@ -172,33 +207,40 @@ def _value_span(m: re.Match[str]) -> tuple[int, int] | None:
     return None
 
 
-def _key_words(text: str) -> Iterator[tuple[int, int]]:
-    """(start, end) of each identifier holding a key word (`DB_PASSWORD`, `apiKey`)."""
+def _key_words(text: str) -> Iterator[tuple[int, bool]]:
+    """End of each identifier holding a key word (`DB_PASSWORD`, `apiKey`), and whether the
+    word names a password (then even a plain bare word after `=` is taken)."""
     pos = 0
     while (m := _KEY_CORE.search(text, pos)) is not None:
         pos = m.end()
         before = text[m.start() - 1] if m.start() else " "
         after = text[m.end()] if m.end() < len(text) else " "
-        if m.group().lower() in _SHORT_KEYS and (before.isalpha() or after.isalpha()):
+        ascii_letter = (before.isascii() and before.isalpha()) or (
+            after.isascii() and after.isalpha()
+        )
+        if m.group().lower() in _SHORT_KEYS and ascii_letter:
             continue  # "bypass", "keyboard", "spin"
-        start = m.start()
-        while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_.-"):
-            start -= 1
+        if m.group().lower() == "key" and text.startswith(('="', "='"), m.end()):
+            continue  # an attribute naming a field: <add key="Password" value="...">
         end = _IDENT.match(text, m.end()).end()  # type: ignore[union-attr]
         pos = max(pos, end)
-        yield start, end
+        yield end, _PASSWORD_WORD.search(text, m.start(), end) is not None
 
 
 def _keyword_hits(text: str) -> Iterator[Entity]:
-    for _, end in _key_words(text):
+    for end, password_word in _key_words(text):
         for tail, strong in _TAILS:
             m = tail.match(text, end)
-            if m is not None:  # a quoted value after a key word is strong evidence even in prose
-                hit = _entity(text, m, strong or m.groupdict().get("bare") is None)
+            if m is not None:
+                # after a password word, an assignment or a quoted value (even in prose) is
+                # enough; after key/token/auth words the value must look like a secret too
+                # (`key == "has_pii"`, `token=tok.text` are code)
+                bare = m.groupdict().get("bare") is not None
+                hit = _entity(text, m, password_word and (strong or not bare))
                 if hit is not None:
                     yield hit
                     break
-    for pattern in (_CLI, _SQL_BY, _SQL_PASSWORD):
+    for pattern in (_CLI, _CLI_USER, _SQL_BY, _SQL_PASSWORD):
         for m in pattern.finditer(text):
             hit = _entity(text, m, True)
             if hit is not None:
@@ -216,6 +258,9 @@ def _entity(text: str, m: re.Match[str], strong: bool) -> Entity | None:
     if span is None:
         return None
     start, end = _trim(text, *span)
+    bare = m.groupdict().get("bare") is not None
+    if bare and (end - start < 4 or _code_expression(text, start, end)):
+        return None
     if not _value_ok(text[start:end], strong):
         return None
     return Entity("PASSWORD", start, end, text[start:end], 0.8)
@@ -238,41 +283,77 @@ def _pem_blocks(text: str) -> Iterator[Entity]:
 
 
 def _token_is_secret(tok: str, keyed: bool) -> bool:
+    if len(tok) < (8 if keyed else 16):
+        return False
     letters = sum(ch.isalpha() for ch in tok)
     digits = sum(ch.isdigit() for ch in tok)
+    pieces = re.split(r"[_\-./+=~%]", tok)
+    if not _UUID_LIKE.search(tok) and all(_wordlike(p) for p in pieces):
+        return False  # names made of words and numbers: paths, snake_case, Qwen2.5-Coder-1.5B
     if keyed:
-        return len(tok) >= 8 and letters >= 1 and digits >= 1 and shannon_entropy(tok) >= 2.5
-    if len(tok) < 16 or letters < 5 or _is_iban(tok):
+        enough = digits >= 1 or _random_letters(tok)
+        return letters >= 1 and enough and shannon_entropy(tok) >= 2.5
+    if letters < 5 or _is_iban(tok):
         return False  # mostly digits (phones, numbers) or an IBAN: identifiers, not secrets
     if digits < 2 and not _random_letters(tok):
         return False
-    pieces = re.split(r"[_\-./+=~%]", tok)
-    if all(not p or _WORDY.fullmatch(p) or p.isdigit() or len(p) <= 3 for p in pieces):
-        return False  # identifiers, paths and names made of words and numbers
     return shannon_entropy(tok) >= (3.0 if len(tok) >= 24 else 3.3)
 
 
+class _Before:
+    """Is there a match of `pattern` in the 80 characters before a position, on its line?
+    (One pass over the text instead of a search per token.)"""
+
+    def __init__(self, pattern: re.Pattern[str], text: str) -> None:
+        self.text = text
+        self.spans = [(m.start(), m.end()) for m in pattern.finditer(text)]
+        self.starts = [s for s, _ in self.spans]
+
+    def __call__(self, pos: int) -> bool:
+        lo = max(self.text.rfind("\n", 0, pos) + 1, pos - 80)
+        i = bisect_left(self.starts, lo)
+        return i < len(self.spans) and self.spans[i][1] <= pos
+
+
 def _tokens(text: str) -> Iterator[Entity]:
+    keyed_at, named_at = _Before(_CONTEXT, text), _Before(_WEAK_CONTEXT, text)
     for m in _TOKEN.finditer(text):
-        line_start = text.rfind("\n", 0, m.start()) + 1
-        before = text[max(line_start, m.start() - 80) : m.start()]
-        keyed = _CONTEXT.search(before) is not None
         tok = m.group().rstrip(".")
+        if len(tok) < 8:
+            continue
         if text.startswith("@", m.end()) and "." in text[m.end() : m.end() + 64]:
             continue  # the local part of an e-mail address (the PII detector's)
-        if (
-            _WEAK_CONTEXT.search(before)
-            and not keyed
-            and (_UUID.search(tok) or _HEX.fullmatch(tok))
-        ):
+        keyed = keyed_at(m.start())
+        if not keyed and (_UUID.search(tok) or _HEX.fullmatch(tok)) and named_at(m.start()):
             continue  # a commit id, checksum or record id named as such
         whole = not tok.startswith("//")  # the rest of a URL: judge its parts
         if whole and _token_is_secret(tok, keyed) and not _is_path(tok):
             yield _token_entity(tok, m.start())
             continue
+        if len(tok) < 16 and not keyed:
+            continue
         for p in re.finditer(r"[^/.]+", tok):  # a path or a host: judge its parts
             if p.end() - p.start() < len(tok) and _token_is_secret(p.group(), keyed):
                 yield _token_entity(p.group(), m.start() + p.start())
+
+
+def _wordlike(piece: str) -> bool:
+    """A short number, a short code, or mostly word-like parts (`Qwen2`, `SmolLM2`, `sha256`,
+    `FIRST`): at most 2 letter/digit switches, at most 8 digits, and 60%+ of the letters in
+    case-runs (3-12 capitals or 3+ lower-case) with a vowel in 5."""
+    digits = sum(ch.isdigit() for ch in piece)
+    letters = sum(ch.isalpha() for ch in piece)
+    if digits > 8 or len(_SWITCH.findall(piece)) > 2:
+        return False
+    if letters <= 3:
+        return True
+    wordy = sum(
+        len(w)
+        for w in _CASE_RUN.findall(piece)
+        if 3 <= len(w) <= (16 if w.islower() else 12)
+        and sum(ch in "aeiouyAEIOUY" for ch in w) >= 0.2 * len(w)
+    )
+    return wordy >= 0.6 * letters
 
 
 def _random_letters(tok: str) -> bool:
@@ -307,89 +388,11 @@ def _shapes(text: str) -> Iterator[Entity]:
     for m in _URL_CRED.finditer(text):
         if m.group(1).split(":", 1)[1]:
             yield Entity("CONNECTION_STRING", m.start(1), m.end(1), m.group(1), 0.95)
+    for m in _AUTH_SCHEME.finditer(text):
+        if _secret_looking(m.group(1)):
+            yield Entity("PASSWORD", m.start(1), m.end(1), m.group(1), 0.8)
     for m in _PREFIXED.finditer(text):
         yield Entity("API_KEY", m.start(), m.end(), m.group(), 0.9)
-
-
-# --- detect-secrets (optional) ------------------------------------------------------------------
-
-_CANDIDATE_LINE = re.compile(r"://|\d[A-Za-z0-9+/_-]*\d")
-
-
-@lru_cache(maxsize=1)
-def _detect_secrets_plugins() -> tuple[tuple[str, Callable[[str], Iterator[str]]], ...] | None:
-    try:
-        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-        from detect_secrets.plugins import keyword
-        from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
-    except ImportError:
-        return None
-    every_keyword_regex = {
-        **keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
-        **keyword.CONFIG_DENYLIST_REGEX_TO_GROUP,
-        **keyword.GOLANG_DENYLIST_REGEX_TO_GROUP,
-        **keyword.COMMON_C_DENYLIST_REGEX_TO_GROUP,
-        **keyword.C_PLUS_PLUS_REGEX_TO_GROUP,
-    }
-    plugins: list[tuple[str, Callable[[str], Iterator[str]]]] = []
-    for cls in get_mapping_from_secret_type_to_class().values():
-        name = cls.__name__
-        if name == "IPPublicDetector":
-            continue  # an IP address is PII (the main detector), not a secret
-        plugin = cls()
-        if isinstance(plugin, HighEntropyStringsPlugin):
-            plugins.append((name, _entropy_filtered(plugin)))
-        elif isinstance(plugin, keyword.KeywordDetector):
-            kw = plugin
-
-            def analyze(line: str, kw=kw) -> Iterator[str]:
-                return kw.analyze_string(line, denylist_regex_to_group=every_keyword_regex)
-
-            plugins.append((name, analyze))
-        else:
-            plugins.append((name, plugin.analyze_string))
-    return tuple(plugins)
-
-
-def _entropy_filtered(plugin) -> Callable[[str], Iterator[str]]:  # type: ignore[no-untyped-def]
-    def analyze(line: str) -> Iterator[str]:
-        for s in plugin.analyze_string(line):
-            if plugin.calculate_shannon_entropy(s) > plugin.entropy_limit:
-                yield s
-
-    return analyze
-
-
-_DS_TYPES = {
-    "KeywordDetector": "PASSWORD",
-    "PrivateKeyDetector": "PRIVATE_KEY",
-    "JwtTokenDetector": "JWT",
-    "BasicAuthDetector": "CONNECTION_STRING",
-    "Base64HighEntropyString": "SECRET",
-    "HexHighEntropyString": "SECRET",
-}
-
-
-def _detect_secrets_hits(text: str) -> Iterator[Entity]:
-    plugins = _detect_secrets_plugins()
-    if not plugins:
-        return
-    offset = 0
-    for line in text.split("\n"):
-        if len(line) >= 8 and (_CANDIDATE_LINE.search(line) or _KEY_CORE.search(line)):
-            for name, analyze in plugins:
-                for value in set(analyze(line)):
-                    if not value or len(value) < 3 or _PLACEHOLDER.match(value):
-                        continue
-                    etype = _DS_TYPES.get(name, "API_KEY")
-                    for m in re.finditer(re.escape(value), line):
-                        s, e = offset + m.start(), offset + m.end()
-                        yield Entity(etype, s, e, value, _SCORE.get(etype, 0.7))
-        offset += len(line) + 1
-
-
-def detect_secrets_available() -> bool:
-    return _detect_secrets_plugins() is not None
 
 
 # --- merge ---------------------------------------------------------------------------------------
@@ -417,5 +420,5 @@ def find_secrets(text: str, *, use_detect_secrets: bool = True) -> list[Entity]:
         return []
     found = [*_shapes(text), *_keyword_hits(text), *_tokens(text)]
     if use_detect_secrets:
-        found.extend(_detect_secrets_hits(text))
+        found.extend(e for e in detect_secrets_hits(text) if not _PLACEHOLDER.match(e.text))
     return _merge(text, [e for e in found if e.end > e.start])
