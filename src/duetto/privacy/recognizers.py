@@ -77,6 +77,12 @@ _ADDRESS_CORES: list[tuple[re.Pattern[str], float]] = [
     (re.compile(r"\b(?:USNS|USNV|USS|USCGC) [A-Z][a-z]+\b"), 0.6),
     (re.compile(r"\b[AFD]PO A[AEP] \d{5}\b", re.I), 0.7),
 ]
+# Words that join two quantities ("5 y 4", "7 x 10", "1 cada 8", "50 to 60"): the
+# number-words-number shape with one of them is a measurement, not a street.
+_CONNECTOR = re.compile(
+    r"(?<!\S)(?:x|X|y|e|o|a|and|or|to|by|of|per|times|en|el|la|de|por|cada|con|vez|veces|"
+    r"al|durante|entre|et|und|bis|mg|g|gr|gramos|ml|cm|mm|kg|Gy|h|min)(?!\S)"
+)
 # A following line or comma part that still belongs to an address: a town, "ST 12345", a
 # country with a postcode. Short, no sentence punctuation, starts with a capital or a digit.
 _CONTINUATION = re.compile(
@@ -98,6 +104,8 @@ def street_addresses(text: str) -> list[Entity]:
     for pattern, score in _ADDRESS_CORES:
         for m in pattern.finditer(text):
             start, end = m.start(), m.end()
+            if score == 0.5 and _CONNECTOR.search(m.group()):
+                continue  # "5 y 4", "11 x 3", "between 5 and 10": a count, not a street
             # A leading house or building number on the same line belongs to the address.
             lead = re.search(r"\d{1,6}[ \t]+$", text[max(0, start - 8) : start])
             if lead:
