@@ -11,9 +11,14 @@ less when other jobs share the cores). Reported: mean, p50, p95, p99, max.
 
 Detectors: `presidio` (the default `PresidioDetector`: Presidio's recognizers + spaCy NER +
 duetto's rules), `presidio_blis` (the same with thinc's default blis matrix products, for
-comparison), `patterns_only` (`ner=False`) and `regex` (the dependency-free fallback). The
+comparison), `patterns_only` (`ner=False`), `rules` (`duetto.privacy.rules.rules_detect`: every
+dependency-free rule incl. identifiers, labelled fields and secrets; the default without the
+privacy extra) and `regex` (`duetto.scoring.pii.regex_detect`, the seam's minimal one). The
 breakdown times each stage of the default detector alone on the same texts (CPU time). The JSON
 also records the load average before and after, the CPU and the library versions.
+`--model-pass N` adds the optional local-model pass (`duetto.privacy.model_pass`, the embedded
+SmolLM2) on N texts of generated_large.json: PERSON recall/precision with and without it, and
+its latency per text.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from duetto.privacy.rules import rules_detect
 from duetto.scoring.pii import Entity, regex_detect
 
 DATA = (
@@ -89,9 +95,12 @@ def time_detector(detect: Callable[[str], Any], texts: list[str]) -> dict[str, A
 
 def breakdown(detector: Any, texts: list[str]) -> dict[str, Any]:
     """CPU time of each stage of the default detector, alone, on the same texts."""
+    from duetto.privacy.fields import fields
+    from duetto.privacy.identifiers import identifiers
     from duetto.privacy.names import person_names
+    from duetto.privacy.presidio import ner_entities
     from duetto.privacy.recognizers import card_numbers, phone_numbers, street_addresses
-    from duetto.scoring.pii_presidio import ner_entities
+    from duetto.privacy.secrets import find_secrets
 
     def spacy_ner(text: str) -> Any:
         with detector._blas_limit():
@@ -106,6 +115,8 @@ def breakdown(detector: Any, texts: list[str]) -> dict[str, Any]:
         "street+phone+card_rules": lambda t: (
             street_addresses(t) + phone_numbers(t) + card_numbers(t)
         ),
+        "identifiers+fields": lambda t: identifiers(t) + fields(t),
+        "secrets": lambda t: find_secrets(t, use_detect_secrets=False),
     }
     return {name: time_detector(fn, texts)["cpu"] for name, fn in stages.items()}
 
@@ -132,11 +143,47 @@ def environment() -> dict[str, Any]:
 
 def _patterns_only() -> Callable[[str], list[Entity]]:
     """Presidio's recognizers and duetto's rules without spaCy NER (no PERSON/LOCATION/ORG)."""
-    from duetto.scoring.pii_presidio import PresidioDetector
+    from duetto.privacy.presidio import PresidioDetector
 
     detector = PresidioDetector(ner=False)
     detector.load()
     return detector
+
+
+def model_pass(n: int, seed: int, detector: Any) -> dict[str, Any]:
+    """PERSON recall and precision of `detector` alone and with the SLM's proposals on n texts
+    of generated_large.json (seeded), and the model pass's latency per text."""
+    import asyncio
+
+    from duetto.models.local import LlamaCppModel
+    from duetto.privacy.evaluate import evaluate, load_labelled
+    from duetto.privacy.model_pass import ModelPass
+
+    path = DATA.parent / "generated_large.json"
+    samples = load_labelled(path)
+    samples = random.Random(seed).sample(samples, min(n, len(samples)))
+    second = ModelPass(LlamaCppModel.smollm2(n_threads=1), base=detector)
+    latencies: list[float] = []
+    merged: dict[str, list[Entity]] = {}
+
+    async def run() -> None:
+        for s in samples:
+            t0 = time.perf_counter()
+            merged[s.text] = await second.detect(s.text)
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    asyncio.run(run())
+    out: dict[str, Any] = {"texts": len(samples), "source": str(path), "latency": _stats(latencies)}
+    for name, fn in (("base", detector), ("with_model", merged.__getitem__)):
+        scores = evaluate(samples, fn).to_dict()
+        person = scores["entities"].get("PERSON", {})
+        out[name] = {
+            "person_any_type_recall": person.get("any_type_recall"),
+            "person_precision": person.get("precision"),
+            "micro_any_type_recall": scores["micro"]["any_type_recall"],
+            "contact_precision": scores["tiers"]["contact"]["any_type_precision"],
+        }
+    return out
 
 
 def main() -> None:
@@ -146,9 +193,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-stage times")
+    parser.add_argument(
+        "--model-pass", type=int, default=0, metavar="N", help="also time the SLM pass on N texts"
+    )
     args = parser.parse_args()
 
-    from duetto.scoring.pii_presidio import PresidioDetector
+    from duetto.privacy.presidio import PresidioDetector
 
     load_before = os.getloadavg()
     texts, source = make_requests(args.requests, args.chars, args.seed)
@@ -167,12 +217,17 @@ def main() -> None:
         "presidio": time_detector(detector, texts),
         "presidio_blis": time_detector(blis, texts),
         "patterns_only": time_detector(_patterns_only(), texts),
+        "rules": time_detector(rules_detect, texts),
         "regex": time_detector(regex_detect, texts),
         "target_p95_ms": 10.0,
     }
     if not args.no_breakdown:
         result["breakdown_cpu"] = breakdown(detector, texts)
+    if args.model_pass:
+        result["model_pass"] = model_pass(args.model_pass, args.seed, detector)
+        print(json.dumps(result["model_pass"], indent=1))
     result["meets_target"] = result["presidio"]["p95_ms"] <= 10.0
+    result["rules_meet_target"] = result["rules"]["p95_ms"] <= 10.0
     result["loadavg_before"] = [round(x, 2) for x in load_before]
     result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     result["environment"] = environment()
@@ -184,6 +239,7 @@ def main() -> None:
         ("presidio", "presidio+spaCy+rules"),
         ("presidio_blis", "  same, blis gemm"),
         ("patterns_only", "patterns, no NER"),
+        ("rules", "rules (no Presidio)"),
         ("regex", "regex only"),
     ]:
         r = result[key]

@@ -15,8 +15,8 @@ from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
 from duetto.privacy.evaluate import evaluate, load_labelled
 from duetto.privacy.policy import Action, PrivacyPolicy
+from duetto.privacy.presidio import PresidioDetector, install, url_candidates
 from duetto.scoring import pii
-from duetto.scoring.pii_presidio import PresidioDetector, install, url_candidates
 from duetto.testing.scripted import ScriptedModel
 
 PATTERN_TYPES = (

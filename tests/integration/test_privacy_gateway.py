@@ -266,3 +266,26 @@ def test_the_redacted_values_are_never_logged_in_metrics(
         ask(gw, SECRET, key=HOSPITAL)
         metrics = httpx.get(gw.url + "/metrics").text
         assert not any(v in metrics for v in VALUES)
+
+
+SECRET_AND_IDS = (
+    "db password: Tr0ub4dor&3xQz, passport K7203418, IBAN GB82 WEST 1234 5698 7654 33 "
+    "(wrong checksum), card 4539 1488 0343 6468."
+)
+SECRET_VALUES = ("Tr0ub4dor&3xQz", "K7203418", "GB82 WEST 1234", "4539 1488 0343 6468")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_redact_sends_no_secret_or_identifier(
+    upstream: FakeOpenAIServer, tmp_path: Path, stream: bool
+) -> None:
+    with gateway(config(upstream, POLICIES), tmp_path) as gw:
+        if stream:
+            deltas, _ = ask_streamed(gw, SECRET_AND_IDS)
+            answer = "".join(deltas)
+        else:
+            answer, _ = ask(gw, SECRET_AND_IDS)
+        assert answer == f"echo: {SECRET_AND_IDS}"  # restored for the client
+        sent = upstream_text(upstream)
+        assert not any(v in sent for v in SECRET_VALUES), sent
+        assert "<PASSWORD_1>" in sent and "<IBAN_CODE_1>" in sent and "<CREDIT_CARD_1>" in sent

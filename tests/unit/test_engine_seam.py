@@ -15,7 +15,6 @@ from duetto.eval.cache import CachedModel
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
 from duetto.messages import ChatRequest
 from duetto.models.base import ChatModel, LeafModel, ModelCard
-from duetto.testing.scripted import ScriptedModel
 from duetto.strategies import (
     Cascade,
     Fallback,
@@ -26,6 +25,7 @@ from duetto.strategies import (
     Stage,
     Strategy,
 )
+from duetto.testing.scripted import ScriptedModel
 
 CFG = {
     "models": {

@@ -12,9 +12,9 @@ from duetto.eval.runner import EvalPlan, evaluate
 from duetto.eval.workload import WorkItem
 from duetto.fitted import apply_fitted, export_fitted, load_fitted, save_fitted
 from duetto.messages import ChatRequest
-from duetto.testing.scripted import ScriptedModel
 from duetto.scoring.verifiers import PlattCalibrator
 from duetto.strategies import Cascade, LengthScorer, Route
+from duetto.testing.scripted import ScriptedModel
 
 
 def items(n: int = 40) -> list[WorkItem]:

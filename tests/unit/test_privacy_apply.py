@@ -15,6 +15,7 @@ from duetto.messages import ChatRequest, Message
 from duetto.models.base import ModelCard
 from duetto.privacy.apply import PrivacyPlan, detect_messages, plan_request, use_detector
 from duetto.privacy.policy import Action, PrivacyPolicy
+from duetto.privacy.rules import rules_detect
 from duetto.scoring import pii
 from duetto.scoring.pii import regex_detect
 
@@ -110,16 +111,16 @@ def test_entity_types_limit_what_is_redacted() -> None:
 
 def test_use_detector_installs_the_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pii, "_detector", pii._detector)  # restored after the test
-    assert use_detector("regex") == "regex" and pii._detector is regex_detect
+    assert use_detector("regex") == "regex" and pii._detector is rules_detect
 
-    import duetto.scoring.pii_presidio as presidio
+    import duetto.privacy.presidio as presidio
 
     def missing(*_: Any) -> None:
         raise ConfigError("the Presidio detector needs the `privacy` extra")
 
     monkeypatch.setattr(presidio, "install", missing)
     pii.set_detector(lambda text: [])
-    assert use_detector("auto") == "regex" and pii._detector is regex_detect
+    assert use_detector("auto") == "regex" and pii._detector is rules_detect
     with pytest.raises(ConfigError, match=r"privacy\.detector"):
         use_detector("presidio")
 

@@ -109,6 +109,7 @@ def test_cli_eval_writes_json(tmp_path: Path) -> None:
             "predicted": 1,
             "char_recall": 1.0,
             "any_type_recall": 1.0,
+            "any_type_precision": 1.0,
         }
     )
     assert scores["micro"]["recall"] == 1.0

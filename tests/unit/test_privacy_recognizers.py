@@ -99,3 +99,8 @@ def test_resolve_overlaps_prefers_specific_types_and_keeps_uncovered_parts() -> 
         ("STREET_ADDRESS", addr.text),
     ]
     assert resolve_overlaps([org], min_score=0.9) == []
+
+
+def test_quantities_joined_by_a_connector_are_not_streets() -> None:
+    assert street_addresses("una lesión de 5 y 4 cm, luego 7 x 10 mm; from 50 to 60 days") == []
+    assert _texts(street_addresses("She moved to 4596 Tylova 285")) == ["4596 Tylova 285"]

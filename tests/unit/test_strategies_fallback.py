@@ -10,9 +10,9 @@ import pytest
 from duetto.errors import BrokenStream, ModelError, UpstreamError
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import LeafModel, ModelCard, RawResult
-from duetto.testing.scripted import ScriptedModel
 from duetto.strategies import Fallback, Strategy
 from duetto.strategies.fallback import FallbackFailed, rescued
+from duetto.testing.scripted import ScriptedModel
 
 LLM = ModelCard(
     name="llm", location="remote", trusted=False, price_in_per_mtok=1e5, price_out_per_mtok=1e6

@@ -88,21 +88,24 @@ def plan_request(
 
 def use_detector(choice: DetectorChoice) -> str:
     """Install the process-wide PII detector; returns the one in use ("presidio" or "regex").
-    `auto`: Presidio when the privacy extra is installed, else the regex detector."""
+    `regex` is every dependency-free rule (`duetto.privacy.rules.rules_detect`: identifiers,
+    secrets, labelled fields, addresses, phones); `auto`: Presidio when the privacy extra is
+    installed, else `regex`."""
     from duetto.errors import ConfigError
-    from duetto.scoring.pii import regex_detect, set_detector
+    from duetto.privacy.rules import rules_detect
+    from duetto.scoring.pii import set_detector
 
     if choice == "regex":
-        set_detector(regex_detect)
+        set_detector(rules_detect)
         return "regex"
     try:
-        from duetto.scoring.pii_presidio import install
+        from duetto.privacy.presidio import install
 
         install()
     except (ConfigError, ImportError) as exc:
         if choice == "presidio":
             raise ConfigError(str(exc), "privacy.detector") from exc
         log.warning("PII detector: regex (Presidio unavailable: %s)", exc)
-        set_detector(regex_detect)
+        set_detector(rules_detect)
         return "regex"
     return "presidio"

@@ -14,7 +14,10 @@ what redaction needs: the value is at least partly hidden. "exact" needs identic
 each value a partial hit still lets through; `any_type_recall` ignores the type (a PERSON
 tagged ORGANIZATION is still redacted). F2 weighs recall four times precision, as Presidio
 recommends for PII. Predicted types the data never labels are not scored (the data cannot
-tell a hit from a miss): they are counted under `unlabelled_predictions`.
+tell a hit from a miss): they are counted under `unlabelled_predictions`. `tiers` rolls every
+type up to its risk tier; its `any_type_precision` counts a prediction as correct when it
+overlaps any labelled span (it hid something personal), the precision that matters on an
+exhaustively labelled set.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class TypeCounts:
     found_any_type: int = 0
     predicted: int = 0
     correct: int = 0  # predictions matching a gold span
+    correct_any_type: int = 0  # predictions overlapping a gold span of any type
     gold_chars: int = 0
     covered_chars: int = 0
 
@@ -80,6 +84,9 @@ class TypeCounts:
             "any_type_recall": round(self.found_any_type / self.support, 4)
             if self.support
             else 0.0,
+            "any_type_precision": round(self.correct_any_type / self.predicted, 4)
+            if self.predicted
+            else 0.0,
         }
 
 
@@ -95,6 +102,17 @@ class EvalReport:
     samples: int
     match: Match
     unlabelled_predictions: Counter[str] = field(default_factory=Counter)
+    # Counts of every type (labelled or not), for the per-tier roll-up.
+    all_types: dict[str, TypeCounts] = field(default_factory=dict)
+
+    def by_tier(self) -> dict[str, TypeCounts]:
+        """Counts summed per risk tier (`duetto.privacy.tiers`), unlabelled predictions too."""
+        from duetto.privacy.tiers import TIERS, tier_of
+
+        out: dict[str, TypeCounts] = {t: TypeCounts() for t in TIERS}
+        for etype, counts in (self.all_types or self.per_type).items():
+            out[tier_of(etype)].add(counts)
+        return out
 
     def micro(self) -> TypeCounts:
         total = TypeCounts()
@@ -109,6 +127,7 @@ class EvalReport:
             "samples": self.samples,
             "match": self.match,
             "unlabelled_predictions": dict(self.unlabelled_predictions.most_common()),
+            "tiers": {t: c.scores() for t, c in self.by_tier().items()},
         }
 
 
@@ -139,6 +158,7 @@ def score_sample(
         c = out.setdefault(p.type, TypeCounts())
         c.predicted += 1
         c.correct += any(_overlaps(p, g, match) for g in gold if g.type == p.type)
+        c.correct_any_type += any(_overlaps(p, g, match) for g in gold)
     return out
 
 
@@ -155,7 +175,13 @@ def evaluate(
             totals.setdefault(etype, TypeCounts()).add(counts)
     labelled = {t: c for t, c in totals.items() if c.support > 0}
     unlabelled = Counter({t: c.predicted for t, c in totals.items() if c.support == 0})
-    return EvalReport(per_type=labelled, samples=n, match=match, unlabelled_predictions=unlabelled)
+    return EvalReport(
+        per_type=labelled,
+        samples=n,
+        match=match,
+        unlabelled_predictions=unlabelled,
+        all_types=totals,
+    )
 
 
 # --- loading -----------------------------------------------------------------------------------

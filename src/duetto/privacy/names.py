@@ -15,246 +15,57 @@ from typing import Any
 
 from duetto.scoring.pii import Entity
 
-HONORIFICS = frozenset(
-    {
-        "mr",
-        "mrs",
-        "ms",
-        "miss",
-        "mx",
-        "dr",
-        "prof",
-        "sir",
-        "madam",
-        "mister",
-        "dame",
-        "lady",
-        "lord",
-        "rev",
-        "fr",
-        "sr",
-        "sra",
-        "srta",
-        "herr",
-        "frau",
-        "mme",
-        "mlle",
-        "m",
-    }
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+def _phrases(text: str) -> list[str]:
+    return text.split("|")
+
+
+HONORIFICS = _words(
+    "mr mrs ms miss mx dr prof sir madam mister dame lady lord rev fr sr sra srta herr"
+    " frau mme mlle m"
 )
 # Phrases after which a name follows; lower-case names are accepted after these.
-NAMING_CUES: tuple[tuple[str, ...], ...] = (
-    ("name", "is"),
-    ("name", "'s"),
-    ("call", "me"),
-    ("called",),
-    ("named",),
-    ("calls", "me"),
-    ("i", "am"),
-    ("i", "'m"),
-    ("dear",),
-    ("hi",),
-    ("hello",),
-    ("regards", ","),
-    ("sincerely", ","),
-    ("thanks", ","),
-    ("signed",),
-    ("contact",),
-    ("ask", "for"),
-    ("speak", "to"),
-    ("talk", "to"),
-    ("assistant", "to"),
-    ("married", "to"),
-    ("son",),
-    ("daughter",),
-    ("wife",),
-    ("husband",),
-    ("kid",),
-    ("child",),
-    ("partner", "'s", "name"),
-    ("by",),
-    ("with",),
-    ("name", ":"),
-    ("said",),
-    ("told",),
-    ("asked",),
-    ("shouted", "at"),
-    ("starring",),
-    ("directed", "by"),
-    ("last", "name", "?"),
-    ("first", "name", "?"),
-    ("user", ":"),
-    ("follow", "up", "with"),
+NAMING_CUES: tuple[tuple[str, ...], ...] = tuple(
+    tuple(cue.split())
+    for cue in _phrases(
+        "name is|name 's|call me|called|named|calls me|i am|i 'm|dear|hi|hello|regards ,|"
+        "sincerely ,|thanks ,|signed|contact|ask for|speak to|talk to|assistant to|"
+        "married to|son|daughter|wife|husband|kid|child|partner 's name|by|with|name :|"
+        "said|told|asked|shouted at|starring|directed by|last name ?|first name ?|user :|"
+        "follow up with"
+    )
 )
 # Verbs that follow a person: "Jacob lives on ...", "Zak shouted at ...".
-SUBJECT_CUES = frozenset(
-    {
-        "said",
-        "says",
-        "shouted",
-        "lives",
-        "lived",
-        "told",
-        "asked",
-        "wrote",
-        "replied",
-        "began",
-        "spent",
-        "works",
-        "worked",
-        "married",
-        "died",
-        "smiled",
-        "laughed",
-        "cried",
-        "thinks",
-    }
+SUBJECT_CUES = _words(
+    "said says shouted lives lived told asked wrote replied began spent works worked"
+    " married died smiled laughed cried thinks"
 )
 # Field labels that look like a speaker ("Address: ...") but are not names.
-FIELD_LABELS = frozenset(
-    {
-        "name",
-        "address",
-        "email",
-        "e-mail",
-        "phone",
-        "mobile",
-        "fax",
-        "desk",
-        "office",
-        "user",
-        "date",
-        "time",
-        "subject",
-        "re",
-        "to",
-        "from",
-        "cc",
-        "note",
-        "answer",
-        "question",
-        "title",
-        "company",
-        "website",
-        "url",
-        "tel",
-        "dob",
-        "age",
-        "id",
-        "account",
-        "card",
-        "iban",
-        "ssn",
-        "genre",
-        "rating",
-        "summary",
-        "description",
-        "status",
-        "type",
-        "location",
-        "country",
-        "city",
-        "zip",
-        "state",
-        "street",
-        "personal",
-        "info",
-        "contact",
-        "q",
-        "a",
-        "p.s",
-        "ps",
-    }
+FIELD_LABELS = _words(
+    "name address email e-mail phone mobile fax desk office user date time subject re to"
+    " from cc note answer question title company website url tel dob age id account card"
+    " iban ssn genre rating summary description status type location country city zip"
+    " state street personal info contact q a p.s ps"
 )
 # Words that make a span an organisation, not a person.
-ORG_WORDS = frozenset(
-    {
-        "inc",
-        "ltd",
-        "llc",
-        "llp",
-        "corp",
-        "co",
-        "company",
-        "group",
-        "bank",
-        "university",
-        "college",
-        "institute",
-        "association",
-        "foundation",
-        "partners",
-        "systems",
-        "solutions",
-        "technologies",
-        "technology",
-        "services",
-        "international",
-        "holdings",
-        "labs",
-        "gmbh",
-        "ag",
-        "sa",
-        "plc",
-        "and",
-        "&",
-        "of",
-        "the",
-        "for",
-        "news",
-        "media",
-        "software",
-        "network",
-        "networks",
-        "capital",
-        "consulting",
-        "health",
-        "energy",
-        "data",
-        "magazine",
-        "times",
-        "club",
-        "society",
-        "agency",
-        "department",
-        "ministry",
-        "council",
-        "school",
-        "hospital",
-        "airlines",
-        "motors",
-        "pharma",
-        "insurance",
-        "studios",
-        "records",
-        "press",
-        "games",
-    }
+ORG_WORDS = _words(
+    "inc ltd llc llp corp co company group bank university college institute association"
+    " foundation partners systems solutions technologies technology services international"
+    " holdings labs gmbh ag sa plc and & of the for news media software network networks"
+    " capital consulting health energy data magazine times club society agency department"
+    " ministry council school hospital airlines motors pharma insurance studios records"
+    " press games"
 )
 _MAX_NAME_TOKENS = 4
 _SPEAKER = re.compile(r"([A-ZÀ-ÖØ-Þ][^\W\d_]+) ?:(?: |\"|$)")  # 'Alice: "Who are you?"'
 # "Misty's daughter": a possessive before a kinship word is a person.
-KIN_WORDS = frozenset(
-    {
-        "daughter",
-        "son",
-        "kid",
-        "kids",
-        "child",
-        "children",
-        "wife",
-        "husband",
-        "mother",
-        "father",
-        "mom",
-        "dad",
-        "brother",
-        "sister",
-        "partner",
-        "boyfriend",
-        "girlfriend",
-        "family",
-    }
+KIN_WORDS = _words(
+    "daughter son kid kids child children wife husband mother father mom dad brother"
+    " sister partner boyfriend girlfriend family"
 )
 
 

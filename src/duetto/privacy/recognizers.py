@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from duetto.scoring.pii import Entity, _luhn_ok
+from duetto.scoring.pii import Entity, luhn_ok
 
 # --- street addresses -------------------------------------------------------------------------
 
@@ -77,6 +77,12 @@ _ADDRESS_CORES: list[tuple[re.Pattern[str], float]] = [
     (re.compile(r"\b(?:USNS|USNV|USS|USCGC) [A-Z][a-z]+\b"), 0.6),
     (re.compile(r"\b[AFD]PO A[AEP] \d{5}\b", re.I), 0.7),
 ]
+# Words that join two quantities ("5 y 4", "7 x 10", "1 cada 8", "50 to 60"): the
+# number-words-number shape with one of them is a measurement, not a street.
+_CONNECTOR = re.compile(
+    r"(?<!\S)(?:x|X|y|e|o|a|and|or|to|by|of|per|times|en|el|la|de|por|cada|con|vez|veces|"
+    r"al|durante|entre|et|und|bis|mg|g|gr|gramos|ml|cm|mm|kg|Gy|h|min)(?!\S)"
+)
 # A following line or comma part that still belongs to an address: a town, "ST 12345", a
 # country with a postcode. Short, no sentence punctuation, starts with a capital or a digit.
 _CONTINUATION = re.compile(
@@ -98,6 +104,8 @@ def street_addresses(text: str) -> list[Entity]:
     for pattern, score in _ADDRESS_CORES:
         for m in pattern.finditer(text):
             start, end = m.start(), m.end()
+            if score == 0.5 and _CONNECTOR.search(m.group()):
+                continue  # "5 y 4", "11 x 3", "between 5 and 10": a count, not a street
             # A leading house or building number on the same line belongs to the address.
             lead = re.search(r"\d{1,6}[ \t]+$", text[max(0, start - 8) : start])
             if lead:
@@ -199,7 +207,7 @@ def card_numbers(text: str) -> list[Entity]:
     found: list[Entity] = []
     for m in _CARD.finditer(text):
         digits = _NON_DIGITS.sub("", m.group())
-        if 12 <= len(digits) <= 19 and _luhn_ok(digits) and len(set(digits)) > 2:
+        if 12 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 2:
             found.append(Entity("CREDIT_CARD", m.start(), m.end(), m.group(), 0.7))
     return found
 
@@ -209,15 +217,34 @@ def card_numbers(text: str) -> list[Entity]:
 # Which type wins when two detections overlap: checksummed and structured types first, then the
 # fuzzier ones. Types not listed rank after all listed ones.
 TYPE_PRIORITY = (
+    "PRIVATE_KEY",
+    "JWT",
+    "CONNECTION_STRING",
+    "API_KEY",
+    "PASSWORD",
+    "SECRET",
     "EMAIL_ADDRESS",
     "URL",
     "IBAN_CODE",
     "CREDIT_CARD",
     "US_SSN",
     "IP_ADDRESS",
+    "PASSPORT",
+    "DRIVER_LICENSE",
+    "NATIONAL_ID",
+    "MEDICAL_ID",
+    "INSURANCE_ID",
+    "PROFESSIONAL_ID",
+    "MEMBER_ID",
+    "STUDENT_ID",
+    "EMPLOYEE_ID",
+    "ROUTING_NUMBER",
+    "ACCOUNT_NUMBER",
+    "USERNAME",
     "STREET_ADDRESS",
     "PHONE_NUMBER",
     "PERSON",
+    "IDENTIFIER",
     "DATE_TIME",
     "LOCATION",
     "ORGANIZATION",

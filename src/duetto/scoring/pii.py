@@ -21,7 +21,7 @@ class Entity:
     score: float = 1.0
 
 
-def _luhn_ok(digits: str) -> bool:
+def luhn_ok(digits: str) -> bool:
     total, alt = 0, False
     for ch in reversed(digits):
         d = ord(ch) - 48
@@ -37,7 +37,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None]] = [
     (
         "CREDIT_CARD",
         re.compile(r"\b(?:\d[ -]?){12,18}\d\b"),
-        lambda s: _luhn_ok(re.sub(r"\D", "", s)),
+        lambda s: luhn_ok(re.sub(r"\D", "", s)),
     ),
     ("IBAN_CODE", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"), None),
     ("US_SSN", re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b"), None),

