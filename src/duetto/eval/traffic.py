@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -45,8 +44,7 @@ DEFAULT_SIZES: dict[str, int] = {"train": 480, "audit": 150, "test": 360}
 MIX = {"intent": Fraction(3, 5), "math": Fraction(1, 5), "pii": Fraction(1, 5)}
 # Streams in the order ties are broken when interleaving a pool.
 STREAMS = ("banking77", "clinc150", "clinc150-oos", "gsm8k", "extract", "classify", "summarise")
-PII_TASKS = ("extract", "classify", "summarise")
-KIND_CAP = 0.4  # the most of a PII task's requests one entity type takes (while others last)
+PII_TASKS = src.PII_TASKS
 # Which split of each source a pool draws from; pools sharing a split take disjoint items.
 SPLITS = {
     "banking77": {"train": "train", "audit": "train", "test": "test"},
@@ -124,10 +122,6 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def _rng(seed: int, *parts: str) -> random.Random:
-    return random.Random(":".join([str(seed), *parts]))  # str seeds hash with sha512: stable
-
-
 class _Deck:
     """A seeded shuffle of one source split, dealt to pools in turn; skips used messages."""
 
@@ -150,61 +144,6 @@ class _Deck:
         return out
 
 
-def _template_pools(
-    sentences: Sequence[dict[str, Any]], needs: Mapping[str, int], rng: random.Random
-) -> dict[str, list[dict[str, Any]]]:
-    """Split presidio's templates between pools in proportion to each pool's PII requests."""
-    by_template: dict[int, list[dict[str, Any]]] = {}
-    for s in sentences:
-        by_template.setdefault(int(s["template_id"]), []).append(s)
-    templates = sorted(by_template)
-    rng.shuffle(templates)
-    total, want = len(sentences), sum(needs.values()) or 1
-    out: dict[str, list[dict[str, Any]]] = {p: [] for p in DRAW_ORDER}
-    for t in templates:
-        pool = max(DRAW_ORDER, key=lambda p: needs[p] / want * total - len(out[p]))
-        out[pool].extend(by_template[t])
-    return out
-
-
-def _pii_rows(
-    pool: str, sentences: list[dict[str, Any]], counts: Mapping[str, int], seed: int, used: set[str]
-) -> dict[str, list[dict[str, Any]]]:
-    """The pool's extract/classify/summarise rows. A first pass lets no entity type take more
-    than `KIND_CAP` of a task's rows (PERSON would crowd out the rarer types), a second fills
-    what is left without the cap."""
-    rng = _rng(seed, "presidio", pool)
-    rng.shuffle(sentences)
-    rows: dict[str, list[dict[str, Any]]] = {t: [] for t in PII_TASKS}
-    kinds: dict[str, Counter[str]] = {t: Counter() for t in PII_TASKS}
-    for capped in (True, False):
-        for s in sentences:
-            left = [t for t in PII_TASKS if len(rows[t]) < counts[t]]
-            if not left:
-                break
-            text = str(s["full_text"])
-            if text in used:
-                continue
-            values = src.values_by_type(s["spans"])
-            for task in sorted(left, key=lambda t: (len(rows[t]) - counts[t], PII_TASKS.index(t))):
-                cap = max(1, math.ceil(KIND_CAP * counts[task])) if capped else counts[task]
-                allowed = {k for k in src.ENTITY_TYPES if kinds[task][k] < cap}
-                row_id = f"presidio-{pool}-{task}-{len(rows[task]):04d}"
-                row = src.PII_BUILDERS[task](row_id, text, values, rng, allowed)
-                if row is not None:
-                    rows[task].append(row)
-                    kinds[task][row["tags"][2].upper()] += 1
-                    used.add(text)
-                    break
-    for task in PII_TASKS:
-        if len(rows[task]) < counts[task]:
-            raise DataError(
-                f"presidio-research ({pool}): only {len(rows[task])} of {counts[task]} "
-                f"'{task}' requests available"
-            )
-    return rows
-
-
 def draw(
     data_dir: str | Path, seed: int = DEFAULT_SEED, sizes: Mapping[str, int] | None = None
 ) -> dict[str, list[dict[str, Any]]]:
@@ -219,7 +158,7 @@ def _draw(
     if set(sizes) != set(POOLS) or any(n < 0 for n in sizes.values()):
         raise ValueError(f"sizes must give a count >= 0 for each of {POOLS}, got {sizes}")
     plans = {p: plan(sizes[p], s.oos_share) for p in POOLS}
-    in_scope = {
+    in_scope: dict[str, dict[str, Sequence[Any]]] = {
         "banking77": {"train": s.banking.train, "test": s.banking.test},
         "clinc150": {
             split: [e for e in examples if not s.clinc.is_out_of_scope(e.label)]
@@ -242,19 +181,21 @@ def _draw(
 
     def deck(name: str, split: str, records: Sequence[Any]) -> _Deck:
         if (name, split) not in decks:
-            decks[name, split] = _Deck(records, _rng(seed, name, split))
+            decks[name, split] = _Deck(records, src.seeded_rng(seed, name, split))
         return decks[name, split]
 
     labels = {"banking77": s.banking.labels, "clinc150": s.clinc.labels}
     domains: dict[str, Mapping[str, str]] = {"banking77": {}, "clinc150": s.domain_of}
-    presidio = _template_pools(
-        s.presidio, {p: sum(plans[p][t] for t in PII_TASKS) for p in POOLS}, _rng(seed, "tpl")
+    presidio = src.template_pools(
+        s.presidio,
+        {p: sum(plans[p][t] for t in PII_TASKS) for p in POOLS},
+        src.seeded_rng(seed, "tpl"),
     )
     used: set[str] = set()
     out: dict[str, list[dict[str, Any]]] = {}
     for pool in DRAW_ORDER:
         n = plans[pool]
-        rng = _rng(seed, "candidates", pool)
+        rng = src.seeded_rng(seed, "candidates", pool)
         streams: dict[str, list[dict[str, Any]]] = {}
         for ds in ("banking77", "clinc150"):
             split = SPLITS[ds][pool]
@@ -291,7 +232,7 @@ def _draw(
             src.math_row(f"gsm8k-{pool}-{i:04d}", r["question"], r["answer"])
             for i, r in enumerate(picked)
         ]
-        streams |= _pii_rows(pool, presidio[pool], n, seed, used)
+        streams |= src.pii_rows(pool, presidio[pool], n, seed, used)
         out[pool] = interleave({k: streams[k] for k in STREAMS})
     return {p: out[p] for p in POOLS}
 

@@ -1,4 +1,4 @@
-"""The requests of the demo traffic, built from public datasets (see `duetto.eval.traffic`).
+"""The requests of the demo traffic built from public datasets (see `duetto.eval.traffic`).
 
 Each builder turns one source record into one workload row (the JSONL format of
 `duetto.eval.workload`) whose gold answer a scorer can check without a model:
@@ -22,10 +22,14 @@ Each builder turns one source record into one workload row (the JSONL format of
 
 from __future__ import annotations
 
+import math
 import random
 import re
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
+
+from duetto.errors import DataError
 
 CANDIDATES = 6  # in-scope intent names offered per intent request
 OUT_OF_SCOPE = "out_of_scope"  # the answer to a clinc150 query that fits no intent
@@ -64,6 +68,8 @@ CLASSIFY_TYPES: dict[str, str] = {
 }
 _DIGITS_TYPES = {"PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN"}
 SUMMARISE_MIN_CHARS = 60  # shorter messages have nothing to summarise
+PII_TASKS = ("extract", "classify", "summarise")
+KIND_CAP = 0.4  # the most of a PII task's requests one entity type takes (while others last)
 
 
 # --- intents ----------------------------------------------------------------------------------
@@ -297,3 +303,62 @@ def summarise_row(
 
 PII_BUILDERS = {"extract": extract_row, "classify": classify_row, "summarise": summarise_row}
 ENTITY_TYPES = frozenset(EXTRACT_TYPES) | frozenset(CLASSIFY_TYPES)
+
+
+def seeded_rng(seed: int, *parts: str) -> random.Random:
+    return random.Random(":".join([str(seed), *parts]))  # str seeds hash with sha512: stable
+
+
+def template_pools(
+    sentences: Sequence[dict[str, Any]], needs: Mapping[str, int], rng: random.Random
+) -> dict[str, list[dict[str, Any]]]:
+    """Split presidio's templates between pools in proportion to each pool's PII requests."""
+    by_template: dict[int, list[dict[str, Any]]] = {}
+    for s in sentences:
+        by_template.setdefault(int(s["template_id"]), []).append(s)
+    templates = sorted(by_template)
+    rng.shuffle(templates)
+    total, want = len(sentences), sum(needs.values()) or 1
+    out: dict[str, list[dict[str, Any]]] = {p: [] for p in needs}
+    for t in templates:
+        pool = max(needs, key=lambda p: needs[p] / want * total - len(out[p]))
+        out[pool].extend(by_template[t])
+    return out
+
+
+def pii_rows(
+    pool: str, sentences: list[dict[str, Any]], counts: Mapping[str, int], seed: int, used: set[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The pool's extract/classify/summarise rows. A first pass lets no entity type take more
+    than `KIND_CAP` of a task's rows (PERSON would crowd out the rarer types), a second fills
+    what is left without the cap."""
+    rng = seeded_rng(seed, "presidio", pool)
+    rng.shuffle(sentences)
+    rows: dict[str, list[dict[str, Any]]] = {t: [] for t in PII_TASKS}
+    kinds: dict[str, Counter[str]] = {t: Counter() for t in PII_TASKS}
+    for capped in (True, False):
+        for s in sentences:
+            left = [t for t in PII_TASKS if len(rows[t]) < counts[t]]
+            if not left:
+                break
+            text = str(s["full_text"])
+            if text in used:
+                continue
+            values = values_by_type(s["spans"])
+            for task in sorted(left, key=lambda t: (len(rows[t]) - counts[t], PII_TASKS.index(t))):
+                cap = max(1, math.ceil(KIND_CAP * counts[task])) if capped else counts[task]
+                allowed = {k for k in ENTITY_TYPES if kinds[task][k] < cap}
+                row_id = f"presidio-{pool}-{task}-{len(rows[task]):04d}"
+                row = PII_BUILDERS[task](row_id, text, values, rng, allowed)
+                if row is not None:
+                    rows[task].append(row)
+                    kinds[task][row["tags"][2].upper()] += 1
+                    used.add(text)
+                    break
+    for task in PII_TASKS:
+        if len(rows[task]) < counts[task]:
+            raise DataError(
+                f"presidio-research ({pool}): only {len(rows[task])} of {counts[task]} "
+                f"'{task}' requests available"
+            )
+    return rows
