@@ -34,6 +34,9 @@ class ChatRequest:
     seed: int | None = 0
     task: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # OpenAI's `response_format`: {"type": "text" | "json_object"} or {"type": "json_schema",
+    # "json_schema": {"name", "schema", "strict"}}. Local models enforce it with a grammar.
+    response_format: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @classmethod
     def of(cls, prompt: str, system: str | None = None, **kw: Any) -> ChatRequest:
@@ -66,16 +69,16 @@ class ChatRequest:
 
     def key(self) -> str:
         """A stable hash of everything that changes a model's answer."""
-        payload = json.dumps(
-            [
-                [m.to_dict() for m in self.messages],
-                self.max_tokens,
-                self.temperature,
-                list(self.stop),
-                self.seed,
-            ],
-            sort_keys=True,
-        )
+        parts: list[Any] = [
+            [m.to_dict() for m in self.messages],
+            self.max_tokens,
+            self.temperature,
+            list(self.stop),
+            self.seed,
+        ]
+        if self.response_format is not None:  # appended only when set: older keys stay valid
+            parts.append(self.response_format)
+        payload = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 

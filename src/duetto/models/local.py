@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import importlib.util
+import json
 import random
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from duetto.errors import ConfigError, ModelError, ModelUnavailable
+from duetto.errors import ConfigError, ModelError, ModelUnavailable, UserError
 from duetto.messages import ChatRequest
 from duetto.models.base import LeafModel, ModelCard, RawResult
 
@@ -33,6 +34,7 @@ __all__ = [
     "SMOLLM2_FILE",
     "LlamaCppModel",
     "release_models",
+    "response_grammar",
     "smollm2_card",
     "smollm2_path",
 ]
@@ -264,6 +266,45 @@ def _run(
         return _generate(engine, request, emit, cancel, t_start)
 
 
+# --------------------------------------------------------------------------- structured output
+
+_GRAMMARS: dict[str, Any] = {}  # compiled grammars by the JSON of their response_format
+
+
+def response_grammar(response_format: dict[str, Any] | None) -> Any:
+    """The llama.cpp grammar that makes every sampled answer valid for `response_format`:
+    `json_object` → any JSON object; `json_schema` → JSON valid for the schema (llama.cpp's
+    json-schema-to-grammar, which covers types, properties, required, enum, const, items,
+    min/max items and lengths, patterns and $ref). None for plain text. A schema the converter
+    cannot compile is the client's mistake: a ModelError would hide it, so it is a UserError."""
+    if not response_format or response_format.get("type", "text") == "text":
+        return None
+    key = json.dumps(response_format, sort_keys=True)
+    grammar = _GRAMMARS.get(key)
+    if grammar is not None:
+        return grammar
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    kind = response_format.get("type")
+    if kind == "json_object":
+        grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)  # its root is an object
+    elif kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise UserError("response_format.json_schema.schema must be a JSON schema object")
+        try:
+            grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception as exc:  # the converter raises bare exceptions on unsupported schemas
+            raise UserError(
+                f"response_format.json_schema: cannot compile the schema: {exc}"
+            ) from exc
+    else:
+        raise UserError(f"response_format.type {kind!r}: expected text, json_object, json_schema")
+    _GRAMMARS[key] = grammar
+    return grammar
+
+
 def _generate(
     engine: _Engine,
     request: ChatRequest,
@@ -300,6 +341,7 @@ def _generate(
     # token alone, whose logits differ in the last bits from a full decode, so an answer would
     # depend on the previous call (seeded sampling and near-ties at temperature 0 change).
     llama.reset()
+    grammar = response_grammar(request.response_format)  # text only, parsed per generation
     tokens = llama.generate(
         prompt,
         temp=request.temperature,
@@ -307,6 +349,7 @@ def _generate(
         top_p=_TOP_P,
         min_p=_MIN_P,
         repeat_penalty=1.0,
+        grammar=grammar,
     )
     try:
         for token in tokens if budget > 0 else ():
