@@ -21,20 +21,13 @@ from typing import Any, TypeVar, overload
 
 from duetto.calibrate import AdaptiveThreshold, Target
 from duetto.config import Config, ModelConfig, StrategyConfig, build_order, load_config
-from duetto.errors import ConfigError, UserError
+from duetto.errors import ConfigError, UnknownModel, UserError
 from duetto.models.base import ChatModel, LeafModel, ModelCard, PiiCounter
 from duetto.strategies.base import Tunable
 
 M = TypeVar("M", bound=ChatModel)
 # Wraps the model configured under a name (e.g. in a circuit breaker); returns the wrapper.
 Wrapper = Callable[[str, ChatModel], ChatModel]
-
-
-class UnknownModel(UserError, KeyError):
-    """No model or strategy of that name (a KeyError too, for `except KeyError` callers)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 def make_card(name: str, mc: ModelConfig) -> ModelCard:
@@ -109,7 +102,7 @@ class Engine:
                 if isinstance(model, LeafModel):
                     model.pii_counter = counter
                 if self.cache:
-                    from duetto.eval.cache import CachedModel
+                    from duetto.models.cache import CachedModel
 
                     model = CachedModel(model)
                 for wrap in self._wrappers:

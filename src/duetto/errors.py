@@ -3,15 +3,16 @@
     DuettoError
     ├── UserError              a developer mistake: fix the code or the config, retrying won't help
     │   ├── ConfigError        bad YAML/config; `path` names the key ("strategies.c1.models[0]")
+    │   ├── UnknownModel       no model or strategy of that name (also a KeyError)
     │   └── DataError          a missing or malformed data file; names file and format
     ├── ModelError             a runtime failure of a model call; may succeed on retry or fallback
     │   ├── ModelUnavailable   the backend cannot be reached or loaded (refused, no weights)
     │   │   └── CircuitOpen    the upstream's circuit breaker is open: not attempted
-    │   │                      (duetto.gateway.breaker)
     │   ├── ModelTimeout       connect/read timeout
     │   ├── UpstreamError      the upstream answered with an error status (`status`, `body`)
     │   │   └── RateLimited    HTTP 429
-    │   └── BrokenStream       a stream ended before its final chunk
+    │   ├── BrokenStream       a stream ended before its final chunk
+    │   └── FallbackFailed     a Fallback's primary and backup both failed
     └── GatewayError           the gateway could not serve a request; `status` is the HTTP code
         ├── Rejected           refused before any model call, not stored (`kind`, `code`,
         │   │                  `retry_after`): unknown model 404, rate limit 429, privacy 400
@@ -57,6 +58,13 @@ class ConfigError(UserError):
         return ConfigError(errors[0][1], errors[0][0], errors)
 
 
+class UnknownModel(UserError, KeyError):
+    """No model or strategy of that name (a KeyError too, for `except KeyError` callers)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class DataError(UserError):
     def __init__(self, message: str, file: str = "", expected: str = "") -> None:
         self.file = file
@@ -98,6 +106,26 @@ class RateLimited(UpstreamError):
 
 class BrokenStream(ModelError):
     retryable = True
+
+
+class CircuitOpen(ModelUnavailable):
+    """The upstream's breaker is open: the call was not attempted (duetto.gateway.breaker)."""
+
+
+class FallbackFailed(ModelError):
+    """The primary and the backup both failed (duetto.strategies.Fallback). `timed_out` is True
+    when the backup's failure was its deadline (a gateway answers 504 then, else 502)."""
+
+    def __init__(
+        self, message: str, primary_error: BaseException, backup_error: BaseException
+    ) -> None:
+        super().__init__(message)
+        self.primary_error = primary_error
+        self.backup_error = backup_error
+
+    @property
+    def timed_out(self) -> bool:
+        return isinstance(self.backup_error, TimeoutError)
 
 
 class GatewayError(DuettoError):

@@ -13,7 +13,7 @@ from duetto.usage import Usage
 class Step:
     name: str  # model card name or strategy name
     kind: str = "model"  # "model" | "strategy"
-    mode: str | None = None  # pipeline | route | cascade | assist | fuse | distill | baseline
+    mode: str | None = None  # pipeline | route | cascade | assist | fuse | fallback | baseline
     role: str | None = None  # e.g. "draft", "verify", "answer", "redact", "judge"
     decision: str | None = None  # e.g. "accepted", "escalated", "chosen", "fallback"
     score: float | None = None

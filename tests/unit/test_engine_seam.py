@@ -11,10 +11,10 @@ import pytest
 from duetto.config import parse_config
 from duetto.engine import Engine, UnknownModel, Wrapper
 from duetto.errors import UserError
-from duetto.eval.cache import CachedModel
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
 from duetto.messages import ChatRequest
 from duetto.models.base import ChatModel, LeafModel, ModelCard
+from duetto.models.cache import CachedModel
 from duetto.strategies import (
     Cascade,
     Fallback,

@@ -105,13 +105,6 @@ def bootstrap_two_model(
 # ---- many models ----------------------------------------------------------------------------
 
 
-def cost_quality_points(
-    choice_quality: np.ndarray, choice_cost: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows = operating points (e.g. λ values), columns = prompts → (mean cost, mean quality)."""
-    return choice_cost.mean(axis=1), choice_quality.mean(axis=1)
-
-
 def nondecreasing_hull(cost: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Upper convex hull of the points, cut where it stops rising (so it never decreases)."""
     pts = sorted(

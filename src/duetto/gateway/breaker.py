@@ -16,13 +16,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from duetto.errors import ModelError, ModelUnavailable
+from duetto.errors import CircuitOpen, ModelError
 from duetto.messages import ChatRequest, ChatResponse, StreamChunk
 from duetto.models.base import ChatModel
-
-
-class CircuitOpen(ModelUnavailable):
-    """The upstream's breaker is open: the call was not attempted."""
 
 
 class CircuitBreaker:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -218,15 +218,3 @@ class _Meter:
         )
         return latency_ms, cpu_s, rapl_j
 
-
-def iter_sync(agen: AsyncIterator[StreamChunk]) -> Iterator[StreamChunk]:
-    """Drive an async stream from sync code (thin helper; do not call inside a running loop)."""
-    loop = asyncio.new_event_loop()
-    try:
-        while True:
-            try:
-                yield loop.run_until_complete(agen.__anext__())
-            except StopAsyncIteration:
-                return
-    finally:
-        loop.close()

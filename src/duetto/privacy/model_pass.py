@@ -68,7 +68,7 @@ class ModelPass:
 
     async def propose(self, text: str) -> list[Entity]:
         request = ChatRequest(
-            messages=[Message("user", PROMPT.format(text=text))],
+            messages=(Message("user", PROMPT.format(text=text)),),
             max_tokens=self.max_tokens,
             temperature=0.0,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from functools import lru_cache
+from typing import Any
 
 from duetto.scoring.pii import Entity
 
@@ -29,7 +30,8 @@ def _detect_secrets_plugins() -> tuple[tuple[str, Callable[[str], Iterator[str]]
     except ImportError:
         return None
     plugins: list[tuple[str, Callable[[str], Iterator[str]]]] = []
-    for cls in get_mapping_from_secret_type_to_class().values():
+    classes: list[Any] = list(get_mapping_from_secret_type_to_class().values())
+    for cls in classes:
         name = cls.__name__
         if name in ("IPPublicDetector", "KeywordDetector"):
             continue

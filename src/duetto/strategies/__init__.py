@@ -11,7 +11,7 @@ Rules([Rule(when, target), ...])       pins traffic before any learned scorer
 """
 
 from duetto.strategies.assist import CompressAssist, HintAssist, RedactAssist
-from duetto.strategies.base import MODES, Branches, Strategy, Tunable
+from duetto.strategies.base import Branches, Strategy, Tunable
 from duetto.strategies.cascade import Cascade
 from duetto.strategies.fallback import Fallback
 from duetto.strategies.fuse import Fuse
@@ -27,7 +27,6 @@ from duetto.strategies.route import (
 from duetto.strategies.rules import Rule, Rules
 
 __all__ = [
-    "MODES",
     "Branches",
     "Cascade",
     "CompressAssist",

@@ -16,9 +16,6 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
 from duetto.strategies._compose import trace_node
-from duetto.usage import Usage
-
-MODES = ("pipeline", "route", "cascade", "assist", "fuse", "fallback", "distill", "baseline")
 
 
 class Strategy(ChatModel):
@@ -132,7 +129,3 @@ async def bounded(calls: Iterable[Awaitable[T]], concurrency: int) -> list[T]:
             return await call
 
     return list(await asyncio.gather(*(one(c) for c in calls)))
-
-
-def zero_usage() -> Usage:
-    return Usage()

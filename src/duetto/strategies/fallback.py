@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from duetto.errors import ModelError
+from duetto.errors import FallbackFailed, ModelError
 from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk
 from duetto.models.base import ChatModel
 from duetto.strategies.base import Strategy
@@ -35,22 +35,6 @@ from duetto.trace import Step
 log = logging.getLogger("duetto.fallback")
 
 CONTINUE = "Continue your previous answer exactly where it stopped. Do not repeat any of it."
-
-
-class FallbackFailed(ModelError):
-    """The primary and the backup both failed. `timed_out` is True when the backup's failure
-    was its deadline (a gateway answers 504 then, else 502)."""
-
-    def __init__(
-        self, message: str, primary_error: BaseException, backup_error: BaseException
-    ) -> None:
-        super().__init__(message)
-        self.primary_error = primary_error
-        self.backup_error = backup_error
-
-    @property
-    def timed_out(self) -> bool:
-        return isinstance(self.backup_error, TimeoutError)
 
 
 def describe(model: ChatModel, error: BaseException) -> str:
