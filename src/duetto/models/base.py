@@ -217,4 +217,3 @@ class _Meter:
             (rapl1 - self.rapl0) / 1e6 if (rapl1 is not None and self.rapl0 is not None) else None
         )
         return latency_ms, cpu_s, rapl_j
-
