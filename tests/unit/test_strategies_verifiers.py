@@ -16,7 +16,7 @@ from duetto.scoring.verifiers import (
     LogprobVerifier,
     PlattCalibrator,
     SelfVerifier,
-    calibrator_from_dict,
+    calibrator_from_state,
     parse_verdict,
 )
 from duetto.testing.scripted import ScriptedModel
@@ -90,7 +90,7 @@ def test_isotonic_is_monotone_and_fits_rates() -> None:
     assert np.all(np.diff(out) >= -1e-12)
     assert np.max(np.abs(out - grid**2)) < 0.15
     assert 0.0 <= cal(-5.0) <= cal(5.0) <= 1.0
-    back = calibrator_from_dict(cal.to_dict())
+    back = calibrator_from_state(cal.state())
     assert back(0.37) == pytest.approx(cal(0.37))
 
 
@@ -105,7 +105,7 @@ def test_platt_recovers_a_logistic() -> None:
     correct = rng.uniform(0, 1, 5000) < 1 / (1 + np.exp(-(1.5 * raw - 0.5)))
     cal = PlattCalibrator().fit(raw, correct)
     assert cal.a == pytest.approx(1.5, abs=0.15) and cal.b == pytest.approx(-0.5, abs=0.15)
-    back = calibrator_from_dict(cal.to_dict())
+    back = calibrator_from_state(cal.state())
     assert back(0.3) == pytest.approx(cal(0.3))
     sep = PlattCalibrator().fit([0, 0, 1, 1], [0, 0, 1, 1])  # separable: finite, ordered
     assert 0 < sep(0) < 0.5 < sep(1) < 1

@@ -66,11 +66,11 @@ async def test_unfitted_scores_like_token_confidence_and_state_round_trips() -> 
     )
     learned = LearnedVerifier().fit(*map(list, zip(*workload(), strict=True)))
     copy = LearnedVerifier()
-    copy.load_dict(learned.to_dict())
+    copy.load_state(learned.state())
     assert (await copy.score(q, a)).score == (await learned.score(q, a)).score
-    bad = learned.to_dict() | {"tasks": ["only-one-task", "x", "y"]}
+    bad = learned.state() | {"tasks": ["only-one-task", "x", "y"]}
     with pytest.raises(ValueError, match="do not match"):
-        LearnedVerifier().load_dict(bad)
+        LearnedVerifier().load_state(bad)
 
 
 async def test_eval_fits_the_verifier_on_the_calibration_split_and_exports_it() -> None:

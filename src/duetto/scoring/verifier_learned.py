@@ -11,7 +11,7 @@ fitted probabilities. Features of (request, draft), all free (no model call):
 
 Fitted by L2-regularised logistic regression (`scoring.logistic`, numpy only). Unfitted, it scores
 like `LogprobVerifier` (exp of the mean log-probability), so a config never run through
-`duetto eval` can still serve. `to_dict`/`load_dict` carry the fit into `duetto serve`
+`duetto eval` can still serve. `state`/`load_state` carry the fit into `duetto serve`
 (duetto.fitted).
 """
 
@@ -87,11 +87,11 @@ class LearnedVerifier:
         z = float(self.features(request, response) @ self.weights)
         return Verdict(float(sigmoid(np.array(z))))
 
-    def to_dict(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         weights = None if self.weights is None else self.weights.tolist()
         return {"kind": "learned", "l2": self.l2, "tasks": self.tasks, "weights": weights}
 
-    def load_dict(self, d: dict[str, Any]) -> None:
+    def load_state(self, d: dict[str, Any]) -> None:
         self.l2 = float(d.get("l2", self.l2))
         self.tasks = [str(t) for t in d["tasks"]]
         w = d["weights"]

@@ -20,7 +20,7 @@ Shipped verifiers:
   - `JudgeVerifier(model)`: a judge model grades the answer 0-10; score = grade / 10 (the
     judge prompt and the grade parser are `duetto.answers`', shared with eval's JudgeScorer).
 
-Calibrators (`fit(raw_scores, correct)`, `__call__(raw) -> prob`, `to_dict`/`from_dict`):
+Calibrators (`fit(raw_scores, correct)`, `__call__(raw) -> prob`, `state`/`from_state`):
   - `IsotonicCalibrator`: monotone step fit (pool-adjacent-violators), linear between knots.
   - `PlattCalibrator`: logistic fit p = 1 / (1 + exp(-(a·raw + b))) with Platt's smoothed targets.
 Both are pure numpy: raw confidence of small models is badly calibrated, so fit on labelled data.
@@ -260,11 +260,11 @@ class IsotonicCalibrator:
     def __call__(self, raw: float) -> float:
         return float(self.transform([raw])[0])
 
-    def to_dict(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         return {"kind": self.kind, "x": self.x.tolist(), "y": self.y.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> IsotonicCalibrator:
+    def from_state(cls, d: dict[str, Any]) -> IsotonicCalibrator:
         return cls(d["x"], d["y"])
 
 
@@ -298,11 +298,11 @@ class PlattCalibrator:
     def __call__(self, raw: float) -> float:
         return float(self.transform([raw])[0])
 
-    def to_dict(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         return {"kind": self.kind, "a": self.a, "b": self.b}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PlattCalibrator:
+    def from_state(cls, d: dict[str, Any]) -> PlattCalibrator:
         return cls(d["a"], d["b"])
 
 
@@ -319,11 +319,11 @@ def is_fitted(calibrator: object) -> bool:
     return getattr(calibrator, "a", None) is not None
 
 
-def calibrator_from_dict(d: dict[str, Any]) -> Calibrator:
+def calibrator_from_state(d: dict[str, Any]) -> Calibrator:
     kinds: dict[str, type[IsotonicCalibrator] | type[PlattCalibrator]] = {
         "isotonic": IsotonicCalibrator,
         "platt": PlattCalibrator,
     }
     if d.get("kind") not in kinds:
         raise ConfigError("expected isotonic or platt", "calibrator.kind")
-    return kinds[d["kind"]].from_dict(d)
+    return kinds[d["kind"]].from_state(d)

@@ -30,7 +30,7 @@ from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest, ChatResponse, add_system_note
 from duetto.models.base import ChatModel
 from duetto.scoring.verifier_learned import LearnedVerifier
-from duetto.scoring.verifiers import Calibrator, Verifier, calibrator_from_dict, is_fitted
+from duetto.scoring.verifiers import Calibrator, Verifier, calibrator_from_state, is_fitted
 from duetto.strategies._compose import distinct, trace_node
 from duetto.strategies.base import Branches, Grade, Strategy, bounded
 from duetto.strategies.route import Policy, current_threshold
@@ -226,20 +226,20 @@ class Cascade(Strategy):
         cal = self.calibrator
         return {
             "threshold": self.threshold,
-            "calibrator": cal.to_dict() if cal is not None and is_fitted(cal) else None,
+            "calibrator": cal.state() if cal is not None and is_fitted(cal) else None,
             "verifier": (
-                self.verifier.to_dict() if isinstance(self.verifier, LearnedVerifier) else None
+                self.verifier.state() if isinstance(self.verifier, LearnedVerifier) else None
             ),
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Restore `state()` (missing or null parts are left as built)."""
         if state.get("calibrator") is not None:
-            self.calibrator = calibrator_from_dict(state["calibrator"])
+            self.calibrator = calibrator_from_state(state["calibrator"])
         if state.get("verifier") is not None:
             if not isinstance(self.verifier, LearnedVerifier):
                 raise ValueError("saved state has a learned verifier; this cascade has none")
-            self.verifier.load_dict(state["verifier"])
+            self.verifier.load_state(state["verifier"])
         self.threshold = float(state["threshold"])
         if self.policy is not None:
             self.policy.reset(self.threshold)  # the adaptive part starts where calibration ended

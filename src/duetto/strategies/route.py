@@ -63,9 +63,9 @@ class LearnedScorer(Scorer, Protocol):
 
     def fit(self, tasks: Sequence[str | None], quality: Sequence[float]) -> Any: ...
 
-    def to_dict(self) -> dict[str, Any]: ...
+    def state(self) -> dict[str, Any]: ...
 
-    def load_dict(self, d: dict[str, Any]) -> None: ...
+    def load_state(self, d: dict[str, Any]) -> None: ...
 
 
 class TextRouter(Protocol):
@@ -156,11 +156,11 @@ class FittedTaskPrior:
     def score(self, request: ChatRequest) -> float:
         return self.priors.get(request.task or "", self.default)
 
-    def to_dict(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         return {"kind": "task_prior", "priors": dict(self.priors), "default": self.default}
 
-    def load_dict(self, d: dict[str, Any]) -> None:
-        """Restore a fit saved by `to_dict` (duetto.fitted)."""
+    def load_state(self, d: dict[str, Any]) -> None:
+        """Restore a fit saved by `state` (duetto.fitted)."""
         self.priors = {str(k): float(v) for k, v in d["priors"].items()}
         self.default = float(d["default"])
 
@@ -337,7 +337,7 @@ class Route(Strategy):
         return [float(x) for x in raw]
 
     def state(self) -> dict[str, Any]:
-        scorer = self.scorer.to_dict() if isinstance(self.scorer, LearnedScorer) else None
+        scorer = self.scorer.state() if isinstance(self.scorer, LearnedScorer) else None
         return {"threshold": self.threshold, "scorer": scorer}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -345,7 +345,7 @@ class Route(Strategy):
         if state.get("scorer") is not None:
             if not isinstance(self.scorer, LearnedScorer):
                 raise ValueError("saved state has a fitted scorer; this route's scorer is fixed")
-            self.scorer.load_dict(state["scorer"])
+            self.scorer.load_state(state["scorer"])
         self.threshold = float(state["threshold"])
         if self.policy is not None:
             self.policy.reset(self.threshold)  # the adaptive part starts where calibration ended
