@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from duetto.errors import BrokenStream, ModelError, UpstreamError
+from duetto.errors import BrokenStream, FallbackFailed, ModelError, UpstreamError
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import LeafModel, ModelCard, RawResult
 from duetto.strategies import Fallback, Strategy
-from duetto.strategies.fallback import FallbackFailed, rescued
+from duetto.strategies.fallback import rescued
 from duetto.testing.scripted import ScriptedModel
 
 LLM = ModelCard(

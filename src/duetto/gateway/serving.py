@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from duetto.errors import GatewayFailure, ModelError, OverBudget, Rejected
+from duetto.errors import FallbackFailed, GatewayFailure, ModelError, OverBudget, Rejected
 from duetto.gateway.affinity import Affinity
 from duetto.gateway.auth import ApiKey, KeyRing
 from duetto.gateway.billing import Billing, Budgets, partial_cost, worst_case_cost
@@ -36,7 +36,7 @@ from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
 from duetto.privacy.apply import use_detector
 from duetto.store import TraceStore
-from duetto.strategies.fallback import Fallback, FallbackFailed, deltas, describe, rescued
+from duetto.strategies.fallback import Fallback, deltas, describe, rescued
 from duetto.trace import new_trace_id
 from duetto.usage import Usage
 
