@@ -87,3 +87,22 @@ def test_one_default_policy_everywhere() -> None:
     assert PolicyTable.parse({"routes": {"r": "redact"}}).default.mode == "allow"
     cfg = parse_config({"models": {"m": {"backend": "fake"}}})
     assert cfg.privacy.table() == PolicyTable()
+
+
+PASSWORD = Entity("PASSWORD", 20, 28, "hunter22", 0.9)
+
+
+def test_a_policy_can_act_per_tier() -> None:
+    secrets_only = PrivacyPolicy("redact", tiers=frozenset({"secret"}))
+    decision = secrets_only.decide([EMAIL, DATE, PASSWORD], REMOTE)
+    assert decision.action is Action.REDACT and decision.entities == (PASSWORD,)
+    # an e-mail (contact) and a date (quasi) alone do not count for it: sent as is
+    assert secrets_only.decide([EMAIL, DATE], REMOTE).action is Action.SEND
+
+
+def test_tiers_from_config_and_a_bad_tier_named_by_path() -> None:
+    policy = PrivacyPolicy.parse({"mode": "redact", "tiers": ["secret", "identifier"]})
+    assert policy.tiers == frozenset({"secret", "identifier"})
+    with pytest.raises(ConfigError) as err:
+        PrivacyPolicy.parse({"mode": "redact", "tiers": ["secrets"]}, "privacy.default")
+    assert "privacy.default.tiers" in str(err.value)

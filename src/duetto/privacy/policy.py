@@ -3,8 +3,8 @@
 The decision is a pure function of the detected entities and the target `ModelCard`:
 
 - a trusted target (inside the trusted zone, e.g. the local SLM) always gets the text as is;
-- a request with no entity that counts (type in `entity_types`, score >= `min_score`) is sent
-  as is;
+- a request with no entity that counts (type in `entity_types`, tier in `tiers`, score >=
+  `min_score`) is sent as is;
 - otherwise `allow` sends it anyway (the privacy axis counts the entities as leaked),
   `redact` replaces them with placeholders first, and `local_only` keeps the request on the
   device (the local model answers, zero bytes reach the remote one).
@@ -17,7 +17,8 @@ the gateway): **`allow`**, i.e. the text is sent as is and every entity sent to 
 model is counted as a leak. Protection is opted into by naming `redact` or `local_only`.
 
 From config, a policy is a mode name (`redact`) or a mapping that names its mode
-(`{mode: redact, entity_types: [PERSON], min_score: 0.5}`); both are validated by pydantic
+(`{mode: redact, tiers: [secret, identifier], min_score: 0.5}`; tiers are those of
+`duetto.privacy.tiers`: secret, identifier, contact, quasi); both are validated by pydantic
 (`PolicySpec`, `PolicyTableSpec`): an unknown key, mode or table is a ConfigError naming its path.
 """
 
@@ -32,6 +33,7 @@ from pydantic import BeforeValidator, Field
 
 from duetto.errors import ConfigError
 from duetto.models.base import ModelCard
+from duetto.privacy.tiers import Tier, tier_of
 from duetto.scoring.pii import Entity
 from duetto.validation import Strict, validate_as
 
@@ -62,6 +64,7 @@ class PrivacyPolicy:
     mode: Mode = "allow"  # the one default (module docstring)
     entity_types: frozenset[str] | None = None  # None: every detected type counts
     min_score: float = 0.0
+    tiers: frozenset[str] | None = None  # None: every tier counts (privacy.tiers)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -73,6 +76,7 @@ class PrivacyPolicy:
             for e in entities
             if e.score >= self.min_score
             and (self.entity_types is None or e.type in self.entity_types)
+            and (self.tiers is None or tier_of(e.type) in self.tiers)
         )
 
     def decide(self, entities: Sequence[Entity], target: ModelCard) -> PrivacyDecision:
@@ -105,11 +109,13 @@ class PolicySpec(Strict):
 
     mode: Mode
     entity_types: list[str] | None = None  # None: every detected type counts
+    tiers: list[Tier] | None = None  # None: every tier counts
     min_score: float = 0.0
 
     def policy(self) -> PrivacyPolicy:
         types = frozenset(self.entity_types) if self.entity_types is not None else None
-        return PrivacyPolicy(self.mode, entity_types=types, min_score=self.min_score)
+        tiers = frozenset(self.tiers) if self.tiers is not None else None
+        return PrivacyPolicy(self.mode, entity_types=types, min_score=self.min_score, tiers=tiers)
 
 
 # A mode name or a mapping, both validated as a PolicySpec.
