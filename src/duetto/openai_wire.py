@@ -68,6 +68,7 @@ REQUEST_FIELDS: tuple[WireField, ...] = (
     WireField("temperature", "temperature"),
     WireField("stop", "stop", _stops_out, _stops_in),
     WireField("seed", "seed"),
+    WireField("response_format", "response_format"),
 )
 
 

@@ -140,7 +140,7 @@ def test_the_official_openai_client_works_unmodified(
             openai.OpenAI(
                 base_url=gw.base_url, api_key="sk-wrong", max_retries=0
             ).chat.completions.create(model="llm", messages=[{"role": "user", "content": "x"}])
-        with pytest.raises(openai.UnprocessableEntityError, match="temperature"):
+        with pytest.raises(openai.BadRequestError, match="temperature"):
             client.chat.completions.create(
                 model="llm", temperature=7, messages=[{"role": "user", "content": "x"}]
             )
@@ -275,3 +275,26 @@ def test_small_load_with_faults_every_request_answered_and_stored_once(
         faults = upstream.counts["error"] + upstream.counts["timeout"] + upstream.counts["broken"]
         assert faults > 20  # the faults did happen (about 17% of the ~270 upstream calls)
         assert elapsed < 60
+
+
+def test_response_format_reaches_the_upstream_as_sent_and_a_bad_one_is_a_400(
+    upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "t", "schema": schema, "strict": True}}
+    with serve(config(upstream), tmp_path) as gw:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=KEY, max_retries=0)
+        client.chat.completions.create(
+            model="llm",
+            messages=[{"role": "user", "content": "hello"}],
+            response_format=fmt,  # type: ignore[arg-type]
+        )
+        assert upstream.requests[-1]["response_format"] == fmt
+        client.chat.completions.create(model="llm", messages=[{"role": "user", "content": "hello"}])
+        assert "response_format" not in upstream.requests[-1]  # never invented
+        with pytest.raises(openai.BadRequestError, match="json_schema"):
+            client.chat.completions.create(
+                model="llm",
+                messages=[{"role": "user", "content": "hello"}],
+                response_format={"type": "json_schema"},  # type: ignore[typeddict-item]
+            )

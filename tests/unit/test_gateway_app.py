@@ -108,7 +108,7 @@ async def test_auth_validation_and_models(tmp_path: Path) -> None:
         r = await c.post(
             "/v1/chat/completions", json={"model": "llm", "messages": []}, headers=AUTH
         )
-        assert r.status_code == 422 and "messages" in r.json()["error"]["message"]
+        assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
         r = await c.post(
             "/v1/chat/completions",
             content=b"{not json",

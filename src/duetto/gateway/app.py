@@ -46,10 +46,9 @@ SESSION_HEADER = "x-duetto-session"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in [
-        (400, "Malformed request"),
+        (400, "Malformed or invalid request (OpenAI answers 400, not 422)"),
         (401, "Missing or wrong API key"),
         (404, "Unknown model or trace"),
-        (422, "Invalid request"),
         (429, "Rate limit or budget exceeded"),
         (502, "The model and its fallback failed"),
         (504, "The model and its fallback timed out"),
@@ -143,7 +142,7 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
             parts.append(f"{loc or 'body'}: {e.get('msg')}")
         first = ".".join(str(p) for p in errs[0].get("loc", ()) if p != "body") if errs else None
         return error(
-            422,
+            400,  # OpenAI's status for a bad request: clients catch BadRequestError
             "Invalid request: " + "; ".join(parts),
             "invalid_request_error",
             "invalid_request",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from duetto import openai_wire as wire
 from duetto.messages import ChatRequest, ChatResponse, Message
@@ -41,6 +41,29 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1, max_length=64)
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's `response_format`: local models enforce JSON with a decoding grammar, remote
+    ones receive it as sent."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type json_schema needs a `json_schema` object")
+        return self
+
+
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat completion request. Unknown fields are accepted and ignored, as OpenAI
     clients send many; fields duetto cannot honour (n > 1, tools) are refused."""
@@ -59,6 +82,7 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     user: str | None = Field(None, max_length=512)
     logprobs: bool | None = None
+    response_format: ResponseFormat | None = None
     tools: list[Any] | None = Field(None, max_length=0, description="not supported")
     functions: list[Any] | None = Field(None, max_length=0, description="not supported")
 
@@ -95,7 +119,10 @@ def to_chat_request(body: ChatCompletionRequest, default_max_tokens: int) -> Cha
         Message("system" if m.role == "developer" else m.role, _text(m.content))
         for m in body.messages
     )
-    kw = {"max_tokens": default_max_tokens, **wire.request_options(body.model_dump())}
+    kw = {
+        "max_tokens": default_max_tokens,
+        **wire.request_options(body.model_dump(by_alias=True, exclude_none=True)),
+    }
     return ChatRequest(messages=messages, **kw)
 
 
