@@ -350,8 +350,8 @@ class FakeOpenAIServer:
         headers = [*JSON_HEADERS, (b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         half = data[: len(data) // 2]
-        await send({"type": "http.response.body", "body": half, "more_body": True})
         exchange.response_body_bytes += len(half)
+        await send({"type": "http.response.body", "body": half, "more_body": True})
         raise CutConnection
 
     async def _send_stream(
@@ -370,8 +370,9 @@ class FakeOpenAIServer:
         want_logprobs = bool(body.get("logprobs"))
 
         async def emit(data: bytes) -> None:
-            await send({"type": "http.response.body", "body": data, "more_body": True})
+            # counted before sending: a client that has read the last byte must find it counted
             exchange.response_body_bytes += len(data)
+            await send({"type": "http.response.body", "body": data, "more_body": True})
 
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         await emit(chunks.role())
