@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import importlib.util
 import json
 import random
@@ -268,8 +269,6 @@ def _run(
 
 # --------------------------------------------------------------------------- structured output
 
-_GRAMMARS: dict[str, Any] = {}  # compiled grammars by the JSON of their response_format
-
 
 def response_grammar(response_format: dict[str, Any] | None) -> Any:
     """The llama.cpp grammar that makes every sampled answer valid for `response_format`:
@@ -279,11 +278,14 @@ def response_grammar(response_format: dict[str, Any] | None) -> Any:
     cannot compile is the client's mistake: a ModelError would hide it, so it is a UserError."""
     if not response_format or response_format.get("type", "text") == "text":
         return None
-    key = json.dumps(response_format, sort_keys=True)
-    grammar = _GRAMMARS.get(key)
-    if grammar is not None:
-        return grammar
+    return _compiled_grammar(json.dumps(response_format, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=64)  # bounded: a gateway sees any number of client schemas
+def _compiled_grammar(key: str) -> Any:
     from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    response_format = json.loads(key)
 
     kind = response_format.get("type")
     if kind == "json_object":
@@ -301,7 +303,6 @@ def response_grammar(response_format: dict[str, Any] | None) -> Any:
             ) from exc
     else:
         raise UserError(f"response_format.type {kind!r}: expected text, json_object, json_schema")
-    _GRAMMARS[key] = grammar
     return grammar
 
 
