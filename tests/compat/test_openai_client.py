@@ -48,7 +48,7 @@ def sent(env: CompatEnv) -> dict[str, Any]:
 
 def test_plain_completion(target: Target) -> None:
     r = client(target).chat.completions.create(model=target.model, messages=HELLO)
-    assert r.choices[0].message.content == "You said: hello there"
+    assert r.choices[0].message.content == "echo: hello there"
     assert r.choices[0].finish_reason == "stop"
     assert r.usage is not None and r.usage.completion_tokens > 0
 
@@ -63,7 +63,7 @@ def test_streaming_with_usage(target: Target) -> None:
         )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == "You said: hello there"
+    assert text == "echo: hello there"
     finish = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finish[-1] == "stop"
     last = chunks[-1]
@@ -72,7 +72,7 @@ def test_streaming_with_usage(target: Target) -> None:
 
 def test_stop(target: Target, env: CompatEnv) -> None:
     r = client(target).chat.completions.create(model=target.model, messages=HELLO, stop=["there"])
-    assert r.choices[0].message.content == "You said: hello "
+    assert r.choices[0].message.content == "echo: hello "
     assert sent(env)["stop"] == ["there"]
 
 
@@ -81,7 +81,7 @@ def test_max_completion_tokens(target: Target, env: CompatEnv) -> None:
         model=target.model, messages=HELLO, max_completion_tokens=2
     )
     assert r.choices[0].finish_reason == "length"
-    assert r.choices[0].message.content == "You said:"
+    assert r.choices[0].message.content == "echo: hello"
     body = sent(env)
     assert 2 in (body.get("max_completion_tokens"), body.get("max_tokens"))
 
@@ -129,7 +129,7 @@ def test_message_name_and_developer_role(target: Target, env: CompatEnv) -> None
             {"role": "user", "content": "hello there", "name": "alice"},
         ],
     )
-    assert r.choices[0].message.content == "You said: hello there"
+    assert r.choices[0].message.content == "echo: hello there"
     user = sent(env)["messages"][-1]
     assert user.get("name") == "alice"
 
@@ -162,7 +162,7 @@ def test_streamed_logprobs(target: Target) -> None:
         if c.choices and c.choices[0].logprobs and c.choices[0].logprobs.content
         for t in c.choices[0].logprobs.content
     ]
-    assert "".join(tokens) == "You said: hello there"
+    assert "".join(tokens) == "echo: hello there"
 
 
 def _weather_call(t: Target, **kw: Any) -> Any:
