@@ -23,7 +23,14 @@ from compat.env import compat_env
 
 # One event loop for the module's async tests: ChatOpenAI caches its async HTTP client per
 # base URL, and a client bound to an earlier test's (closed) loop fails with "Event loop is closed".
-pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
+# (The mark reaches the sync tests too; pytest-asyncio's warning about that is noise here.)
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.filterwarnings(
+        "ignore:The test <Function .* is marked with '@pytest.mark.asyncio'"
+    ),
+]
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
