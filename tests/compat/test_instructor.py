@@ -41,4 +41,5 @@ def extract(t: Target, mode: instructor.Mode) -> User:
 @pytest.mark.parametrize("mode", list(MODES))
 def test_extract(target: Target, mode: str) -> None:
     user = extract(target, MODES[mode])
-    assert user == User(name="Ada", age=36)
+    # instructor hands back its own subclass of the response model: compare the fields
+    assert isinstance(user, User) and user.model_dump() == {"name": "Ada", "age": 36}

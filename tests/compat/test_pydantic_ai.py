@@ -46,7 +46,15 @@ def tool_was_called(result: object) -> bool:
 
 
 def test_agent_tool_and_output_type(target: Target) -> None:
-    """The default structured output (an output tool) after a function tool call."""
+    """An agent with a tool and the default structured output (an output tool): the model
+    answers with the output tool (`tool_choice` "required", two tools offered)."""
+    result = weather_agent(target, Weather).run_sync("Answer with final_result for 'Paris'.")
+    assert isinstance(result.output, Weather)
+    assert result.output.city == "Paris"
+
+
+def test_agent_tool_call_then_output_tool(target: Target) -> None:
+    """The whole chain: a function tool call, its result, then the output tool."""
     result = weather_agent(target, Weather).run_sync("Use get_weather for 'Paris'.")
     assert isinstance(result.output, Weather)
     assert tool_was_called(result)
