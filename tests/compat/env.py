@@ -62,7 +62,15 @@ def gateway_config(upstream: FakeOpenAIServer) -> Any:
                     "backend": "openai",
                     "endpoint": "up",
                     "model": UPSTREAM_MODEL,
-                    "card": {"name": "llm-card", "location": "remote", "trusted": True},
+                    # what the upstream can do (openai backends claim tools, json_schema
+                    # and logprobs by default; images and audio are declared)
+                    "card": {
+                        "name": "llm-card",
+                        "location": "remote",
+                        "trusted": True,
+                        "vision": True,
+                        "audio": True,
+                    },
                 },
             },
             "strategies": {
