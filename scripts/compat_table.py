@@ -125,8 +125,7 @@ def render(g: dict[str, dict[str, dict[str, str]]]) -> str:
         f"{datetime.now(UTC):%Y-%m-%d} ({versions()}). Each client is unmodified and runs "
         "every case twice: directly against the suite's OpenAI-compatible upstream "
         "(`duetto.testing.FakeOpenAIServer`) and through `duetto serve` in front of that same "
-        "upstream, asked for the raw model (`llm`) and, for the clients other than LangChain, "
-        "for a route strategy (`route`).",
+        "upstream, asked for the raw model (`llm`) and for a route strategy (`route`).",
         "",
         "| client | direct | through duetto (`llm`) | through duetto (`route`) |",
         "|---|---|---|---|",

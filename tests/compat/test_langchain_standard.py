@@ -1,5 +1,6 @@
 """LangChain's standard chat-model integration suite (`langchain-tests`) for `ChatOpenAI`,
-unmodified, once directly against the upstream and once through duetto (the raw model name).
+unmodified, once directly against the upstream and through duetto (the raw model name, and a
+route strategy).
 
 The suite downloads its sample image, PDF and audio from the internet; here those downloads are
 answered with small local files (the network is closed in tests). The requests the client
@@ -136,3 +137,8 @@ class TestChatOpenAIDirect(_Standard):
 class TestChatOpenAIThroughDuetto(_Standard):
     TARGET = "duetto"
     OVERRIDE = "route"  # the other name duetto serves: a strategy
+
+
+class TestChatOpenAIThroughDuettoRoute(_Standard):
+    TARGET = "duetto-route"
+    OVERRIDE = "llm"
