@@ -183,7 +183,7 @@ def test_embedded_defaults_say_what_each_model_can_do() -> None:
 def test_unknown_card_key_is_an_error() -> None:
     from duetto.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="models.m.card.visoin"):
+    with pytest.raises(ConfigError, match=r"models\.m\.card\.visoin"):
         parse_config({"models": {"m": {"backend": "fake", "card": {"visoin": True}}}})
 
 
@@ -276,7 +276,7 @@ async def test_cascade_json_that_does_not_parse_escalates_without_a_verifier_cal
     assert out.text == '{"b": 2}' and "signal" not in out.trace.children[0].extra
 
 
-# --- fuse, pipeline, assist, fallback --------------------------------------------------------------
+# --- fuse, pipeline, assist, fallback ---------------------------------------------------------
 
 
 async def test_fuse_asks_only_capable_members() -> None:
