@@ -19,6 +19,13 @@ class Usage:
     pii_sent: int = 0  # PII entities of the user's input that reached an untrusted model
     calls: int = 0
     remote_calls: int = 0  # calls to models outside this process (the "LLM calls")
+    # OpenAI's token details, as the answering models reported them (0: none reported).
+    cached_tokens: int = 0  # prompt tokens served from the provider's prompt cache
+    audio_tokens_in: int = 0
+    reasoning_tokens: int = 0
+    audio_tokens_out: int = 0
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         out = Usage()

@@ -194,7 +194,7 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         body: ChatCompletionRequest, request: Request, who: Annotated[Any, Depends(caller)]
     ) -> Response:
         t0 = time.perf_counter()
-        chat_request = to_chat_request(body, settings.default_max_tokens)
+        chat_request = to_chat_request(body)  # unset options stay unset
         session = request.headers.get(SESSION_HEADER) or body.user
         stored = {
             "messages": [m.to_dict() for m in chat_request.messages],
@@ -224,7 +224,9 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         headers = {TRACE_HEADER: call.trace_id}
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await _stream(call, body.model, include_usage, headers, request.receive)
+            return await _stream(
+                call, body.model, include_usage, headers, request.receive, bool(body.logprobs)
+            )
         task = asyncio.ensure_future(gw.complete(call))
         if not await _done_unless_disconnected(task, request.receive):
             gw.finish_cancelled(call)
@@ -237,7 +239,10 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         await gw.finish(call, answer)
         extra = duetto_block(call.trace_id, answer.response, answer.answered_by, answer.fallback)
         return JSONResponse(
-            completion(call.trace_id, body.model, answer.response, extra), headers=headers
+            completion(
+                call.trace_id, body.model, answer.response, extra, logprobs=bool(body.logprobs)
+            ),
+            headers=headers,
         )
 
     async def _stream(
@@ -246,6 +251,7 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         include_usage: bool,
         headers: dict[str, str],
         receive: Callable[[], Awaitable[Any]],
+        logprobs: bool = False,
     ) -> Response:
         events = gw.stream(call)
         # The first item before any byte: a failure here is still a proper HTTP error.
@@ -261,7 +267,7 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         except BaseException:
             gw.finish_cancelled(call)
             raise
-        writer = ChunkWriter(call.trace_id, model, include_usage)
+        writer = ChunkWriter(call.trace_id, model, include_usage, logprobs=logprobs)
 
         async def sse() -> AsyncIterator[bytes]:
             item = first

@@ -196,7 +196,9 @@ class Gateway:
         if fallback is not None:
             cards += [m.card for m in leaves(fallback, distinct=False)]
         try:
-            reservation = await self.budgets.reserve(who, worst_case_cost(cards, request))
+            reservation = await self.budgets.reserve(
+                who, worst_case_cost(cards, request, self.settings.default_max_tokens)
+            )
         except OverBudget:
             self.metrics.rejected.labels("budget").inc()
             raise

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from duetto.capabilities import card_capabilities, lacking
-from duetto.messages import ChatRequest, ChatResponse, StreamChunk
+from duetto.messages import ChatRequest, ChatResponse, Choice, StreamChunk, ToolCall
 from duetto.trace import Step
 from duetto.usage import Usage
 
@@ -134,6 +134,10 @@ class RawResult:
     bytes_received: int = 0
     ttft_ms: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tool_calls: tuple[ToolCall, ...] = ()
+    token_logprobs: list[dict[str, Any]] | None = None
+    choices: list[Choice] = field(default_factory=list)  # more choices of an n > 1 request
+    usage_details: dict[str, int] = field(default_factory=dict)  # Usage field -> tokens
 
 
 def _rapl_energy_uj() -> int | None:
@@ -160,8 +164,11 @@ class LeafModel(ChatModel):
     @abstractmethod
     async def _call(self, request: ChatRequest) -> RawResult: ...
 
-    async def _stream_raw(self, request: ChatRequest) -> AsyncIterator[str | RawResult]:
-        """Yield text deltas, then one RawResult. Default: no streaming, one delta."""
+    async def _stream_raw(
+        self, request: ChatRequest
+    ) -> AsyncIterator[str | StreamChunk | RawResult]:
+        """Yield text deltas (or StreamChunks: tool-call pieces, logprobs), then one RawResult.
+        Default: no streaming, one delta."""
         raw = await self._call(request)
         yield raw.text
         yield raw
@@ -182,7 +189,8 @@ class LeafModel(ChatModel):
                 return
             if first is None and item:
                 first = (time.perf_counter() - meter.t0) * 1000
-            yield StreamChunk(delta=item)
+            # a backend yields a StreamChunk when a piece carries more than text
+            yield item if isinstance(item, StreamChunk) else StreamChunk(delta=item)
 
     def _pii_sent(self, request: ChatRequest) -> int:
         if self.card.trusted or self.pii_counter is None:
@@ -208,9 +216,13 @@ class LeafModel(ChatModel):
             calls=1,
             remote_calls=1 if card.is_remote else 0,
         )
-        step = Step(
-            name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=raw.extra
-        )
+        for name, tokens in raw.usage_details.items():
+            if hasattr(usage, name) and isinstance(tokens, int):
+                setattr(usage, name, tokens)
+        extra = raw.extra
+        if raw.tool_calls:  # traces record tool calls: the names (arguments are answer content)
+            extra = {**extra, "tool_calls": [c.name for c in raw.tool_calls]}
+        step = Step(name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=extra)
         return ChatResponse(
             text=raw.text,
             model=card.name,
@@ -218,6 +230,9 @@ class LeafModel(ChatModel):
             trace=step,
             finish_reason=raw.finish_reason,
             logprobs=raw.logprobs,
+            tool_calls=raw.tool_calls,
+            token_logprobs=raw.token_logprobs,
+            extra_choices=list(raw.choices),
         )
 
 

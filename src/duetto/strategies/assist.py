@@ -78,7 +78,7 @@ class RedactAssist(Strategy):
 
     def _redact(self, request: ChatRequest) -> tuple[ChatRequest, dict[str, str], Counter[str]]:
         """(request with placeholders, placeholder → value, entity counts by type)."""
-        entities = [self.detector(m.content) for m in request.messages]
+        entities = [self.detector(m.text) for m in request.messages]
         counts = Counter(e.type for found in entities for e in found)
         safe, mapping = redact_request(request, entities)
         return safe, mapping, counts
@@ -185,7 +185,7 @@ def _with_last_user(request: ChatRequest, text: str) -> ChatRequest:
     msgs = list(request.messages)
     for i in range(len(msgs) - 1, -1, -1):
         if msgs[i].role == "user":
-            msgs[i] = Message("user", text)
+            msgs[i] = msgs[i].with_text(text)
             break
     return request.with_messages(msgs)
 
