@@ -95,3 +95,49 @@ async def test_models_list_capabilities(tmp_path: Path) -> None:
         assert route["tools"] and route["context_tokens"] == 32000
         pipe = by_id["pipe"]["capabilities"]  # every stage reads; the last answers
         assert pipe["context_tokens"] == 256 and not pipe["tools"]
+
+
+IMAGE = [
+    {"type": "text", "text": "what is in this picture?"},
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+async def test_tools_go_to_a_capable_model_or_are_a_400(tmp_path: Path) -> None:
+    async with gateway(tmp_path) as (_, c):
+        body = chat("route", "weather in Paris?", tools=TOOLS)
+        r = await c.post("/v1/chat/completions", json=body, headers=AUTH)
+        assert r.status_code == 200 and r.json()["duetto"]["answered_by"] == "route"
+        r = await c.post("/v1/chat/completions", json={**body, "model": "slm"}, headers=AUTH)
+        assert r.status_code == 400 and "needs tools" in r.json()["error"]["message"]
+
+
+async def test_embedded_defaults_refuse_an_image_naming_vision(tmp_path: Path) -> None:
+    """The embedded defaults' cards (SmolLM2 + stand-in, neither reads images), served by
+    scripted models: every strategy and model answers an image request with a 400."""
+    from duetto.config import load_default_config
+
+    cfg = load_default_config()
+    for m in cfg.models.values():
+        m.backend, m.script = "fake", "ok"
+    settings = GatewaySettings(db=str(tmp_path / "gw.db"), keys=[ApiKey("k", hash_key(KEY))])
+    app = create_app(Engine(cfg), settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+            for name in [*cfg.strategies, *cfg.models]:
+                body = {"model": name, "messages": [{"role": "user", "content": IMAGE}]}
+                r = await c.post("/v1/chat/completions", json=body, headers=AUTH)
+                assert r.status_code == 400, name
+                err = r.json()["error"]
+                assert err["code"] == "missing_capability" and "needs vision" in err["message"]
+                assert name in err["message"] or cfg.models.get(name) is not None
