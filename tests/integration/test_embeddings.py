@@ -5,6 +5,7 @@ OpenAI-style 400s."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,11 +64,16 @@ async def test_vectors_equal_minilm_computed_directly(tmp_path: Path, direct: np
     async with client(tmp_path) as c:
         for fmt in ("float", "base64"):
             r = await c.embeddings.create(model=MODEL, input=TEXTS, encoding_format=fmt)
-            got = np.array([d.embedding for d in r.data], dtype=np.float32)
+            if fmt == "base64":  # asked explicitly, the client hands the string over as sent
+                rows = [np.frombuffer(base64.b64decode(d.embedding), "<f4") for d in r.data]
+                got = np.array(rows, dtype=np.float32)
+            else:
+                got = np.array([d.embedding for d in r.data], dtype=np.float32)
             assert [d.index for d in r.data] == list(range(len(TEXTS)))
             assert got.shape == (len(TEXTS), 384)
             assert cosines(got, direct).min() > 0.999
-        default = await c.embeddings.create(model=MODEL, input=TEXTS[0])  # client's default
+        # without encoding_format the client asks for base64 and decodes it itself
+        default = await c.embeddings.create(model=MODEL, input=TEXTS[0])
         assert cosines(np.array([default.data[0].embedding]), direct[:1])[0] > 0.999
         assert r.model == MODEL and r.usage.prompt_tokens == r.usage.total_tokens
         assert r.usage.prompt_tokens > len(TEXTS) * 3  # MiniLM tokens, [CLS]/[SEP] included
