@@ -2,7 +2,7 @@
 
 Three sections, kept apart as in vLLM Semantic Router's config:
   endpoints:   where   (base URLs, the *name* of the env var holding the key, timeouts, retries)
-  models:      what    (backend + model card: trust zone, prices, energy, context size)
+  models:      what    (backend + model card: trust zone, prices, energy, capabilities)
   strategies:  how     (collaboration mode + the models or strategies it composes)
 plus `target` (default calibration target) and `privacy` (default policy).
 
@@ -87,9 +87,18 @@ class CardConfig(_Strict):
     energy_j_per_token_in: float | None = Field(None, ge=0)
     energy_j_per_token_out: float | None = Field(None, ge=0)
     watts_per_core: float | None = Field(None, ge=0)
-    context_size: int = Field(8192, gt=0)
     label: str = ""
     source: str = ""
+    # Capabilities (routing respects them, docs/routing.md). None: the backend's default
+    # (duetto.engine.BACKEND_CAPABILITIES); context_size defaults to n_ctx for the backends
+    # that load the model themselves (local, standin), else 8192.
+    context_size: int | None = Field(None, gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+    tools: bool | None = None
+    json_schema: bool | None = None
+    vision: bool | None = None
+    audio: bool | None = None
+    logprobs: bool | None = None
 
 
 class ModelConfig(_Strict):

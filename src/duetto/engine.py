@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from duetto.calibrate import AdaptiveThreshold, Target
+from duetto.capabilities import FEATURES
 from duetto.config import Config, ModelConfig, StrategyConfig, build_order, load_config
 from duetto.errors import ConfigError, UnknownModel, UserError
 from duetto.models.base import ChatModel, LeafModel, ModelCard, PiiCounter
@@ -30,20 +31,42 @@ M = TypeVar("M", bound=ChatModel)
 Wrapper = Callable[[str, ChatModel], ChatModel]
 
 
+# What each backend can do when its card does not say. local: llama.cpp in process, JSON
+# enforced by a decoding grammar, log-probs computed; openai/standin: an OpenAI-compatible
+# server that takes tools, response_format and logprobs (the stand-in is served with a
+# tool-calling chat format); replay answers recorded text only; fake (a test tool) claims all.
+BACKEND_CAPABILITIES: dict[str, frozenset[str]] = {
+    "local": frozenset({"json_schema", "logprobs"}),
+    "openai": frozenset({"tools", "json_schema", "logprobs"}),
+    "standin": frozenset({"tools", "json_schema", "logprobs"}),
+    "replay": frozenset(),
+    "fake": frozenset({"tools", "json_schema", "vision", "audio", "logprobs"}),
+}
+
+
 def make_card(name: str, mc: ModelConfig) -> ModelCard:
     c = mc.card
     default_remote = mc.backend in ("openai", "standin")
     location = c.location or ("remote" if default_remote else "local")
+    own_ctx = mc.backend in ("local", "standin")  # the model is loaded with n_ctx
     kw: dict[str, Any] = {
         "name": c.name or name,
         "location": location,
         "trusted": c.trusted if c.trusted is not None else location == "local",
         "price_in_per_mtok": c.price_in_per_mtok,
         "price_out_per_mtok": c.price_out_per_mtok,
-        "context_size": c.context_size,
+        # a model loaded with n_ctx holds no more, whatever the card says
+        "context_size": min(c.context_size or mc.n_ctx, mc.n_ctx)
+        if own_ctx
+        else (c.context_size or 8192),
+        "max_output_tokens": c.max_output_tokens,
         "label": c.label,
         "source": c.source,
     }
+    offered = BACKEND_CAPABILITIES[mc.backend]
+    for key in FEATURES:
+        value = getattr(c, key)
+        kw[key] = value if value is not None else key in offered
     for key in ("energy_j_per_token_in", "energy_j_per_token_out", "watts_per_core"):
         if getattr(c, key) is not None:
             kw[key] = getattr(c, key)

@@ -1,7 +1,8 @@
 """The OpenAI-compatible HTTP surface of duetto: `create_app(engine, settings)`.
 
     POST /v1/chat/completions   stream and non-stream; the model name picks a strategy or model
-    GET  /v1/models             strategies and raw models
+    POST /v1/embeddings         the local MiniLM (gateway/embeddings.py)
+    GET  /v1/models             strategies and raw models, with their capabilities
     GET  /v1/traces/{id}        a stored request with its trace (the caller's own)
     GET  /health, /metrics      liveness and Prometheus
     GET  /dashboard             live page (static HTML+JS), fed by /dashboard/data
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from duetto.engine import Engine
 from duetto.errors import GatewayFailure, Rejected
+from duetto.gateway import embeddings
 from duetto.gateway.metrics import GatewayMetrics
 from duetto.gateway.protocol import (
     ChatCompletionRequest,
@@ -291,6 +293,8 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
             sse(), media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
         )
 
+    app.include_router(embeddings.router(caller))  # POST /v1/embeddings (local MiniLM)
+
     @app.get("/v1/models", responses=_ERRORS, summary="Strategies and raw models")
     async def list_models(_: Annotated[Any, Depends(caller)]) -> dict[str, Any]:
         data = []
@@ -306,9 +310,13 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
                         "kind": "strategy" if mode else "model",
                         "mode": mode,
                         "location": m.card.location,
+                        # a strategy: what some candidate offers (a pipeline: every stage)
+                        "capabilities": m.capabilities(),
                     },
                 }
             )
+        if (entry := embeddings.model_entry()) is not None:
+            data.append(entry)
         return {"object": "list", "data": data}
 
     @app.get("/v1/traces/{trace_id}", responses=_ERRORS, summary="A stored request and trace")

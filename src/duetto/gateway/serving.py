@@ -1,7 +1,8 @@
 """The life of one request in the gateway, free of HTTP:
 
     admit     model lookup, session affinity, rate limit, privacy policy (detect once; redact
-              the request, or hand it to the trusted local model), budget reservation
+              the request, or hand it to the trusted local model), capabilities (a request the
+              model cannot serve is a 400 MissingCapability), budget reservation
     complete  / stream: the requested model or strategy under a deadline, wrapped in a
               `Fallback` strategy when a fallback is configured: on any failure it answers (a
               stream cut mid-way is continued), and the trace says so; redacted answers are
@@ -36,6 +37,7 @@ from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
 from duetto.privacy.apply import use_detector
 from duetto.store import TraceStore
+from duetto.strategies.capable import refusal
 from duetto.strategies.fallback import Fallback, deltas, describe, rescued
 from duetto.trace import new_trace_id
 from duetto.usage import Usage
@@ -186,6 +188,9 @@ class Gateway:
             allow_fallback = self.fallback is not None and self.fallback.card.trusted
         if plan is not None:
             request = plan.request
+        if missing := model.lacks(request):  # needs tools, images, a longer context, ...
+            self.metrics.rejected.labels("capability").inc()
+            raise refusal(model.name, getattr(model, "mode", ""), missing)
         cards = [m.card for m in leaves(model, distinct=False)]
         fallback = self._fallback_for(model) if allow_fallback else None
         if fallback is not None:

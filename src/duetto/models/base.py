@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from duetto.capabilities import card_capabilities, lacking
 from duetto.messages import ChatRequest, ChatResponse, Choice, StreamChunk, ToolCall
 from duetto.trace import Step
 from duetto.usage import Usage
@@ -37,7 +38,11 @@ PiiCounter = Callable[[str], int]
 
 @dataclass(frozen=True, slots=True)
 class ModelCard:
-    """What a model is and what it costs: fixed for the life of the model."""
+    """What a model is, what it can do and what it costs: fixed for the life of the model.
+
+    The capabilities (`tools` … `max_output_tokens`) are what routing respects: a request that
+    needs one goes only to models whose card has it (duetto.capabilities). A card claims none
+    of the features unless told; the config sets them per backend (duetto.engine.make_card)."""
 
     name: str
     location: Literal["local", "remote"] = "local"
@@ -47,9 +52,15 @@ class ModelCard:
     energy_j_per_token_in: float = DEFAULT_REMOTE_J_PER_TOKEN_IN
     energy_j_per_token_out: float = DEFAULT_REMOTE_J_PER_TOKEN_OUT
     watts_per_core: float = DEFAULT_WATTS_PER_CORE
-    context_size: int = 8192
+    context_size: int = 8192  # tokens of prompt + answer the model holds
     label: str = ""  # shown in reports, e.g. "offline stand-in for a remote LLM"
     source: str = ""  # where prices/energy figures come from
+    tools: bool = False  # answers with tool calls when given `tools`
+    json_schema: bool = False  # honours response_format json_schema / json_object
+    vision: bool = False  # reads image (and file) content parts
+    audio: bool = False  # reads input_audio content parts
+    logprobs: bool = False  # returns token log-probabilities when asked
+    max_output_tokens: int | None = None  # None: bounded by the context only
 
     @property
     def is_remote(self) -> bool:
@@ -95,6 +106,15 @@ class ChatModel(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections, processes or weights."""
+
+    def lacks(self, request: ChatRequest) -> list[str]:
+        """What this model lacks to answer `request` (duetto.capabilities.lacking); empty when
+        it can. A strategy answers for the candidates it would choose among."""
+        return lacking(self.card, request)
+
+    def capabilities(self) -> dict[str, Any]:
+        """What this model offers (GET /v1/models): its card's capabilities."""
+        return card_capabilities(self.card)
 
     def complete_sync(self, request: ChatRequest) -> ChatResponse:
         """Thin sync helper for scripts and notebooks without a running loop."""
@@ -199,9 +219,10 @@ class LeafModel(ChatModel):
         for name, tokens in raw.usage_details.items():
             if hasattr(usage, name) and isinstance(tokens, int):
                 setattr(usage, name, tokens)
-        step = Step(
-            name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=raw.extra
-        )
+        extra = raw.extra
+        if raw.tool_calls:  # traces record tool calls: the names (arguments are answer content)
+            extra = {**extra, "tool_calls": [c.name for c in raw.tool_calls]}
+        step = Step(name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=extra)
         return ChatResponse(
             text=raw.text,
             model=card.name,
