@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -31,8 +31,9 @@ DEFAULT_WATTS_PER_CORE = 10.0
 DEFAULT_REMOTE_J_PER_TOKEN_OUT = 3.0
 DEFAULT_REMOTE_J_PER_TOKEN_IN = 0.3
 
-# Counts the PII entities in a text (e.g. duetto.scoring.pii.count_pii).
-PiiCounter = Callable[[str], int]
+# Counts the PII entities in a text: a count (duetto.scoring.pii.count_pii) or counts by risk
+# tier (duetto.privacy.leaks.count_by_tier), which the leaf's trace step keeps as `pii_tiers`.
+PiiCounter = Callable[[str], int | Mapping[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,15 +165,21 @@ class LeafModel(ChatModel):
                 first = (time.perf_counter() - meter.t0) * 1000
             yield StreamChunk(delta=item)
 
-    def _pii_sent(self, request: ChatRequest) -> int:
+    def _pii_sent(self, request: ChatRequest) -> tuple[int, Mapping[str, int] | None]:
+        """(entities sent, by tier if the counter tells them)."""
         if self.card.trusted or self.pii_counter is None:
-            return 0
-        return self.pii_counter(request.text)
+            return 0, None
+        counted = self.pii_counter(request.text)
+        if isinstance(counted, int):
+            return counted, None
+        return sum(counted.values()), counted
 
     def _account(self, request: ChatRequest, raw: RawResult, meter: _Meter) -> ChatResponse:
         latency_ms, cpu_s, rapl_j = meter.stop()
         card = self.card
         energy = card.energy(raw.tokens_in, raw.tokens_out, cpu_s)
+        pii_sent, pii_tiers = self._pii_sent(request)
+        extra = {**raw.extra, "pii_tiers": dict(pii_tiers)} if pii_tiers else raw.extra
         if not card.is_remote and rapl_j is not None and rapl_j > 0:
             energy = rapl_j
         usage = Usage(
@@ -184,12 +191,12 @@ class LeafModel(ChatModel):
             ttft_ms=raw.ttft_ms if raw.ttft_ms is not None else latency_ms,
             cost_usd=card.cost(raw.tokens_in, raw.tokens_out),
             energy_j=energy,
-            pii_sent=self._pii_sent(request),
+            pii_sent=pii_sent,
             calls=1,
             remote_calls=1 if card.is_remote else 0,
         )
         step = Step(
-            name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=raw.extra
+            name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=extra
         )
         return ChatResponse(
             text=raw.text,
