@@ -141,9 +141,7 @@ async def test_rescan_at_share_one_counts_the_residual_leak(tmp_path: Path) -> N
             assert r.status_code == 200
         await app.state.gateway.leaks.drain()
         text = (await c.get("/metrics")).text
-        scanned = metric(text, "duetto_leak_rescans_total", outcome="scanned")
-        dropped = metric(text, "duetto_leak_rescans_total", outcome="dropped")
-        assert scanned in (1, 2) and scanned + dropped == 6  # each sample scanned or dropped
+        assert metric(text, "duetto_leak_rescans_total", outcome="scanned") == 2
         got = metric(text, "duetto_residual_leaks_total", tier="contact", model="remote-card")
         assert got == 2  # the name, once per request; the secret and e-mail were caught inline
         assert metric(text, "duetto_residual_leaks_total", tier="secret") == 0
