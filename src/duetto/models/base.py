@@ -117,11 +117,18 @@ class RawResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_rapl_readable = True  # False after the first failed read: never tried again (a syscall each)
+
+
 def _rapl_energy_uj() -> int | None:
+    global _rapl_readable
+    if not _rapl_readable:
+        return None
     try:
         with open("/sys/class/powercap/intel-rapl:0/energy_uj") as fh:
             return int(fh.read().strip())
     except (OSError, ValueError):
+        _rapl_readable = False
         return None
 
 
@@ -148,12 +155,12 @@ class LeafModel(ChatModel):
         yield raw
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        meter = _Meter()
+        meter = _Meter(not self.card.is_remote)
         raw = await self._call(request)
         return self._account(request, raw, meter)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        meter = _Meter()
+        meter = _Meter(not self.card.is_remote)
         first: float | None = None
         async for item in self._stream_raw(request):
             if isinstance(item, RawResult):
@@ -211,13 +218,18 @@ class LeafModel(ChatModel):
 class _Meter:
     """Wall time, process CPU time and (where readable) RAPL energy of one call."""
 
-    def __init__(self) -> None:
+    def __init__(self, local: bool = True) -> None:
+        # A remote call's energy comes from its tokens: no CPU clock nor RAPL read (syscalls,
+        # costly in a sandbox, on every gateway request).
+        self.local = local
         self.t0 = time.perf_counter()
-        self.cpu0 = time.process_time()
-        self.rapl0 = _rapl_energy_uj()
+        self.cpu0 = time.process_time() if local else 0.0
+        self.rapl0 = _rapl_energy_uj() if local else None
 
     def stop(self) -> tuple[float, float, float | None]:
         latency_ms = (time.perf_counter() - self.t0) * 1000
+        if not self.local:
+            return latency_ms, 0.0, None
         cpu_s = time.process_time() - self.cpu0
         rapl1 = _rapl_energy_uj()
         rapl_j = (
