@@ -104,10 +104,8 @@ def test_the_inline_rules_see_the_secret_and_the_email_not_the_name() -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_per_tier_counts_in_metrics_dashboard_and_trace(
-    tmp_path: Path, stream: bool
-) -> None:
-    async with gateway(tmp_path) as (app, c):
+async def test_per_tier_counts_in_metrics_dashboard_and_trace(tmp_path: Path, stream: bool) -> None:
+    async with gateway(tmp_path) as (_, c):
         r = await c.post("/v1/chat/completions", json=body(stream=stream), headers=AUTH)
         assert r.status_code == 200
         trace_id = r.headers["x-duetto-trace-id"]

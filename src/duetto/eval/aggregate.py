@@ -123,7 +123,7 @@ def summarize_strategy(
 
 def leaks_by_tier(counts: Iterable[Mapping[str, int] | None]) -> dict[str, int]:
     """{tier: entities sent} over the records, every tier listed (0 when none was sent)."""
-    out = dict.fromkeys(TIERS, 0)
+    out: dict[str, int] = dict.fromkeys(TIERS, 0)
     for c in counts:
         for tier, n in (c or {}).items():
             out[tier] = out.get(tier, 0) + int(n)

@@ -202,9 +202,7 @@ class LeafModel(ChatModel):
             calls=1,
             remote_calls=1 if card.is_remote else 0,
         )
-        step = Step(
-            name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=extra
-        )
+        step = Step(name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=extra)
         return ChatResponse(
             text=raw.text,
             model=card.name,

@@ -53,7 +53,7 @@ def add_tiers(total: dict[str, int], more: Mapping[str, int]) -> dict[str, int]:
     """`total` with `more` added in place (and returned), in the order of TIERS."""
     for tier, n in more.items():
         total[tier] = total.get(tier, 0) + int(n)
-    order = {t: i for i, t in enumerate(TIERS)}
+    order: dict[str, int] = {t: i for i, t in enumerate(TIERS)}
     ordered = sorted(total.items(), key=lambda kv: order.get(kv[0], len(order)))
     total.clear()
     total.update(ordered)
