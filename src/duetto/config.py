@@ -151,6 +151,10 @@ class GatewayConfig(_Strict):
     breaker_reset_s: float = Field(30.0, gt=0)
     affinity: bool = False
     redact_store: bool | None = None  # default: redact when privacy.policy is not "allow"
+    # share of the text sent to untrusted models re-scanned off the request path by the
+    # slower second opinion (the detector, or the local model's pass): residual leaks
+    leak_rescan_share: float = Field(0.05, ge=0, le=1)
+    leak_second_opinion: Literal["detector", "model"] = "detector"
 
 
 class Config(_Strict):

@@ -30,6 +30,7 @@ from duetto.gateway.auth import ApiKey, KeyRing
 from duetto.gateway.billing import Billing, Budgets, partial_cost, worst_case_cost
 from duetto.gateway.boundary import plan_for, restored, shown, trusted_local
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
+from duetto.gateway.leaks import LeakMeter, sent_by_model
 from duetto.gateway.metrics import GatewayMetrics, Outcome
 from duetto.gateway.records import Answer, Call, llm_only_cost, trace_record
 from duetto.gateway.settings import GatewaySettings
@@ -67,6 +68,9 @@ class Gateway:
         self.local: ChatModel | None = None  # answers local_only requests
         self.llm_card: ModelCard | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.leaks = LeakMeter(
+            metrics, share=settings.leak_rescan_share, queue_size=settings.leak_rescan_queue
+        )
 
     # ---- setup -----------------------------------------------------------------------------
 
@@ -98,8 +102,23 @@ class Gateway:
             log.info("PII detector: %s", used)
         names = (self.settings.local_model, self.settings.fallback)
         self.local = trusted_local(self.settings.privacy, [self.lookup(n) for n in names if n])
+        self._start_leak_meter()
         if self.keys.open:
             log.warning("no API keys configured: the gateway accepts every caller")
+
+    def _start_leak_meter(self) -> None:
+        """Inline per-tier counting on every untrusted leaf, and the sampled re-scan by the
+        second opinion (gateway.leaks)."""
+        self.leaks.install(self.engine.models.values())
+        if self.settings.leak_second_opinion == "model" and self.leaks.second_opinion is None:
+            if self.local is None:
+                log.warning("leak_second_opinion: model, but no trusted local model: detector")
+            else:
+                from duetto.privacy.model_pass import ModelPass
+                from duetto.scoring.pii import detect
+
+                self.leaks.second_opinion = ModelPass(self.local, base=detect).detect
+        self.leaks.start()
 
     def _adapt_uncalibrated(self) -> None:
         """A thresholded strategy with a target but no threshold (e.g. the embedded defaults,
@@ -123,6 +142,7 @@ class Gateway:
     async def aclose(self) -> None:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=10)
+        await self.leaks.aclose()
 
     def names(self) -> list[tuple[str, ChatModel]]:
         return [*self.engine.strategies.items(), *self.engine.models.items()]
@@ -355,6 +375,7 @@ class Gateway:
                 call.ttft_s,
                 fallback,
                 call.stream,
+                sent_by_model(response.trace) if response is not None else {},
             )
         )
         if answer is not None and status == "ok" and self.settings.affinity and call.session:
