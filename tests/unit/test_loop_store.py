@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from test_gateway_store import db_url  # tests/unit is on the path (rootdir prepend)
 
 from duetto.loop.store import Label, LoopStore, Shadow
 from duetto.store import TraceRecord, TraceStore
-from test_gateway_store import db_url  # tests/unit is on the path (rootdir prepend)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -27,7 +27,9 @@ async def loop_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         await traces.close()
 
 
-def trace(tid: str, served_by: str = "llm", response: str = "42", created: float = 1.0) -> TraceRecord:
+def trace(
+    tid: str, served_by: str = "llm", response: str = "42", created: float = 1.0
+) -> TraceRecord:
     return TraceRecord(
         id=tid,
         model="cascade",
@@ -44,7 +46,9 @@ async def test_shadows_labels_and_examples(loop_store: LoopStore) -> None:
     await loop_store.add_shadow(
         Shadow("t1", "slm", "41", answer={"confidence": 0.3, "logprob": -0.9}, cost_usd=0.0)
     )
-    await loop_store.add_label(Label("t1", "slm", "agreement", 0.0, strategy="cascade", kind="shadow"))
+    await loop_store.add_label(
+        Label("t1", "slm", "agreement", 0.0, strategy="cascade", kind="shadow")
+    )
     await loop_store.add_label(Label("t1", "slm", "judge", 0.2, cost_usd=0.001, kind="shadow"))
     await loop_store.add_label(Label("t1", "slm", "gold", 0.0, kind="shadow"))
     await loop_store.add_shadow(Shadow("t2", "llm", "B", kind="audit"))
@@ -52,7 +56,11 @@ async def test_shadows_labels_and_examples(loop_store: LoopStore) -> None:
     await loop_store.add_label(Label("gone", "slm", "feedback", 1.0))  # trace not stored
 
     assert [lb.source for lb in await loop_store.labels()] == [
-        "agreement", "judge", "gold", "feedback", "feedback"
+        "agreement",
+        "judge",
+        "gold",
+        "feedback",
+        "feedback",
     ]
     assert [lb.trace_id for lb in await loop_store.labels(source="feedback")] == ["t2", "gone"]
     assert len(await loop_store.shadows()) == 2

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from duetto.errors import FallbackFailed, GatewayFailure, ModelError, OverBudget, Rejected
@@ -65,6 +65,9 @@ class Gateway:
         self.local: ChatModel | None = None  # answers local_only requests
         self.llm_card: ModelCard | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # called with each answered call once its record is stored (the live loop): must not
+        # block or raise; they only enqueue background work
+        self.after_finish: list[Callable[[Call, Answer], None]] = []
 
     # ---- setup -----------------------------------------------------------------------------
 
@@ -369,6 +372,12 @@ class Gateway:
                 await self.store.append(record)
         except Exception:
             log.exception("%s: could not store the trace", call.trace_id)
+        if answer is not None and status == "ok":
+            for hook in self.after_finish:
+                try:
+                    hook(call, answer)
+                except Exception:
+                    log.exception("%s: an after-finish hook failed", call.trace_id)
 
     def finish_cancelled(self, call: Call) -> None:
         """The client went away: account for it from a task of its own (the caller is being
