@@ -330,10 +330,10 @@ def agreement(candidate: str, reference: str) -> float | None:
     if letter is not None and len(ref_norm.split()) <= SHORT_LABEL_WORDS:
         return 1.0 if extract_choice(candidate) == letter else 0.0
     if ref_norm and len(ref_norm.split()) <= SHORT_LABEL_WORDS:
-        got = normalise(candidate)
-        if got == ref_norm:
+        said = normalise(candidate)
+        if said == ref_norm:
             return 1.0
         # a short reply that names the label ("The intent is card arrival.")
-        short = len(got.split()) <= 2 * SHORT_LABEL_WORDS
-        return 1.0 if short and re.search(phrase_pattern(ref_norm), got) else 0.0
+        short = len(said.split()) <= 2 * SHORT_LABEL_WORDS
+        return 1.0 if short and re.search(phrase_pattern(ref_norm), said) else 0.0
     return None

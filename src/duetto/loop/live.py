@@ -335,7 +335,7 @@ class Loop:
         return {
             "strategies": strategies,
             "queues": {
-                n: {
+                q.name: {
                     "depth": q.depth,
                     "size": q.size,
                     "offered": q.offered,
@@ -343,7 +343,7 @@ class Loop:
                     "done": q.done,
                     "failed": q.failed,
                 }
-                for n, q in self.queues.items()
+                for q in self.queues.values()
             },
             "sampled": dict(self.stats.sampled),
             "skipped_private": self.stats.skipped_private,
