@@ -330,3 +330,23 @@ async def test_requests_the_privacy_policy_protects_stay_out_of_the_loop(tmp_pat
         await app.state.loop.drain()
         assert await app.state.loop.store.shadows() == []
         assert app.state.loop.snapshot()["skipped_private"] == 1
+
+
+async def test_a_raw_local_model_is_audited_and_estimated(tmp_path: Path) -> None:
+    engine = TinyEngine(
+        {"slm": ScriptedModel("slm-card", "42"), "llm": ScriptedModel(LLM_CARD, "#### 42")}
+    )
+    audit = AuditConfig(share=1.0, judge_share=0.0, target=0.9, refresh_s=3600)
+    async with gateway(engine, tmp_path, audit=audit) as (app, c):
+        for i in range(4):
+            await c.post("/v1/chat/completions", json=chat("slm", f"q{i}"), headers=AUTH)
+        await c.post("/v1/chat/completions", json=chat("llm", "q"), headers=AUTH)  # not audited
+        await app.state.loop.drain()
+        await app.state.loop.refresh()
+        loop = (await c.get("/v1/loop", headers=AUTH)).json()
+        q = loop["strategies"]["slm"]["quality"]
+        assert q["n"] == 4 and q["mean"] == 1.0 and q["target"] == 0.9  # 42 agrees with #### 42
+        assert loop["queues"]["audit"]["done"] == 4 and loop["sampled"]["audit"] == 4
+        m = (await c.get("/metrics")).text
+        assert metric(m, "duetto_loop_quality_estimate", strategy="slm") == 1.0
+        assert metric(m, "duetto_loop_llm_share", strategy="llm") == 1.0
