@@ -133,3 +133,31 @@ def test_estimate_and_controller_decision() -> None:
     assert audited_threshold(0.98, 0.5, 0.9, 0.05) == 1.0  # capped
     assert audited_threshold(1.0, 0.5, 0.9, 0.05) is None
     assert audited_threshold(0.5, math.nan, 0.9, 0.05) is None
+
+
+def test_loop_config_is_typed_and_checked() -> None:
+    from duetto.config import parse_config
+    from duetto.errors import ConfigError
+
+    models = {
+        "slm": {"backend": "fake", "card": {"name": "slm"}},
+        "llm": {"backend": "fake", "card": {"name": "llm", "location": "remote"}},
+    }
+    ok = parse_config(
+        {
+            "models": models,
+            "gateway": {"shadow": {"llm": {"candidate": "slm", "share": 0.5}}, "audit": {}},
+        }
+    )
+    assert ok.gateway.shadow["llm"].queue == 256 and ok.gateway.audit is not None
+    for gateway, path in [
+        ({"shadow": {"llm": {"candidate": "nope"}}}, "gateway.shadow.llm.candidate"),
+        ({"shadow": {"gpt": {"candidate": "slm"}}}, "gateway.shadow.gpt"),
+        ({"audit": {"judge": "nope"}}, "gateway.audit.judge"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            parse_config({"models": models, "gateway": gateway})
+        assert err.value.path == path
+    for bad in ({"shadow": {"llm": {"candidate": "slm", "share": 2}}}, {"audit": {"sahre": 0.1}}):
+        with pytest.raises(ConfigError):
+            parse_config({"models": models, "gateway": bad})
