@@ -350,3 +350,25 @@ async def test_a_raw_local_model_is_audited_and_estimated(tmp_path: Path) -> Non
         m = (await c.get("/metrics")).text
         assert metric(m, "duetto_loop_quality_estimate", strategy="slm") == 1.0
         assert metric(m, "duetto_loop_llm_share", strategy="llm") == 1.0
+
+
+async def test_first_stage_shadows_a_strategy_with_its_first_model(tmp_path: Path) -> None:
+    shadow = {"route": ShadowConfig(candidate="first_stage", share=1.0, judge_share=0.0)}
+    settings = GatewaySettings(db=str(tmp_path / "gw.db"), keys=KEYS, shadow=shadow)
+    app = create_app(Engine(route_config()), settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+            long = "a long question " * 100  # routed to the LLM
+            r = await c.post("/v1/chat/completions", json=chat("route", long), headers=AUTH)
+            assert r.json()["choices"][0]["message"]["content"] == "large"
+            await app.state.loop.drain()
+            [s] = await app.state.loop.store.shadows()
+            assert (s.candidate, s.text) == ("slm-card", "small")
+    bad = GatewaySettings(
+        db=str(tmp_path / "gw2.db"), shadow={"slm": ShadowConfig(candidate="first_stage")}
+    )
+    app = create_app(Engine(route_config()), bad)
+    with pytest.raises(Exception, match="no first stage"):
+        async with app.router.lifespan_context(app):
+            pass
