@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from duetto.errors import FallbackFailed, GatewayFailure, ModelError, OverBudget, Rejected
@@ -71,6 +71,9 @@ class Gateway:
         self.leaks = LeakMeter(
             metrics, share=settings.leak_rescan_share, queue_size=settings.leak_rescan_queue
         )
+        # called with each answered call once its record is stored (the live loop): must not
+        # block or raise; they only enqueue background work
+        self.after_finish: list[Callable[[Call, Answer], None]] = []
 
     # ---- setup -----------------------------------------------------------------------------
 
@@ -397,6 +400,12 @@ class Gateway:
                 await self.store.append(record)
         except Exception:
             log.exception("%s: could not store the trace", call.trace_id)
+        if answer is not None and status == "ok":
+            for hook in self.after_finish:
+                try:
+                    hook(call, answer)
+                except Exception:
+                    log.exception("%s: an after-finish hook failed", call.trace_id)
 
     def finish_cancelled(self, call: Call) -> None:
         """The client went away: account for it from a task of its own (the caller is being
