@@ -4,8 +4,8 @@ The engine is the one place that knows both the config schema and the constructo
 strategies stay free of YAML and the surfaces (CLI, gateway) stay free of constructors.
 `cache=True` wraps every leaf model in the evaluator's call cache (duetto eval / demo); `wrap`
 adds wrappers of its own (the gateway's circuit breakers), applied to each model, in order,
-before the strategies are built. Every leaf gets `pii_counter` (duetto.scoring.pii.count_pii,
-the counter of the detector in use, unless given): the privacy axis of everything it builds.
+before the strategies are built. Every leaf gets `pii_counter` (duetto.privacy.leaks.count_by_tier,
+the detector in use counted by risk tier, unless given): the privacy axis of everything it builds.
 
     engine = Engine.from_yaml("duetto.yaml")        # or Engine(load_config(path), ...)
     async with engine:
@@ -116,10 +116,10 @@ class Engine:
             return self
         try:
             counter = self._pii_counter
-            if counter is None:
-                from duetto.scoring.pii import count_pii
+            if counter is None:  # the configured detector's entities, by risk tier
+                from duetto.privacy.leaks import count_by_tier
 
-                counter = count_pii
+                counter = count_by_tier
             for name, mc in self.cfg.models.items():
                 model = await self._build_model(name, mc)
                 if isinstance(model, LeafModel):

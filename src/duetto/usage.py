@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -40,9 +40,13 @@ class Usage:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # every field is a number: no recursive asdict (it deep-copies; twice per gateway request)
+        return {name: getattr(self, name) for name in _NAMES}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Usage:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+_NAMES = tuple(f.name for f in fields(Usage))

@@ -1,7 +1,9 @@
 """The OpenAI-compatible HTTP surface of duetto: `create_app(engine, settings)`.
 
     POST /v1/chat/completions   stream and non-stream; the model name picks a strategy or model
-    GET  /v1/models             strategies and raw models
+    POST /v1/embeddings         the local MiniLM (gateway/embeddings.py)
+    GET  /v1/models             strategies and raw models, with their capabilities
+    POST /v1/feedback, GET /v1/loop   the live loop (gateway/loop_routes.py)
     GET  /v1/traces/{id}        a stored request with its trace (the caller's own)
     GET  /health, /metrics      liveness and Prometheus
     GET  /dashboard             live page (static HTML+JS), fed by /dashboard/data
@@ -22,6 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from duetto.engine import Engine
 from duetto.errors import GatewayFailure, Rejected
+from duetto.gateway import embeddings
+from duetto.gateway.loop_routes import install_loop
 from duetto.gateway.metrics import GatewayMetrics
 from duetto.gateway.protocol import (
     ChatCompletionRequest,
@@ -85,8 +89,10 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         try:
             await engine.start()
             await gw.start()
+            await loop.start()
             yield
         finally:
+            await loop.aclose()
             await gw.aclose()
             with contextlib.suppress(Exception):
                 await engine.aclose()
@@ -181,6 +187,8 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
                 )
             )
         return who
+
+    loop = install_loop(app, gw, caller)
 
     @app.post(
         "/v1/chat/completions",
@@ -291,6 +299,8 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
             sse(), media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
         )
 
+    app.include_router(embeddings.router(caller))  # POST /v1/embeddings (local MiniLM)
+
     @app.get("/v1/models", responses=_ERRORS, summary="Strategies and raw models")
     async def list_models(_: Annotated[Any, Depends(caller)]) -> dict[str, Any]:
         data = []
@@ -306,9 +316,13 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
                         "kind": "strategy" if mode else "model",
                         "mode": mode,
                         "location": m.card.location,
+                        # a strategy: what some candidate offers (a pipeline: every stage)
+                        "capabilities": m.capabilities(),
                     },
                 }
             )
+        if (entry := embeddings.model_entry()) is not None:
+            data.append(entry)
         return {"object": "list", "data": data}
 
     @app.get("/v1/traces/{trace_id}", responses=_ERRORS, summary="A stored request and trace")
@@ -316,7 +330,11 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         record = await store.get(trace_id) if len(trace_id) <= 64 else None
         if record is None or (who.name is not None and record.key != who.name):
             return error(404, f"No trace {trace_id!r}", "invalid_request_error", "not_found")
-        return JSONResponse(record.to_dict())
+        data = record.to_dict()
+        extra = await loop.store.for_trace(trace_id)
+        if extra["shadows"] or extra["labels"]:
+            data["loop"] = extra  # shadow/audit answers and labels, stored beside the trace
+        return JSONResponse(data)
 
     @app.get("/health", summary="Liveness and upstream breaker states")
     async def health() -> dict[str, Any]:
@@ -346,6 +364,7 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         snap = metrics.live.snapshot(time.time())
         snap["breakers"] = {n: b.state for n, b in gw.breakers.items()}
         snap["llm"] = gw.llm_card.name if gw.llm_card else None
+        snap["loop"] = loop.snapshot()
         return snap
 
     return app

@@ -9,6 +9,7 @@ from typing import Any
 
 from duetto.gateway.auth import ApiKey
 from duetto.gateway.billing import Reservation
+from duetto.gateway.leaks import sent_by_tier
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
 from duetto.privacy.apply import PrivacyPlan
@@ -76,6 +77,8 @@ def trace_record(
             usage=r.usage.to_dict(),
             trace=r.trace.to_dict(),
         )
+        if tiers := sent_by_tier(r.trace):  # what left the device, by risk tier (counts only)
+            body["pii_sent_by_tier"] = tiers
         if answer.primary_error:
             body["primary_error"] = answer.primary_error
     else:

@@ -1,7 +1,8 @@
 """The life of one request in the gateway, free of HTTP:
 
     admit     model lookup, session affinity, rate limit, privacy policy (detect once; redact
-              the request, or hand it to the trusted local model), budget reservation
+              the request, or hand it to the trusted local model), capabilities (a request the
+              model cannot serve is a 400 MissingCapability), budget reservation
     complete  / stream: the requested model or strategy under a deadline, wrapped in a
               `Fallback` strategy when a fallback is configured: on any failure it answers (a
               stream cut mid-way is continued), and the trace says so; redacted answers are
@@ -20,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from duetto.errors import FallbackFailed, GatewayFailure, ModelError, OverBudget, Rejected
@@ -29,6 +30,7 @@ from duetto.gateway.auth import ApiKey, KeyRing
 from duetto.gateway.billing import Billing, Budgets, partial_cost, worst_case_cost
 from duetto.gateway.boundary import plan_for, restored, shown, trusted_local
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
+from duetto.gateway.leaks import LeakMeter, sent_by_model
 from duetto.gateway.metrics import GatewayMetrics, Outcome
 from duetto.gateway.records import Answer, Call, llm_only_cost, trace_record
 from duetto.gateway.settings import GatewaySettings
@@ -36,6 +38,7 @@ from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
 from duetto.privacy.apply import use_detector
 from duetto.store import TraceStore
+from duetto.strategies.capable import refusal
 from duetto.strategies.fallback import Fallback, deltas, describe, rescued
 from duetto.trace import new_trace_id
 from duetto.usage import Usage
@@ -65,6 +68,12 @@ class Gateway:
         self.local: ChatModel | None = None  # answers local_only requests
         self.llm_card: ModelCard | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.leaks = LeakMeter(
+            metrics, share=settings.leak_rescan_share, queue_size=settings.leak_rescan_queue
+        )
+        # called with each answered call once its record is stored (the live loop): must not
+        # block or raise; they only enqueue background work
+        self.after_finish: list[Callable[[Call, Answer], None]] = []
 
     # ---- setup -----------------------------------------------------------------------------
 
@@ -96,8 +105,23 @@ class Gateway:
             log.info("PII detector: %s", used)
         names = (self.settings.local_model, self.settings.fallback)
         self.local = trusted_local(self.settings.privacy, [self.lookup(n) for n in names if n])
+        self._start_leak_meter()
         if self.keys.open:
             log.warning("no API keys configured: the gateway accepts every caller")
+
+    def _start_leak_meter(self) -> None:
+        """Inline per-tier counting on every untrusted leaf, and the sampled re-scan by the
+        second opinion (gateway.leaks)."""
+        self.leaks.install(self.engine.models.values())
+        if self.settings.leak_second_opinion == "model" and self.leaks.second_opinion is None:
+            if self.local is None:
+                log.warning("leak_second_opinion: model, but no trusted local model: detector")
+            else:
+                from duetto.privacy.model_pass import ModelPass
+                from duetto.scoring.pii import detect
+
+                self.leaks.second_opinion = ModelPass(self.local, base=detect).detect
+        self.leaks.start()
 
     def _adapt_uncalibrated(self) -> None:
         """A thresholded strategy with a target but no threshold (e.g. the embedded defaults,
@@ -121,6 +145,7 @@ class Gateway:
     async def aclose(self) -> None:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=10)
+        await self.leaks.aclose()
 
     def names(self) -> list[tuple[str, ChatModel]]:
         return [*self.engine.strategies.items(), *self.engine.models.items()]
@@ -186,6 +211,9 @@ class Gateway:
             allow_fallback = self.fallback is not None and self.fallback.card.trusted
         if plan is not None:
             request = plan.request
+        if missing := model.lacks(request):  # needs tools, images, a longer context, ...
+            self.metrics.rejected.labels("capability").inc()
+            raise refusal(model.name, getattr(model, "mode", ""), missing)
         cards = [m.card for m in leaves(model, distinct=False)]
         fallback = self._fallback_for(model) if allow_fallback else None
         if fallback is not None:
@@ -350,6 +378,7 @@ class Gateway:
                 call.ttft_s,
                 fallback,
                 call.stream,
+                sent_by_model(response.trace) if response is not None else {},
             )
         )
         if answer is not None and status == "ok" and self.settings.affinity and call.session:
@@ -371,6 +400,12 @@ class Gateway:
                 await self.store.append(record)
         except Exception:
             log.exception("%s: could not store the trace", call.trace_id)
+        if answer is not None and status == "ok":
+            for hook in self.after_finish:
+                try:
+                    hook(call, answer)
+                except Exception:
+                    log.exception("%s: an after-finish hook failed", call.trace_id)
 
     def finish_cancelled(self, call: Call) -> None:
         """The client went away: account for it from a task of its own (the caller is being

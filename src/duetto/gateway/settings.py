@@ -46,6 +46,7 @@ class GatewaySettings(GatewayConfig):
     default_max_tokens: int = 512
     store_prefix: str = "duetto_"
     max_sessions: int = 10_000
+    leak_rescan_queue: int = Field(64, ge=1)  # full: a sampled re-scan is dropped (and counted)
 
     @classmethod
     def from_config(cls, cfg: Config, *, db: str | None = None) -> GatewaySettings:

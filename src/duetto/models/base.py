@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -32,8 +32,9 @@ DEFAULT_WATTS_PER_CORE = 10.0
 DEFAULT_REMOTE_J_PER_TOKEN_OUT = 3.0
 DEFAULT_REMOTE_J_PER_TOKEN_IN = 0.3
 
-# Counts the PII entities in a text (e.g. duetto.scoring.pii.count_pii).
-PiiCounter = Callable[[str], int]
+# Counts the PII entities in a text: a count (duetto.scoring.pii.count_pii) or counts by risk
+# tier (duetto.privacy.leaks.count_by_tier), which the leaf's trace step keeps as `pii_tiers`.
+PiiCounter = Callable[[str], int | Mapping[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +141,18 @@ class RawResult:
     usage_details: dict[str, int] = field(default_factory=dict)  # Usage field -> tokens
 
 
+_rapl_readable = True  # False after the first failed read: never tried again (a syscall each)
+
+
 def _rapl_energy_uj() -> int | None:
+    global _rapl_readable
+    if not _rapl_readable:
+        return None
     try:
         with open("/sys/class/powercap/intel-rapl:0/energy_uj") as fh:
             return int(fh.read().strip())
     except (OSError, ValueError):
+        _rapl_readable = False
         return None
 
 
@@ -174,12 +182,12 @@ class LeafModel(ChatModel):
         yield raw
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        meter = _Meter()
+        meter = _Meter(not self.card.is_remote)
         raw = await self._call(request)
         return self._account(request, raw, meter)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        meter = _Meter()
+        meter = _Meter(not self.card.is_remote)
         first: float | None = None
         async for item in self._stream_raw(request):
             if isinstance(item, RawResult):
@@ -192,15 +200,21 @@ class LeafModel(ChatModel):
             # a backend yields a StreamChunk when a piece carries more than text
             yield item if isinstance(item, StreamChunk) else StreamChunk(delta=item)
 
-    def _pii_sent(self, request: ChatRequest) -> int:
+    def _pii_sent(self, request: ChatRequest) -> tuple[int, Mapping[str, int] | None]:
+        """(entities sent, by tier if the counter tells them)."""
         if self.card.trusted or self.pii_counter is None:
-            return 0
-        return self.pii_counter(request.text)
+            return 0, None
+        counted = self.pii_counter(request.text)
+        if isinstance(counted, int):
+            return counted, None
+        return sum(counted.values()), counted
 
     def _account(self, request: ChatRequest, raw: RawResult, meter: _Meter) -> ChatResponse:
         latency_ms, cpu_s, rapl_j = meter.stop()
         card = self.card
         energy = card.energy(raw.tokens_in, raw.tokens_out, cpu_s)
+        pii_sent, pii_tiers = self._pii_sent(request)
+        extra = {**raw.extra, "pii_tiers": dict(pii_tiers)} if pii_tiers else raw.extra
         if not card.is_remote and rapl_j is not None and rapl_j > 0:
             energy = rapl_j
         usage = Usage(
@@ -212,16 +226,16 @@ class LeafModel(ChatModel):
             ttft_ms=raw.ttft_ms if raw.ttft_ms is not None else latency_ms,
             cost_usd=card.cost(raw.tokens_in, raw.tokens_out),
             energy_j=energy,
-            pii_sent=self._pii_sent(request),
+            pii_sent=pii_sent,
             calls=1,
             remote_calls=1 if card.is_remote else 0,
         )
         for name, tokens in raw.usage_details.items():
             if hasattr(usage, name) and isinstance(tokens, int):
                 setattr(usage, name, tokens)
-        step = Step(
-            name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=raw.extra
-        )
+        if raw.tool_calls:  # traces record tool calls: the names (arguments are answer content)
+            extra = {**extra, "tool_calls": [c.name for c in raw.tool_calls]}
+        step = Step(name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=extra)
         return ChatResponse(
             text=raw.text,
             model=card.name,
@@ -238,13 +252,18 @@ class LeafModel(ChatModel):
 class _Meter:
     """Wall time, process CPU time and (where readable) RAPL energy of one call."""
 
-    def __init__(self) -> None:
+    def __init__(self, local: bool = True) -> None:
+        # A remote call's energy comes from its tokens: no CPU clock nor RAPL read (syscalls,
+        # costly in a sandbox, on every gateway request).
+        self.local = local
         self.t0 = time.perf_counter()
-        self.cpu0 = time.process_time()
-        self.rapl0 = _rapl_energy_uj()
+        self.cpu0 = time.process_time() if local else 0.0
+        self.rapl0 = _rapl_energy_uj() if local else None
 
     def stop(self) -> tuple[float, float, float | None]:
         latency_ms = (time.perf_counter() - self.t0) * 1000
+        if not self.local:
+            return latency_ms, 0.0, None
         cpu_s = time.process_time() - self.cpu0
         rapl1 = _rapl_energy_uj()
         rapl_j = (

@@ -83,14 +83,23 @@ def detect(text: str) -> list[Entity]:
     return _detector(text) if text else []
 
 
+def current_detector() -> Callable[[str], list[Entity]]:
+    """The process-wide detector `detect` runs now."""
+    return _detector
+
+
 # duetto.scoring.redact's placeholders (<EMAIL_ADDRESS_1>): they hold no personal data, though
 # an NER model may tag the word inside one (e.g. STREET_ADDRESS_1 as a LOCATION).
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
 
 
-def count_pii(text: str) -> int:
-    found = detect(text)
+def outside_placeholders(text: str, found: list[Entity]) -> list[Entity]:
+    """The entities of `text` that are not inside one of duetto's placeholders."""
     if not found or "<" not in text:
-        return len(found)
+        return found
     spans = [(m.start(), m.end()) for m in _PLACEHOLDER.finditer(text)]
-    return sum(1 for e in found if not any(s <= e.start and e.end <= end for s, end in spans))
+    return [e for e in found if not any(s <= e.start and e.end <= end for s, end in spans)]
+
+
+def count_pii(text: str) -> int:
+    return len(outside_placeholders(text, detect(text)))
