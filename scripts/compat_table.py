@@ -125,8 +125,9 @@ def render(g: dict[str, dict[str, dict[str, str]]]) -> str:
         f"Measured by `python scripts/compat_table.py` at commit `{commit()}` on "
         f"{datetime.now(UTC):%Y-%m-%d} ({versions()}). Each client is unmodified and runs "
         "every case directly against the suite's OpenAI-compatible upstream "
-        "(`duetto.testing.FakeOpenAIServer`) and through `duetto serve` in front of that same "
-        "upstream, asked for the raw model (`llm`) and for a route strategy (`route`).",
+        "(`duetto.testing.FakeOpenAIServer`) and through a duetto gateway (the app `duetto serve` "
+        "runs, on a loopback socket) in front of that same upstream, asked for the raw model "
+        "(`llm`) and for a route strategy (`route`).",
         "",
         "| client | direct | through duetto (`llm`) | through duetto (`route`) |",
         "|---|---|---|---|",
