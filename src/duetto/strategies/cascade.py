@@ -13,6 +13,10 @@ request escalates to the next model.
     pass_draft  on escalation, give the next model the rejected draft as a hint (a system note).
     rules       consulted first; a match sends the request straight to the named model ("rule").
 
+A degenerate draft (duetto.answers.degenerate: empty, a loop, runaway repetition) escalates
+whatever the threshold, without calling the verifier; its level node says why
+(`extra["degenerate"]`) and its score is 0.
+
 Trace: the cascade node records the level-0 score, threshold and decision ("accepted",
 "escalated" or "rule") with `extra["answered_by"]`; below it, one node per verified level
 (role "draft", decision accepted/escalated, score, threshold) holding the model call and the
@@ -26,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from duetto.answers import degenerate
 from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest, ChatResponse, add_system_note
 from duetto.models.base import ChatModel
@@ -93,11 +98,18 @@ class Cascade(Strategy):
         """Answer at `level` and verify: (level node without decision, answer, prob, raw).
         With `calibrated=False`, prob is the raw score (what a calibrator is fitted on)."""
         answer = await self.levels[level].complete(request)
-        raw, used = await self.verifier.score(request, answer)
-        # An unfitted calibrator (e.g. `duetto serve` of a config never run through `duetto
-        # eval`) passes the raw score through: both live in [0, 1] for the shipped verifiers.
-        cal = self.calibrator if calibrated else None
-        prob = cal(raw) if cal is not None and is_fitted(cal) else raw
+        extra: dict[str, Any] = {}
+        if (reason := degenerate(answer.text)) is not None:
+            # a loop or an empty answer is rejected whatever a verifier would say (a looping
+            # SmolLM2 answer gets a fair token confidence): not scored, score 0
+            raw, used, prob = 0.0, (), 0.0
+            extra["degenerate"] = reason
+        else:
+            raw, used = await self.verifier.score(request, answer)
+            # An unfitted calibrator (e.g. `duetto serve` of a config never run through `duetto
+            # eval`) passes the raw score through: both live in [0, 1] for the shipped verifiers.
+            cal = self.calibrator if calibrated else None
+            prob = cal(raw) if cal is not None and is_fitted(cal) else raw
         node = trace_node(
             f"{self.name}.level{level}",
             self.mode,
@@ -105,16 +117,15 @@ class Cascade(Strategy):
             text=answer.text,
             role="draft",
             score=prob,
-            extra={"raw_score": raw},
+            extra={"raw_score": raw, **extra},
             t0=t0,
             base=answer,
         )
         return node, answer, prob, raw
 
     def _escalated_request(self, request: ChatRequest, draft: str) -> ChatRequest:
-        return (
-            add_system_note(request, DRAFT_HINT.format(draft=draft)) if self.pass_draft else request
-        )
+        useful = self.pass_draft and degenerate(draft) is None  # a loop is no hint
+        return add_system_note(request, DRAFT_HINT.format(draft=draft)) if useful else request
 
     async def _by_rule(self, request: ChatRequest, t0: float) -> tuple[ChatResponse, int] | None:
         """The pinned model's response when a rule matches."""
@@ -139,7 +150,7 @@ class Cascade(Strategy):
         for level in range(len(self.levels) - 1):
             node, answer, prob, _ = await self._verify(current, level, time.perf_counter())
             scores.append(prob)
-            ok = accept(prob, thresholds[level])
+            ok = accept(prob, thresholds[level]) and "degenerate" not in node.trace.extra
             node.trace.decision = "accepted" if ok else "escalated"
             node.trace.threshold = thresholds[level]
             nodes.append(node)
