@@ -99,10 +99,11 @@ class Cascade(Strategy):
         With `calibrated=False`, prob is the raw score (what a calibrator is fitted on)."""
         answer = await self.levels[level].complete(request)
         extra: dict[str, Any] = {}
+        used: tuple[ChatResponse, ...] = ()
         if (reason := degenerate(answer.text)) is not None:
             # a loop or an empty answer is rejected whatever a verifier would say (a looping
             # SmolLM2 answer gets a fair token confidence): not scored, score 0
-            raw, used, prob = 0.0, (), 0.0
+            raw = prob = 0.0
             extra["degenerate"] = reason
         else:
             raw, used = await self.verifier.score(request, answer)
