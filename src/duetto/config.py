@@ -132,6 +132,42 @@ class GatewayKeyConfig(_Strict):
     admin: bool = False  # may load a calibration (POST /admin/calibration)
 
 
+class ShadowConfig(_Strict):
+    """Shadow mode for one served model or strategy (`gateway.shadow.<name>`): users keep its
+    answer; a sampled `share` of its requests is also answered in the background by
+    `candidate` (a model, a strategy, or "first_stage": the served strategy's first model),
+    from a queue of `queue` jobs that drops when full. Both answers are stored and labelled."""
+
+    candidate: str
+    share: float = Field(0.2, ge=0, le=1)
+    queue: int = Field(256, ge=1)
+    workers: int = Field(1, ge=1)
+    judge_share: float = Field(0.1, ge=0, le=1)  # of pairs agreement can label, also judged
+    timeout_s: float = Field(120.0, gt=0)
+
+
+class AuditConfig(_Strict):
+    """Continuous audit (`gateway.audit`): a `share` of locally answered requests is also sent
+    to the LLM in the background and labelled; the live estimate (last `window` audits) is
+    compared with the quality `target` (a fraction of LLM-only quality; default: the
+    strategy's `quality=` target), and the controller moves a strategy's threshold `step`
+    toward the LLM when the interval's lower bound falls below it (after `min_labels` audits
+    since its last move)."""
+
+    share: float = Field(0.1, ge=0, le=1)
+    judge: str | None = None  # the judge model (default: the LLM)
+    judge_share: float = Field(0.1, ge=0, le=1)
+    queue: int = Field(256, ge=1)
+    workers: int = Field(1, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    window: int = Field(500, ge=10)
+    target: float | None = Field(None, ge=0, le=1)
+    control: bool = True
+    step: float = Field(0.05, gt=0, le=1)
+    min_labels: int = Field(30, ge=1)
+    refresh_s: float = Field(5.0, gt=0)
+
+
 class GatewayConfig(_Strict):
     """`duetto serve` only: store, keys, fallback and failure handling (docs/gateway.md)."""
 
@@ -143,6 +179,8 @@ class GatewayConfig(_Strict):
     breaker_reset_s: float = Field(30.0, gt=0)
     affinity: bool = False
     redact_store: bool | None = None  # default: redact when privacy.policy is not "allow"
+    shadow: dict[str, ShadowConfig] = Field(default_factory=dict)  # served name -> its shadow
+    audit: AuditConfig | None = None  # None: no continuous audit
 
 
 class Config(_Strict):
@@ -220,6 +258,13 @@ def validate(cfg: Config) -> None:
     gw = cfg.gateway
     if gw.fallback is not None and gw.fallback not in names:
         errors.append(("gateway.fallback", f"unknown model or strategy {gw.fallback!r}"))
+    for served, sh in gw.shadow.items():
+        if served not in names:
+            errors.append((f"gateway.shadow.{served}", f"unknown model or strategy {served!r}"))
+        if sh.candidate != "first_stage" and sh.candidate not in names:
+            errors.append((f"gateway.shadow.{served}.candidate", f"unknown {sh.candidate!r}"))
+    if gw.audit is not None and gw.audit.judge is not None and gw.audit.judge not in names:
+        errors.append(("gateway.audit.judge", f"unknown model or strategy {gw.audit.judge!r}"))
     for i, k in enumerate(gw.keys):
         if not (k.key_env or k.key_sha256):
             errors.append((f"gateway.keys[{i}]", "a key needs `key_env` or `key_sha256`"))

@@ -1,6 +1,7 @@
 """The OpenAI-compatible HTTP surface of duetto: `create_app(engine, settings)`.
 
     POST /v1/chat/completions   stream and non-stream; the model name picks a strategy or model
+    POST /v1/feedback, GET /v1/loop   the live loop (gateway/loop_routes.py)
     GET  /v1/models             strategies and raw models
     GET  /v1/traces/{id}        a stored request with its trace (the caller's own)
     GET  /health, /metrics      liveness and Prometheus
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from duetto.engine import Engine
 from duetto.errors import GatewayFailure, Rejected
+from duetto.gateway.loop_routes import install_loop
 from duetto.gateway.metrics import GatewayMetrics
 from duetto.gateway.protocol import (
     ChatCompletionRequest,
@@ -85,8 +87,10 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         try:
             await engine.start()
             await gw.start()
+            await loop.start()
             yield
         finally:
+            await loop.aclose()
             await gw.aclose()
             with contextlib.suppress(Exception):
                 await engine.aclose()
@@ -181,6 +185,8 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
                 )
             )
         return who
+
+    loop = install_loop(app, gw, caller)
 
     @app.post(
         "/v1/chat/completions",
@@ -310,7 +316,11 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         record = await store.get(trace_id) if len(trace_id) <= 64 else None
         if record is None or (who.name is not None and record.key != who.name):
             return error(404, f"No trace {trace_id!r}", "invalid_request_error", "not_found")
-        return JSONResponse(record.to_dict())
+        data = record.to_dict()
+        extra = await loop.store.for_trace(trace_id)
+        if extra["shadows"] or extra["labels"]:
+            data["loop"] = extra  # shadow/audit answers and labels, stored beside the trace
+        return JSONResponse(data)
 
     @app.get("/health", summary="Liveness and upstream breaker states")
     async def health() -> dict[str, Any]:
@@ -344,6 +354,7 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         snap = metrics.live.snapshot(time.time())
         snap["breakers"] = {n: b.state for n, b in gw.breakers.items()}
         snap["llm"] = gw.llm_card.name if gw.llm_card else None
+        snap["loop"] = loop.snapshot()
         return snap
 
     return app

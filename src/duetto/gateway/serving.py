@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from duetto.errors import (
@@ -75,6 +75,9 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         # which calibration decides each request; reloaded without a restart (admin.py)
         self.calibrations = Calibrations(engine, store, settings.calibration_poll_s)
+        # called with each answered call once its record is stored (the live loop): must not
+        # block or raise; they only enqueue background work
+        self.after_finish: list[Callable[[Call, Answer], None]] = []
 
     # ---- setup -----------------------------------------------------------------------------
 
@@ -407,6 +410,12 @@ class Gateway:
                 await self.store.append(record)
         except Exception:
             log.exception("%s: could not store the trace", call.trace_id)
+        if answer is not None and status == "ok":
+            for hook in self.after_finish:
+                try:
+                    hook(call, answer)
+                except Exception:
+                    log.exception("%s: an after-finish hook failed", call.trace_id)
 
     def finish_cancelled(self, call: Call) -> None:
         """The client went away: account for it from a task of its own (the caller is being
