@@ -132,11 +132,17 @@ class Calibrations:
     """What decides each request: the engine's current calibration, or a canary's."""
 
     def __init__(
-        self, engine: Engine | Any, store: TraceStore, poll_s: float = 5.0, seed: int | None = None
+        self,
+        engine: Engine | Any,
+        store: TraceStore,
+        poll_s: float = 5.0,
+        seed: int | None = None,
+        shadow: frozenset[str] = frozenset(),
     ) -> None:
         self.engine = engine
         self.book = CalibrationBook(store)
         self.poll_s = poll_s
+        self.shadow = shadow  # shadow-only candidates may stay uncalibrated
         self.canary: Canary | None = None
         self.applied_seq = 0  # the last promotion row this replica applied (or skipped)
         self.reloads = 0
@@ -180,7 +186,32 @@ class Calibrations:
         if not hasattr(self.engine, "build_strategies"):
             raise ConfigError("this gateway's engine has no configured strategies to calibrate")
         check_fitted(state, self.engine.cfg.strategies)
-        return self.engine.build_strategies(state)
+        built: dict[str, ChatModel] = self.engine.build_strategies(state)
+        from duetto.strategies.base import Tunable
+
+        open_ = [
+            n
+            for n, s in built.items()
+            if isinstance(s, Tunable)
+            and s.threshold is None
+            and getattr(s, "policy", None) is None
+            and n not in self.shadow
+        ]
+        for name in [n for n in built if n in self.shadow]:
+            strategy = built[name]
+            if isinstance(strategy, Tunable) and strategy.threshold is None:
+                from duetto.calibrate import Target, online_policy
+
+                text = self.engine.cfg.strategies[name].target or self.engine.cfg.target
+                policy = online_policy(Target.parse(text or "quality=0.95"))
+                strategy.policy = policy  # type: ignore[attr-defined]
+        if open_:
+            raise ConfigError(
+                f"it leaves {', '.join(open_)} without a threshold (a calibration covers every "
+                "thresholded strategy: `duetto fit --base` keeps the current entries)",
+                f"strategies.{open_[0]}",
+            )
+        return built
 
     async def submit(self, state: Any, share: float = 1.0, by: str | None = None) -> Promotion:
         """Validate, record (every replica follows), apply here. Raises ConfigError, keeping

@@ -74,7 +74,12 @@ class Gateway:
         self.llm_card: ModelCard | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # which calibration decides each request; reloaded without a restart (admin.py)
-        self.calibrations = Calibrations(engine, store, settings.calibration_poll_s)
+        self.calibrations = Calibrations(
+            engine,
+            store,
+            settings.calibration_poll_s,
+            shadow=frozenset(shadow_candidates(settings)),
+        )
         # called with each answered call once its record is stored (the live loop): must not
         # block or raise; they only enqueue background work
         self.after_finish: list[Callable[[Call, Answer], None]] = []
