@@ -1,6 +1,6 @@
 """Make the calibration the embedded defaults ship (src/duetto/data/calibration.json).
 
-    flock /tmp/duetto-cpu.lock python scripts/make_default_calibration.py [--limit 240]
+    flock /tmp/duetto-cpu.lock python scripts/make_default_calibration.py [--limit 80]
 
 Runs the embedded SLM (SmolLM2-135M-Instruct) and the stand-in LLM (Qwen2.5-Coder-0.5B over
 loopback) on the first `--limit` requests of the shipped demo traffic's `train` pool
@@ -64,7 +64,7 @@ async def make(limit: int, concurrency: int) -> dict[str, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--limit", type=int, default=240, help="first N requests of the train pool")
+    ap.add_argument("--limit", type=int, default=80, help="first N requests of the train pool")
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
