@@ -62,10 +62,19 @@ def install_loop(app: "FastAPI", gw: Gateway, caller: Callable[..., Any]) -> Loo
     from fastapi.responses import JSONResponse
 
     s = gw.settings
-    loop = Loop(gw.engine, gw.store, s.shadow, s.audit)  # type: ignore[arg-type]
+    loop = Loop(gw.engine, gw.store, s.shadow, s.audit)
     app.state.loop = loop
+
+    def hook(call: Call, answer: Answer) -> None:
+        # The loop stores answers unredacted and may send them out: a request the privacy
+        # policy redacts or keeps local (or a store that must be redacted) is left out.
+        if call.policy_mode != "allow" or s.redact_store:
+            loop.stats.skipped_private += 1
+            return
+        loop.observe(served_of(gw, call, answer))
+
     if loop.active:
-        gw.after_finish.append(lambda call, answer: loop.observe(served_of(gw, call, answer)))
+        gw.after_finish.append(hook)
     gw.metrics.registry.register(LoopCollector(loop))
 
     @app.post("/v1/feedback", summary="Client feedback on an answer (a label)")

@@ -107,11 +107,17 @@ async def _labels_for(
     served = served_by or strategy
     if item.answer is None:
         assert item.score is not None
-        return [Label(trace_id, served, "gold", item.score, strategy=strategy, detail=detail)]
+        return [
+            Label(
+                trace_id, served, "gold", item.score, strategy=strategy, kind="gold", detail=detail
+            )
+        ]
     out = []
     if response is not None:
         score = gold_score(response, item.answer)
-        out.append(Label(trace_id, served, "gold", score, strategy=strategy, detail=detail))
+        out.append(
+            Label(trace_id, served, "gold", score, strategy=strategy, kind="gold", detail=detail)
+        )
     for s in await store.shadows(trace_id=trace_id):
         if s.text is not None:
             score = gold_score(s.text, item.answer)
@@ -122,8 +128,8 @@ async def _labels_for(
                     "gold",
                     score,
                     strategy=strategy,
-                    kind=s.kind,
-                    detail=detail,
+                    kind="gold",
+                    detail={**detail, "answer_kind": s.kind},
                 )
             )
     return out

@@ -28,7 +28,7 @@ from duetto.calibrate import Target
 from duetto.config import AuditConfig, ShadowConfig
 from duetto.engine import Engine
 from duetto.errors import ConfigError
-from duetto.loop.audit import Estimate
+from duetto.loop.audit import Estimate, estimate, per_request
 from duetto.loop.controller import Controller, threshold_of
 from duetto.loop.labels import agreement_label, judge_label, judge_request, wants_judge
 from duetto.loop.shadow import Background
@@ -295,10 +295,20 @@ class Loop:
 
     async def refresh(self) -> dict[str, Estimate]:
         """The estimate of every audited strategy, and one controller step for each."""
-        if self.controller is None:
+        if self.controller is None or self.audit_cfg is None:
             return self.estimates
         for name in self.controller.strategies:
             self.estimates[name] = await self.controller.step_once(name, self.local_share(name))
+        window = self.audit_cfg.window
+        for name in list(self._window):  # audited models and strategies without a threshold
+            if name in self.controller.strategies:
+                continue
+            labels = await self.store.labels(kind="audit", strategy=name, limit=window * 3)
+            if labels:
+                fallback = self.audit_cfg.target or DEFAULT_TARGET
+                target = self.controller.targets.get(name, fallback)
+                scores = per_request(labels)[-window:]
+                self.estimates[name] = estimate(scores, self.local_share(name), target)
         return self.estimates
 
     async def _refresh_forever(self, every_s: float) -> None:
@@ -323,11 +333,12 @@ class Loop:
                 "llm_only_cost_usd": llm_only,
                 "saving": (1.0 - cost / llm_only) if llm_only > 0 else None,
             }
+        for name, est in self.estimates.items():
+            strategies.setdefault(name, {})["quality"] = est.to_dict()
         if self.controller is not None:
             for name, st in self.controller.state.items():
                 entry = strategies.setdefault(name, {})
-                est = self.estimates.get(name)
-                entry["quality"] = est.to_dict() if est is not None else None
+                entry.setdefault("quality", None)
                 entry["threshold"] = threshold_of(self.controller.strategies[name])
                 entry["threshold_moves"] = st.moves
                 entry["last_move"] = st.reason
@@ -335,7 +346,7 @@ class Loop:
         return {
             "strategies": strategies,
             "queues": {
-                n: {
+                q.name: {
                     "depth": q.depth,
                     "size": q.size,
                     "offered": q.offered,
@@ -343,7 +354,7 @@ class Loop:
                     "done": q.done,
                     "failed": q.failed,
                 }
-                for n, q in self.queues.items()
+                for q in self.queues.values()
             },
             "sampled": dict(self.stats.sampled),
             "skipped_private": self.stats.skipped_private,

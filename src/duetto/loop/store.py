@@ -47,8 +47,8 @@ class Shadow:
 @dataclass(slots=True)
 class Label:
     """How good `candidate`'s answer to trace `trace_id` was: `score` in [0, 1]. `strategy` is
-    the trace's requested model or strategy; `kind` says which answer pair made it ("shadow",
-    "audit", or "served" for feedback and gold on what the user got)."""
+    the trace's requested model or strategy; `kind` says what made it: "shadow" or "audit"
+    (a background answer pair), "served" (feedback on what the user got), "gold"."""
 
     trace_id: str
     candidate: str
