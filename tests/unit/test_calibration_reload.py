@@ -286,3 +286,24 @@ async def _drop(prefix: str) -> None:
         await store.drop_all()
     finally:
         await store.close()
+
+
+def test_a_promotion_over_a_real_socket(tmp_path: Path) -> None:
+    from duetto.testing.server_thread import ServerThread
+
+    app = create_app(Engine(parse_config(CFG), fitted=LOCAL), settings(str(tmp_path / "g.db")))
+    with ServerThread(app) as server, httpx.Client(base_url=server.url) as client:
+        user = {"authorization": f"Bearer {USER}"}
+        body = {"model": "route", "messages": [{"role": "user", "content": "hi"}]}
+        first = client.post("/v1/chat/completions", json=body, headers=user)
+        assert first.json()["choices"][0]["message"]["content"] == "local answer"
+        r = client.post(
+            "/admin/calibration",
+            json={"calibration": REMOTE},
+            headers={"authorization": f"Bearer {ADMIN}"},
+        )
+        assert r.status_code == 200, r.text
+        second = client.post("/v1/chat/completions", json=body, headers=user)
+        assert second.json()["choices"][0]["message"]["content"] == "remote answer"
+        stored = client.get(f"/v1/traces/{second.headers['x-duetto-trace-id']}", headers=user)
+        assert stored.json()["calibration_version"] == version_of(REMOTE)
