@@ -337,7 +337,8 @@ def degenerate(text: str) -> str | None:
     - empty: nothing but white space
     - loop: a short unit repeated back to back (a word 8+ times, a phrase of ≤ 12 words 4+
       times covering 12+ words, a few characters 12+ times)
-    - repetition: one sentence or line of 3+ words said 3+ times, covering a third of the text,
+    - repetition: one sentence or line of 3+ words said 4+ times as a third of the text (or 3
+      times as half of it),
       or a long text (≥ 60 words) whose word 3-grams are mostly (70%) repeats
     """
     if not text.strip():
@@ -355,7 +356,10 @@ def degenerate(text: str) -> str | None:
     units = [u for u in units if len(u.split()) >= 3]
     if units:
         top = max(set(units), key=units.count)
-        if units.count(top) >= 3 and units.count(top) * len(top) * 3 >= len(" ".join(units)):
+        count, share = units.count(top), units.count(top) * len(top) / len(" ".join(units))
+        # a worked answer may say "12 months in a year, so ..." three times: 4+ times, or 3
+        # times as half the text
+        if (count >= 4 and share >= 1 / 3) or (count >= 3 and share >= 1 / 2):
             return "repetition"
     prose = [w for w in words if w[0].isalnum()]  # JSON or code punctuation repeats legitimately
     if len(prose) >= 60:

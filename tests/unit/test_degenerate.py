@@ -23,6 +23,11 @@ LOOPING = {
     "char loop": "The total is 1" + "0" * 60,
     "laughing": "hahahahahahahahahahahahahahahahahaha",
     "runaway list": "1. Apples\n2. Oranges\n" + "3. Bananas and more bananas\n" * 4,
+    # real runaway outputs (gsm8k example_model_solutions, cut at the token limit)
+    "digit run": "So the answer is 0.18181818181818181818181818181818181818181818181818181818",
+    "equation loop": "Adding x to both sides, we get 33 + x = 2x + x\n"
+    "Subtracting x from both sides, we get 33 = 2x\n"
+    "Dividing both sides by 2, we get 33 / 2 = 2x / 2\n" * 4,
     "repeated words": "The customer wants to know the the the the the the the the the balance",
 }
 
@@ -46,6 +51,17 @@ NORMAL = [
     "new one to your registered address within five working days.",
     "No, no, no: the transfer is pending, not failed.",
     "3.3333333333333335",
+    # a real worked GSM8K answer (gsm8k example_model_solutions) that repeats a line 3 times
+    "Buford writes one check per month to pay the electric bill.\n"
+    "There are 12 months in a year, so that's 12*1 = <<12*1=12>>12 checks per year.\n"
+    "He writes one check every month to pay the gas bill.\n"
+    "There are 12 months in a year, so that's 12*1 = <<12*1=12>>12 checks per year.\n"
+    "He writes one check every month to the church.\n"
+    "There are 12 months in a year, so that's 12*1 = <<12*1=12>>12 checks per year.\n"
+    "He writes one check quarterly for the pest and lawn service.\n"
+    "There are 4 quarters in a year, so that's 4*1 = <<4*1=4>>4 checks per year.\n"
+    "Therefore, Buford writes a total of 12+12+12+4 = <<12+12+12+4=40>>40 checks per year.\n"
+    "A: 40",
 ]
 
 
