@@ -307,3 +307,14 @@ def test_a_promotion_over_a_real_socket(tmp_path: Path) -> None:
         assert second.json()["choices"][0]["message"]["content"] == "remote answer"
         stored = client.get(f"/v1/traces/{second.headers['x-duetto-trace-id']}", headers=user)
         assert stored.json()["calibration_version"] == version_of(REMOTE)
+
+
+async def test_the_loop_controller_steers_the_promoted_strategies(tmp_path: Path) -> None:
+    from duetto.config import AuditConfig
+
+    async with gateway(str(tmp_path / "g.db"), audit=AuditConfig(share=0.0)) as (app, client):
+        controller = app.state.loop.controller
+        assert controller is not None and "route" in controller.strategies
+        assert (await promote(client, {"calibration": REMOTE})).status_code == 200
+        served = app.state.gateway.engine.strategies["route"]
+        assert controller.strategies["route"] is served and served.threshold == math.inf

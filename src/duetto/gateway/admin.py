@@ -19,11 +19,21 @@ if TYPE_CHECKING:
     from duetto.gateway.serving import Gateway
 
 
-def install_admin(app: "FastAPI", gw: "Gateway") -> None:
+def install_admin(app: "FastAPI", gw: "Gateway", loop: Any = None) -> None:
+    """The admin routes; `loop` (the live loop, if any) follows a promoted calibration: its
+    controller then steers the newly built strategies."""
     from fastapi import Depends, Request
     from fastapi.responses import JSONResponse
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+    def follow(built: dict[str, Any]) -> None:
+        controller = getattr(loop, "controller", None)
+        if controller is not None:
+            for name in controller.strategies:
+                if name in built:
+                    controller.strategies[name] = built[name]
+
+    gw.calibrations.on_change.append(follow)
     bearer = HTTPBearer(auto_error=False, description="An admin API key")
 
     class Denied(Exception):

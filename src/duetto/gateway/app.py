@@ -339,7 +339,7 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
 
     from duetto.gateway.admin import install_admin
 
-    install_admin(app, gw)  # /admin/calibration
+    install_admin(app, gw, loop)  # /admin/calibration
 
     @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
     async def dashboard() -> HTMLResponse:

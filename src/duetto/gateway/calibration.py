@@ -28,7 +28,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +146,9 @@ class Calibrations:
         self.canary: Canary | None = None
         self.applied_seq = 0  # the last promotion row this replica applied (or skipped)
         self.reloads = 0
+        # called with the new strategies after a promotion swapped them in (e.g. the loop's
+        # controller then steers the new objects); must not raise
+        self.on_change: list[Callable[[dict[str, ChatModel]], None]] = []
         self._rng = random.Random(seed)
         self._task: asyncio.Task[None] | None = None
 
@@ -265,6 +268,11 @@ class Calibrations:
             old = self.version
             self.engine.strategies, self.engine.fitted = built, promotion.state
             self.canary = None
+            for hook in self.on_change:
+                try:
+                    hook(built)
+                except Exception:
+                    log.exception("a calibration hook failed")
             log.warning("calibration %s now serves (was %s)", promotion.version, old)
             return
         names = frozenset(promotion.state.get("strategies", {}))
