@@ -46,3 +46,38 @@ def test_organisation_spans_shaped_like_a_name_become_persons(nlp) -> None:  # t
     doc = nlp("We met Tomomi Nishiyama and Acme Holdings yesterday.")
     doc.ents = [Span(doc, 2, 4, label="ORG"), Span(doc, 5, 7, label="ORG")]
     assert [e.text for e in person_names(doc)] == ["Tomomi Nishiyama"]
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Dwayne is out sick today, ask someone else.", "Dwayne"),  # given name, sentence start
+        ("The quote came from Hoffman yesterday.", "Hoffman"),  # listed surname alone
+        ("please loop in gretchen ostrowski on the thread", "gretchen ostrowski"),  # lower case
+        ("cc: marvin j cole", "marvin"),  # lower case with an initial
+        ("Kowalczyk and Hoffman signed the lease.", "Kowalczyk"),  # a pair with a listed name
+    ],
+)
+def test_census_name_lists_find_names(nlp, text: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    found = [e.text for e in person_names(nlp(text))]
+    assert any(name in f for f in found), found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We may grant you more time if the rose garden is closed.",  # names that are words
+        "the weather in june was lovely and the bill was small",
+    ],
+)
+def test_census_name_lists_skip_common_words(nlp, text: str) -> None:  # type: ignore[no-untyped-def]
+    assert person_names(nlp(text)) == []
+
+
+def test_census_names_the_ner_calls_a_place_stay_places(nlp) -> None:  # type: ignore[no-untyped-def]
+    from spacy.tokens import Span
+
+    doc = nlp("We moved to Austin last year.")
+    assert [e.text for e in person_names(doc)] == ["Austin"]  # unlabelled: a listed name
+    doc.ents = [Span(doc, 3, 4, label="GPE")]
+    assert person_names(doc) == []
