@@ -11,9 +11,10 @@ less when other jobs share the cores). Reported: mean, p50, p95, p99, max.
 
 Detectors: `presidio` (the default `PresidioDetector`: Presidio's recognizers + spaCy NER +
 duetto's rules), `presidio_blis` (the same with thinc's default blis matrix products, for
-comparison), `patterns_only` (`ner=False`), `rules` (`duetto.privacy.rules.rules_detect`: every
-dependency-free rule incl. identifiers, labelled fields and secrets; the default without the
-privacy extra) and `regex` (`duetto.scoring.pii.regex_detect`, the seam's minimal one). The
+comparison), `presidio_ungated` (the same with the NER reading every sentence,
+`ner_gate=False`), `patterns_only` (`ner=False`), `rules` (`duetto.privacy.rules.rules_detect`:
+every dependency-free rule incl. identifiers, labelled fields and secrets; the default without
+the privacy extra) and `regex` (`duetto.scoring.pii.regex_detect`, the seam's minimal one). The
 breakdown times each stage of the default detector alone on the same texts (CPU time). The JSON
 also records the load average before and after, the CPU and the library versions.
 `--model-pass N` adds the optional local-model pass (`duetto.privacy.model_pass`, the embedded
@@ -98,17 +99,22 @@ def breakdown(detector: Any, texts: list[str]) -> dict[str, Any]:
     from duetto.privacy.fields import fields
     from duetto.privacy.identifiers import identifiers
     from duetto.privacy.names import person_names
-    from duetto.privacy.presidio import ner_entities
-    from duetto.privacy.recognizers import card_numbers, phone_numbers, street_addresses
+    from duetto.privacy.presidio import ner_entities, ner_text
+    from duetto.privacy.recognizers import phone_numbers, street_addresses
     from duetto.privacy.secrets import find_secrets
+    from duetto.scoring.pii import card_numbers
+
+    def gated(text: str) -> str:
+        return (ner_text(text) or "") if detector.ner_gate else text
 
     def spacy_ner(text: str) -> Any:
         with detector._blas_limit():
-            return detector._nlp(text)
+            return detector._nlp(gated(text))
 
     docs = [spacy_ner(t) for t in texts]
     by_text = dict(zip(texts, docs, strict=True))
     stages: dict[str, Callable[[str], Any]] = {
+        "ner_gate": gated,
         "spacy_ner": spacy_ner,
         "presidio_patterns": detector.presidio_patterns,
         "ner_entities+person_names": lambda t: ner_entities(by_text[t]) + person_names(by_text[t]),
@@ -208,6 +214,8 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     blis = PresidioDetector(single_thread_blas=False)
     blis.load()
+    ungated = PresidioDetector(ner_gate=False)
+    ungated.load()
     result: dict[str, Any] = {
         "source": source,
         "requests": len(texts),
@@ -216,6 +224,7 @@ def main() -> None:
         "load_s": round(load_s, 2),
         "presidio": time_detector(detector, texts),
         "presidio_blis": time_detector(blis, texts),
+        "presidio_ungated": time_detector(ungated, texts),
         "patterns_only": time_detector(_patterns_only(), texts),
         "rules": time_detector(rules_detect, texts),
         "regex": time_detector(regex_detect, texts),
@@ -238,6 +247,7 @@ def main() -> None:
     for key, label in [
         ("presidio", "presidio+spaCy+rules"),
         ("presidio_blis", "  same, blis gemm"),
+        ("presidio_ungated", "  same, NER on all"),
         ("patterns_only", "patterns, no NER"),
         ("rules", "rules (no Presidio)"),
         ("regex", "regex only"),

@@ -81,3 +81,27 @@ def test_census_names_the_ner_calls_a_place_stay_places(nlp) -> None:  # type: i
     assert [e.text for e in person_names(doc)] == ["Austin"]  # unlabelled: a listed name
     doc.ents = [Span(doc, 3, 4, label="GPE")]
     assert person_names(doc) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Brynjolf is very dependable.", "Brynjolf"),  # weak verb after an unknown name
+        ("Oksana had already left.", "Oksana"),
+        ("Wenceslava, could you send the file?", "Wenceslava"),  # vocative
+    ],
+)
+def test_clause_opening_names(nlp, text: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    assert name in [e.text for e in person_names(nlp(text))]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Transfer is still pending.",  # a common word, not a name
+        "Hello, can you help me?",  # an interjection
+        "This is fine.",  # a stop word
+    ],
+)
+def test_clause_openers_that_are_not_names(nlp, text: str) -> None:  # type: ignore[no-untyped-def]
+    assert person_names(nlp(text)) == []

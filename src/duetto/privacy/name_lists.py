@@ -6,8 +6,10 @@ package `names` 0.3.0 (MIT): `dist.female.first` + `dist.male.first` (5,494 give
 "grace", "brown", "hunter") are left out: a name is dropped when, in English text that is not a
 privacy evaluation set (../shared/datasets gsm8k, routellm_evals, llmrouter_ulab), it occurs in
 lower case at least 3 times and at least half as often as capitalised. Names shorter than three
-letters, month and weekday names are left out too. Rebuild with
-`python -m duetto.privacy.name_lists CENSUS_DIR CORPUS_FILE...` (writes `data/*.txt`).
+letters, month and weekday names are left out too. `common_words` lists the lower-case words
+of that corpus seen at least 5 times and mostly in lower case (a word, not a name: "transfer",
+"balance"). Rebuild with `python -m duetto.privacy.name_lists CENSUS_DIR CORPUS_FILE...`
+(writes `data/*.txt`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ def surnames() -> frozenset[str]:
     return _read("surnames.txt")
 
 
+@cache
+def common_words() -> frozenset[str]:
+    """Lower-case words common in English text (the corpus test above, seen 5+ times)."""
+    return _read("common_words.txt")
+
+
 def _read(name: str) -> frozenset[str]:
     text = files("duetto.privacy").joinpath("data", name).read_text(encoding="utf-8")
     return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
@@ -67,10 +75,14 @@ def build(census: Path, corpus: list[Path], out: Path) -> dict[str, int]:
 
     given = sorted({n for n in column("dist.female.first") + column("dist.male.first") if keep(n)})
     last = sorted({n for n in column("dist.all.last", SURNAMES_KEPT) if keep(n)})
+    common = sorted(
+        w for w, k in lower.items() if k >= 5 and 2 * k >= upper[w] and len(w) >= 3 and w.isascii()
+    )
     header = "# see duetto/privacy/name_lists.py for the source and how this list was built\n"
-    for name, values in (("given_names.txt", given), ("surnames.txt", last)):
+    lists = (("given_names.txt", given), ("surnames.txt", last), ("common_words.txt", common))
+    for name, values in lists:
         (out / name).write_text(header + "\n".join(values) + "\n", encoding="utf-8")
-    return {"given_names": len(given), "surnames": len(last)}
+    return {"given_names": len(given), "surnames": len(last), "common_words": len(common)}
 
 
 if __name__ == "__main__":

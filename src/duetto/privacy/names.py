@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from duetto.privacy.name_lists import given_names, surnames
+from duetto.privacy.name_lists import common_words, given_names, surnames
 from duetto.scoring.pii import Entity
 
 
@@ -181,6 +181,8 @@ def person_names(doc: Any) -> list[Entity]:
             k = _run_back(t, i)
             if k <= i:
                 found.append(_span(t, k, i + 1, 0.5))
+        if (i == 0 or t.punct_or_space[i - 1]) and _clause_subject(t, i):
+            found.append(_span(t, i, i + 1, 0.45))
         if low in ("'s", "’s") and i + 1 < n and lower[i + 1] in KIN_WORDS:
             k = _run_back(t, i - 1) if i > 0 else i
             if k < i:
@@ -250,6 +252,30 @@ def _lower_name_part(t: _Tokens, j: int) -> bool:
     if len(w) == 1:
         return w.isalpha() and j + 1 < t.n and t.text[j + 1].isalpha()  # "benjamin a seiler"
     return w.isalpha() and w.islower() and not t.stop[j] and t.ent[j] in _NAME_LIST_LABELS
+
+
+# Weaker cues than SUBJECT_CUES: "Ari is very reliable", "Hakuba had given ..."; and a
+# vocative "Aloisia, can I ...". Only for one unlabelled capitalised word opening a clause.
+WEAK_SUBJECT_CUES = _words("is was had has began")
+VOCATIVE_NEXT = _words("can could would will i you we please do did are is")
+INTERJECTIONS = _words(
+    "hello hi hey thanks thank sorry yes yeah no well ok okay please dear sure great oh wow"
+    " excuse welcome congratulations cheers good right fine note"
+)
+
+
+def _clause_subject(t: _Tokens, i: int) -> bool:
+    """One capitalised non-stop word opening a clause, then a weak verb cue or a vocative comma."""
+    if i + 2 >= t.n or not t.name_upper[i] or t.initial[i] or t.stop[i]:
+        return False
+    if t.ent[i] not in _NAME_LIST_LABELS or t.lower[i] in INTERJECTIONS or t.ws[i] == "\n":
+        return False
+    if t.lower[i] in common_words():
+        return False  # "Transfer is pending", "Python is great": a word, not a name
+    nxt = t.lower[i + 1]
+    if nxt in WEAK_SUBJECT_CUES:
+        return True
+    return nxt == "," and t.lower[i + 2] in VOCATIVE_NEXT
 
 
 def _run_back(t: _Tokens, i: int) -> int:
