@@ -116,3 +116,16 @@ def test_bic_and_isil_need_a_real_country_code() -> None:
     assert ("BANK_CODE", "DEUTDEFF500") in _typed(identifiers("wire via DEUTDEFF500 today"))
     assert identifiers("wire via ABCDEQQX today") == []  # QQ is no country
     assert ("IDENTIFIER", "AT-FHK") in _typed(identifiers("library AT-FHK holds it"))
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("my ITIN is 912-70-1234 ok", "912-70-1234"),  # Presidio's US_ITIN
+        ("the number 912803456 is on the booklet", "912803456"),  # US_PASSPORT shape
+        ("ref 401 023 2137 today", "401 023 2137"),  # UK_NHS shape
+        ("pay to GB82 WEST 1234 5698 7654 32 now", "GB82 WEST 1234 5698 7654 32"),
+    ],
+)
+def test_rules_cover_the_presidio_recognizers_the_detector_skips(text: str, value: str) -> None:
+    assert value in [v for _, v in _resolved(text)]
