@@ -105,3 +105,11 @@ def test_clause_opening_names(nlp, text: str, name: str) -> None:  # type: ignor
 )
 def test_clause_openers_that_are_not_names(nlp, text: str) -> None:  # type: ignore[no-untyped-def]
     assert person_names(nlp(text)) == []
+
+
+def test_name_lists_ship_with_the_package_and_leave_out_common_words() -> None:
+    from duetto.privacy.name_lists import common_words, given_names, surnames
+
+    assert {"gretchen", "dwayne"} <= given_names() and "hoffman" in surnames()
+    assert not {"may", "grace", "june", "hope"} & given_names()  # words and months
+    assert "brown" not in surnames() and "transfer" in common_words()
