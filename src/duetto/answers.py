@@ -15,6 +15,7 @@ scores them. Pure functions over strings; no duetto imports.
     choice_index / pick_choice   which of a known list of options a reference / an output names
     parse_grade(text, top)       a judge's grade as a fraction in [0, 1]
     estimate_tokens(text)        ceil(characters / 4), when a server reports no usage
+    degenerate(text)             why an answer is unusable whatever its score (loop, empty), or None
 
 The vote keys of `Fuse` (`text_key`, `number_key`, `extract_choice`) return None to abstain.
 """
@@ -298,6 +299,73 @@ def parse_grade(text: str, top: float = 10) -> float | None:
     verdict = re.search(r"\b(yes|correct|right|no|incorrect|wrong)\b", text, re.IGNORECASE)
     if verdict:
         return 1.0 if verdict.group(1).lower() in ("yes", "correct", "right") else 0.0
+    return None
+
+
+# --- degenerate output ------------------------------------------------------------------------
+# A small model that loops still gets a fair token confidence (each repeat is likely given the
+# last one): `cascade-logprob` accepted a looping SmolLM2 answer at 0.52. These checks are about
+# the text's shape only, so short valid answers ("42", an intent label) always pass.
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+_CHAR_CYCLE = re.compile(r"(.{1,8}?)\1{11,}", re.DOTALL)  # a short unit 12+ times in a row
+_LAYOUT = set(" \t\n-=_*#~.+|:")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _repeated_run(words: list[str]) -> tuple[int, int]:
+    """(n, repeats) of the longest run (in words) of one n-gram (n ≤ 12) repeated back to
+    back; units without a letter or digit (a markdown rule "-----") are not counted."""
+    best = (0, 0)
+    for n in range(1, min(12, len(words) // 2) + 1):
+        i = 0
+        while i + 2 * n <= len(words):
+            unit = words[i : i + n]
+            reps = 1
+            while words[i + reps * n : i + (reps + 1) * n] == unit:
+                reps += 1
+            if reps > 1 and reps * n > best[0] * best[1] and any(w[0].isalnum() for w in unit):
+                best = (n, reps)
+            i += (reps - 1) * n if reps > 1 else 1
+    return best
+
+
+def degenerate(text: str) -> str | None:
+    """Why `text` is not an answer whatever a verifier says ("empty", "loop", "repetition"),
+    or None for a usable answer. Pure and cheap (a few hundred words, bounded loops).
+
+    - empty: nothing but white space
+    - loop: a short unit repeated back to back (a word 8+ times, a phrase of ≤ 12 words 4+
+      times covering 12+ words, a few characters 12+ times)
+    - repetition: one sentence or line of 3+ words said 4+ times as a third of the text (or 3
+      times as half of it),
+      or a long text (≥ 60 words) whose word 3-grams are mostly (70%) repeats
+    """
+    if not text.strip():
+        return "empty"
+    sample = text[-4000:]  # a loop runs to the end of the output; bounded work
+    for cycle in _CHAR_CYCLE.finditer(sample):
+        # white space, rules and table borders ("-----", "|---|") are not loops
+        if len(cycle.group(0)) >= 24 and not set(cycle.group(1)) <= _LAYOUT:
+            return "loop"
+    words = [w.casefold() for w in _WORD.findall(sample)]
+    n, reps = _repeated_run(words)
+    if (n == 1 and reps >= 8) or (n > 1 and reps >= 4 and n * reps >= 12):
+        return "loop"
+    units = [" ".join(u.split()).casefold() for u in _SENTENCE_END.split(sample)]
+    units = [u for u in units if len(u.split()) >= 3]
+    if units:
+        top = max(set(units), key=units.count)
+        count, share = units.count(top), units.count(top) * len(top) / len(" ".join(units))
+        # a worked answer may say "12 months in a year, so ..." three times: 4+ times, or 3
+        # times as half the text
+        if (count >= 4 and share >= 1 / 3) or (count >= 3 and share >= 1 / 2):
+            return "repetition"
+    prose = [w for w in words if w[0].isalnum()]  # JSON or code punctuation repeats legitimately
+    if len(prose) >= 60:
+        grams = list(zip(prose, prose[1:], prose[2:], strict=False))
+        if len(set(grams)) < 0.3 * len(grams):
+            return "repetition"
     return None
 
 

@@ -138,6 +138,7 @@ class GatewayKeyConfig(_Strict):
     key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     budget_usd: float | None = Field(None, ge=0)  # None: no budget
     rpm: int | None = Field(None, gt=0)  # requests per minute, per replica; None: no limit
+    admin: bool = False  # may load a calibration (POST /admin/calibration)
 
 
 class ShadowConfig(_Strict):

@@ -131,12 +131,7 @@ class Engine:
                 for wrap in self._wrappers:
                     model = wrap(name, model)
                 self.models[name] = model
-            for name in build_order(self.cfg):
-                self.strategies[name] = self._build_strategy(name, self.cfg.strategies[name])
-            if self.fitted is not None:
-                from duetto.fitted import apply_fitted
-
-                apply_fitted(self.strategies, self.fitted)
+            self.strategies = self.build_strategies(self.fitted)
         except BaseException:
             await self.aclose()
             raise
@@ -193,6 +188,54 @@ class Engine:
                 out[name] = Target.parse(text)
         return out
 
+    def uncalibrated(self) -> list[str]:
+        """Thresholded strategies that cannot decide: no threshold, no calibration, no policy."""
+        return [
+            name
+            for name, strat in self.strategies.items()
+            if isinstance(strat, Tunable)
+            and strat.threshold is None
+            and getattr(strat, "policy", None) is None
+        ]
+
+    @property
+    def calibration_version(self) -> str | None:
+        """The version of the calibration the strategies were built with (duetto.fitted)."""
+        from duetto.fitted import version_of
+
+        return version_of(self.fitted)
+
+    def build_strategies(self, fitted: Mapping[str, Any] | None) -> dict[str, ChatModel]:
+        """Every strategy, freshly built over this engine's models, with `fitted` applied: the
+        way to load a new calibration while serving (build, then swap the dict: requests in
+        flight keep the objects they hold). Raises ConfigError for a file that does not fit."""
+        built: dict[str, ChatModel] = {}
+
+        def ref(name: str, path: str) -> ChatModel:
+            if name in built:
+                return built[name]
+            if name in self.models:
+                return self.models[name]
+            raise ConfigError(f"unknown model or strategy {name!r}", path)
+
+        from duetto.build import build_strategy
+
+        for name in build_order(self.cfg):
+            sc = self.cfg.strategies[name]
+            built[name] = build_strategy(name, sc, ref, self._policy(name, sc))
+        if fitted is not None:
+            from duetto.fitted import apply_fitted
+
+            apply_fitted(built, fitted)
+        return built
+
+    def use_calibration(self, fitted: Mapping[str, Any] | None) -> dict[str, ChatModel]:
+        """Build the strategies with `fitted` and make them the served ones (atomically: on
+        any error the running strategies and calibration stay). Returns the new strategies."""
+        built = self.build_strategies(fitted)
+        self.strategies, self.fitted = built, fitted
+        return built
+
     def cache_stats(self) -> dict[str, dict[str, int]]:
         return {
             n: {"hits": getattr(m, "hits", 0), "misses": getattr(m, "misses", 0)}
@@ -244,12 +287,6 @@ class Engine:
         )
 
     # -- strategies --------------------------------------------------------------------------
-    def _ref(self, ref: str, path: str) -> ChatModel:
-        try:
-            return self.get(ref)
-        except KeyError:
-            raise ConfigError(f"unknown model or strategy {ref!r}", path) from None
-
     def _policy(self, name: str, sc: StrategyConfig) -> AdaptiveThreshold | None:
         if not sc.adaptive:
             return None
@@ -258,8 +295,3 @@ class Engine:
             raise ConfigError("an adaptive strategy needs a target", f"strategies.{name}.target")
         start = sc.threshold if sc.threshold is not None else 0.5
         return AdaptiveThreshold(Target.parse(text), start=start)
-
-    def _build_strategy(self, name: str, sc: StrategyConfig) -> ChatModel:
-        from duetto.build import build_strategy
-
-        return build_strategy(name, sc, self._ref, self._policy(name, sc))

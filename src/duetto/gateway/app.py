@@ -351,6 +351,10 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         data, ctype = metrics.render()
         return Response(data, media_type=ctype)
 
+    from duetto.gateway.admin import install_admin
+
+    install_admin(app, gw, loop)  # /admin/calibration
+
     @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
     async def dashboard() -> HTMLResponse:
         return HTMLResponse(page)

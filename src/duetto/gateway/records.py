@@ -45,6 +45,8 @@ class Call:
     ttft_s: float | None = None
     streamed: list[str] = field(default_factory=list)
     finished: bool = False
+    # {"calibration_version": hash | None, "canary": True when a canary decided}: stored
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 def llm_only_cost(llm: ModelCard | None, response: ChatResponse) -> float:
@@ -69,6 +71,7 @@ def trace_record(
 ) -> TraceRecord:
     """The stored record of a call; `redact`: every string in its body through the detector."""
     body: dict[str, Any] = {"request": call.stored_request, "session": call.session}
+    body.update(call.calibration)
     if answer is not None:
         r = answer.response
         body.update(

@@ -24,12 +24,20 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from duetto.errors import FallbackFailed, GatewayFailure, ModelError, OverBudget, Rejected
+from duetto.errors import (
+    ConfigError,
+    FallbackFailed,
+    GatewayFailure,
+    ModelError,
+    OverBudget,
+    Rejected,
+)
 from duetto.gateway.affinity import Affinity
 from duetto.gateway.auth import ApiKey, KeyRing
 from duetto.gateway.billing import Billing, Budgets, partial_cost, worst_case_cost
 from duetto.gateway.boundary import plan_for, restored, shown, trusted_local
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
+from duetto.gateway.calibration import Calibrations
 from duetto.gateway.leaks import LeakMeter, sent_by_model
 from duetto.gateway.metrics import GatewayMetrics, Outcome
 from duetto.gateway.records import Answer, Call, llm_only_cost, trace_record
@@ -71,6 +79,13 @@ class Gateway:
         self.leaks = LeakMeter(
             metrics, share=settings.leak_rescan_share, queue_size=settings.leak_rescan_queue
         )
+        # which calibration decides each request; reloaded without a restart (admin.py)
+        self.calibrations = Calibrations(
+            engine,
+            store,
+            settings.calibration_poll_s,
+            shadow=frozenset(shadow_candidates(settings)),
+        )
         # called with each answered call once its record is stored (the live loop): must not
         # block or raise; they only enqueue background work
         self.after_finish: list[Callable[[Call, Answer], None]] = []
@@ -94,7 +109,7 @@ class Gateway:
         swept = await self.billing.sweep(self.settings.reservation_ttl_s)
         if swept:
             log.warning("released %d reservations left by a crashed replica", swept)
-        self._adapt_uncalibrated()
+        await self._calibrate()
         if self.settings.fallback:
             self.fallback = self.engine.get(self.settings.fallback)
         with contextlib.suppress(Exception):  # no LLM configured: no counterfactual
@@ -123,26 +138,52 @@ class Gateway:
                 self.leaks.second_opinion = ModelPass(self.local, base=detect).detect
         self.leaks.start()
 
-    def _adapt_uncalibrated(self) -> None:
-        """A thresholded strategy with a target but no threshold (e.g. the embedded defaults,
-        calibrated by `duetto eval`, not at serve time) gets an online adaptive threshold
-        starting at 0.5, so it can serve; the log says so."""
-        from duetto.calibrate import online_policy
+    async def _calibrate(self) -> None:
+        """The calibration to serve: the one given, else the shipped one for the embedded
+        defaults, then the last one promoted in the store (newer). A thresholded strategy still
+        without a threshold refuses to start (ConfigError), unless it only runs in shadow."""
+        from duetto.gateway.settings import is_embedded_defaults
 
-        targets = getattr(self.engine, "targets", None)
-        for name, target in (targets() if callable(targets) else {}).items():
-            strategy = self.engine.strategies.get(name)
-            if strategy is None or getattr(strategy, "policy", False) is not None:
-                continue
-            strategy.policy = online_policy(target)  # type: ignore[attr-defined]
-            log.warning(
-                "strategy %r is not calibrated: serving it with an online adaptive "
-                "threshold from 0.5 (for a measured one: `duetto eval`, then "
-                "`duetto serve --calibration REPORT_DIR/calibration.json`)",
-                name,
+        engine: Any = self.engine
+        cfg = getattr(engine, "cfg", None)
+        if (
+            getattr(engine, "fitted", True) is None
+            and cfg is not None
+            and is_embedded_defaults(cfg)
+        ):
+            from duetto.fitted import default_calibration
+
+            engine.use_calibration(default_calibration())
+            log.info("embedded defaults: shipped calibration %s", engine.calibration_version)
+        await self.calibrations.start()
+        uncalibrated = engine.uncalibrated() if hasattr(engine, "uncalibrated") else []
+        shadow = self._shadow_only()
+        refused = [n for n in uncalibrated if n not in shadow]
+        if refused:
+            raise ConfigError(
+                f"{', '.join(map(repr, refused))} has neither a threshold nor a calibration and "
+                "would serve an arbitrary one: fit one on your traffic (`duetto fit STORE`, then "
+                "`duetto serve --calibration FILE` or POST /admin/calibration), give it a fixed "
+                "`threshold:`, or run it only as a shadow candidate",
+                f"strategies.{refused[0]}",
             )
+        self._adapt_shadow([n for n in uncalibrated if n in shadow])
+
+    def _shadow_only(self) -> set[str]:
+        return shadow_candidates(self.settings)
+
+    def _adapt_shadow(self, names: list[str]) -> None:
+        """A shadow candidate without a threshold gets an online adaptive one (from 0.5)."""
+        from duetto.calibrate import Target, online_policy
+
+        for name in names:
+            strategy = self.engine.strategies[name]
+            target = self.engine.targets().get(name) or Target.parse("quality=0.95")
+            strategy.policy = online_policy(target)  # type: ignore[attr-defined]
+            log.warning("strategy %r is uncalibrated: it runs as a shadow candidate only", name)
 
     async def aclose(self) -> None:
+        await self.calibrations.aclose()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=10)
         await self.leaks.aclose()
@@ -192,6 +233,7 @@ class Gateway:
             pinned = self.affinity.pinned((who.name, requested, session), model)
             if pinned is not None:
                 model = self.engine.get(pinned)
+        model, calibration = self.calibrations.choose(requested, model)
         policy = self.settings.privacy.for_request(
             api_key=who.name,
             route=requested,
@@ -240,6 +282,7 @@ class Gateway:
             plan,
             policy.mode,
             allow_fallback,
+            calibration=calibration,
         )
 
     # ---- answer ----------------------------------------------------------------------------
@@ -419,6 +462,13 @@ class Gateway:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def shadow_candidates(settings: GatewaySettings) -> set[str]:
+    """Strategies configured as shadow candidates (they never answer a user), which may run
+    uncalibrated: their answers are what a calibration is fitted on."""
+    shadow = getattr(settings, "shadow", None) or {}
+    return {str(getattr(s, "candidate", s)) for s in dict(shadow).values()}
 
 
 def _status(error: BaseException) -> int:

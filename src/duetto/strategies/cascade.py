@@ -25,6 +25,10 @@ response_format that does not parse or match its schema, scores 0. No verifier c
 (`extra["signal"]` on the level node). The turn after a tool result is a new request: the
 cascade starts again at its first capable level.
 
+A degenerate draft (duetto.answers.degenerate: empty, a loop, runaway repetition) escalates
+whatever the threshold, without calling the verifier; its level node says why
+(`extra["degenerate"]`) and its score is 0.
+
 Trace: the cascade node records the level-0 score, threshold and decision ("accepted",
 "escalated" or "rule") with `extra["answered_by"]`; below it, one node per verified level
 (role "draft", decision accepted/escalated, score, threshold) holding the model call and the
@@ -38,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from duetto.answers import degenerate
 from duetto.errors import ConfigError, UserError
 from duetto.messages import ChatRequest, ChatResponse, add_system_note
 from duetto.models.base import ChatModel
@@ -127,17 +132,21 @@ class Cascade(Strategy):
         With `calibrated=False`, prob is the raw score (what a calibrator is fitted on)."""
         answer = await self.levels[level].complete(request)
         extra: dict[str, Any] = {}
+        used: Sequence[ChatResponse] = ()
         if (signal := free_signal(request, answer)) is not None:
             # A tool call's arguments checked against the tool's schema, or JSON that does not
             # parse: a verdict without a verifier call (1 accepts, 0 escalates).
             raw = prob = signal[0]
-            used: Sequence[ChatResponse] = ()
             extra["signal"] = signal[1]
+        elif (reason := degenerate(answer.text)) is not None:
+            # a loop or an empty answer is rejected whatever a verifier would say (a looping
+            # SmolLM2 answer gets a fair token confidence): not scored, score 0
+            raw = prob = 0.0
+            extra["degenerate"] = reason
         else:
             raw, used = await self.verifier.score(request, answer)
-            # An unfitted calibrator (e.g. `duetto serve` of a config never run through
-            # `duetto eval`) passes the raw score through: both live in [0, 1] for the shipped
-            # verifiers.
+            # An unfitted calibrator (e.g. `duetto serve` of a config never run through `duetto
+            # eval`) passes the raw score through: both live in [0, 1] for the shipped verifiers.
             cal = self.calibrator if calibrated else None
             prob = cal(raw) if cal is not None and is_fitted(cal) else raw
         node = trace_node(
@@ -154,9 +163,8 @@ class Cascade(Strategy):
         return node, answer, prob, raw
 
     def _escalated_request(self, request: ChatRequest, draft: str) -> ChatRequest:
-        return (
-            add_system_note(request, DRAFT_HINT.format(draft=draft)) if self.pass_draft else request
-        )
+        useful = self.pass_draft and degenerate(draft) is None  # a loop is no hint
+        return add_system_note(request, DRAFT_HINT.format(draft=draft)) if useful else request
 
     async def _by_rule(
         self, request: ChatRequest, t0: float, lacks: dict[int, list[str]] | None = None
@@ -191,7 +199,7 @@ class Cascade(Strategy):
         for k, level in enumerate(verified):
             node, answer, prob, _ = await self._verify(current, level, time.perf_counter())
             scores.append(prob)
-            ok = accept(prob, thresholds[k])
+            ok = accept(prob, thresholds[k]) and "degenerate" not in node.trace.extra
             node.trace.decision = "accepted" if ok else "escalated"
             node.trace.threshold = thresholds[k]
             nodes.append(node)
