@@ -283,13 +283,14 @@ async def test_the_openai_client_round_trip(gw: httpx.AsyncClient) -> None:
     [
         {"role": "tool", "content": "5", "tool_call_id": None},
         {"role": "tool", "content": "5", "tool_call_id": ""},
+        {"role": "function", "content": "5"},  # legacy: a function message without its name
     ],
 )
 async def test_a_message_the_core_types_refuse_is_a_400_not_a_500(
     gw: httpx.AsyncClient, message: dict[str, Any]
 ) -> None:
-    """The fuzz suite found a tool message the schema admitted and Message.from_dict refused: a
-    500. Whatever the core types refuse is the client's error."""
+    """The fuzz suite found a legacy function message the schema admitted and Message.from_dict
+    refused: a 500. Whatever the core types refuse is the client's error."""
     body = {"model": "llm", "messages": [{"role": "user", "content": "hi"}, message]}
     r = await gw.post("/v1/chat/completions", headers=AUTH, json=body)
     assert r.status_code == 400, r.text
