@@ -58,13 +58,14 @@ class BadInput(ValueError):
 def texts_of(body: EmbeddingRequest) -> list[str]:
     """The input as a list of texts; BadInput for token arrays, empty or too many inputs."""
     raw = body.input
-    texts = [raw] if isinstance(raw, str) else list(raw)
-    if not texts:
+    items: list[Any] = [raw] if isinstance(raw, str) else list(raw)
+    if not items:
         raise BadInput("`input` is empty")
-    if not all(isinstance(t, str) for t in texts):
+    if not all(isinstance(t, str) for t in items):
         raise BadInput(
             "token-id arrays are not supported (MiniLM has its own tokenizer): send text"
         )
+    texts: list[str] = items
     if len(texts) > MAX_INPUTS:
         raise BadInput(f"at most {MAX_INPUTS} inputs per request, got {len(texts)}")
     for i, t in enumerate(texts):
@@ -72,7 +73,7 @@ def texts_of(body: EmbeddingRequest) -> list[str]:
             raise BadInput(f"input[{i}] is empty")
     if body.dimensions is not None and body.dimensions != DIM:
         raise BadInput(f"{MODEL_NAME} has {DIM} dimensions, not {body.dimensions}", "dimensions")
-    return texts  # type: ignore[return-value]
+    return texts
 
 
 def encode_vector(vec: np.ndarray, encoding: str) -> list[float] | str:
