@@ -23,7 +23,17 @@ pytestmark = pytest.mark.timeout(60)
 
 KEY = "sk-test-wire"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-CARD = ModelCard("upstream", location="remote", trusted=True)
+# the fake upstream takes everything: its card says so (routing respects capabilities)
+CARD = ModelCard(
+    "upstream",
+    location="remote",
+    trusted=True,
+    tools=True,
+    json_schema=True,
+    vision=True,
+    audio=True,
+    logprobs=True,
+)
 MAGIC = {
     "type": "function",
     "function": {
