@@ -228,3 +228,29 @@ def parse_grade(text: str, top: float = 10) -> float | None:
     if verdict:
         return 1.0 if verdict.group(1).lower() in ("yes", "correct", "right") else 0.0
     return None
+
+
+# --- agreement --------------------------------------------------------------------------------
+
+
+def agreement(a: str, b: str, scorer: str, choices: tuple[str, ...] | list[str] = ()) -> float | None:
+    """1.0 when two answers give the same closed-form answer (the same option, the same number,
+    the same normalised text), 0.0 when they differ; None when the answer is not closed-form
+    (`scorer` "contains", "judge", "none") or when `b` (the reference side) gives none."""
+    if scorer == "choice" and choices:
+        opts = tuple(choices)
+        kb = pick_choice(b, opts, letters=False)
+        if kb is None:
+            return None
+        return 1.0 if pick_choice(a, opts, letters=False) == kb else 0.0
+    if scorer == "numeric":
+        nb = number_key(b)
+        if nb is None:
+            return None
+        return 1.0 if number_key(a) == nb else 0.0
+    if scorer == "exact":
+        tb = text_key(b)
+        if tb is None:
+            return None
+        return 1.0 if text_key(a) == tb else 0.0
+    return None

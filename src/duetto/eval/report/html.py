@@ -122,10 +122,11 @@ def render_html(report: Report, pareto_png: bytes, charts: list[tuple[str, bytes
             rows=rows,
             summary_notes=[f"{e.label}: {e.summary.note}" for e in entries if e.summary.note],
             recommendation=(
-                {"headline": report.recommendation_headline(), "rows": _kv_rows(rec)}
+                {"headline": report.recommendation_headline(), "rows": report.recommendation_rows()}
                 if rec
                 else None
             ),
+            phases=report.phase_rows(),
             pareto=data_uri(pareto_png),
             charts=[(name, data_uri(png)) for name, png in charts],
             calibration=_kv_rows(report.calibration) if report.calibration else None,
