@@ -233,7 +233,9 @@ def parse_grade(text: str, top: float = 10) -> float | None:
 # --- agreement --------------------------------------------------------------------------------
 
 
-def agreement(a: str, b: str, scorer: str, choices: tuple[str, ...] | list[str] = ()) -> float | None:
+def agreement(
+    a: str, b: str, scorer: str, choices: tuple[str, ...] | list[str] = ()
+) -> float | None:
     """1.0 when two answers give the same closed-form answer (the same option, the same number,
     the same normalised text), 0.0 when they differ; None when the answer is not closed-form
     (`scorer` "contains", "judge", "none") or when `b` (the reference side) gives none."""

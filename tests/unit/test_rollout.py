@@ -41,7 +41,9 @@ def _items(pool: str, n: int) -> list[WorkItem]:
             req = ChatRequest.of(f"{pool} {i}: what is {i} + 1?", max_tokens=32, task="math")
             out.append(WorkItem(f"{pool}-{i}", req, str(i + 1), "math", "numeric"))
         else:
-            req = ChatRequest.of(f"{pool} {i}: name in 'Ann Lee wrote'", max_tokens=8, task="extract")
+            req = ChatRequest.of(
+                f"{pool} {i}: name in 'Ann Lee wrote'", max_tokens=8, task="extract"
+            )
             out.append(WorkItem(f"{pool}-{i}", req, "Ann Lee", "extract", "exact"))
     return out
 
@@ -75,8 +77,9 @@ def _slm_answer(req: ChatRequest) -> str:
 
 
 def _plan(strategies: dict[str, Any] | None = None) -> RolloutPlan:
-    llm_card = ModelCard("llm", location="remote", trusted=False, price_in_per_mtok=1.0,
-                         price_out_per_mtok=4.0)  # fmt: skip
+    llm_card = ModelCard(
+        "llm", location="remote", trusted=False, price_in_per_mtok=1.0, price_out_per_mtok=4.0
+    )
     slm = ScriptedModel(ModelCard("slm"), _slm_answer, logprob=-0.7)
     llm = ScriptedModel(llm_card, _llm_answer, logprob=-0.1)
     return RolloutPlan(
@@ -116,8 +119,14 @@ def test_phases_have_the_report_json_fields(report: dict[str, Any]) -> None:
 
 def test_recommendation_is_the_cheap_cascade_and_non_inferior(report: dict[str, Any]) -> None:
     rec = report["recommendation"]
-    for key in ("name", "llm_call_share", "cost_fraction_of_llm_only", "llm_only_quality",
-                "quality_delta_ci", "non_inferior"):  # fmt: skip
+    for key in (
+        "name",
+        "llm_call_share",
+        "cost_fraction_of_llm_only",
+        "llm_only_quality",
+        "quality_delta_ci",
+        "non_inferior",
+    ):
         assert key in rec
     # the student answers the intents; math (nobody right) goes to the SLM; extraction stays
     assert rec["name"] in ("cascade-student-route", "route-audit-prior")
@@ -133,7 +142,9 @@ def test_every_mode_and_baseline_has_a_row(report: dict[str, Any]) -> None:
     modes = {s["mode"] for s in report["strategies"]}
     assert {"distill", "cascade", "route"} <= modes
     assert set(report["baselines"]) == {"slm_only", "llm_only", "best_single", "random", "oracle"}
-    assert report["baselines"]["best_single"]["quality"] == report["baselines"]["llm_only"]["quality"]
+    assert (
+        report["baselines"]["best_single"]["quality"] == report["baselines"]["llm_only"]["quality"]
+    )
 
 
 def test_report_files_render_the_recommendation_in_words(
@@ -188,8 +199,12 @@ def test_recommend_counts_checks() -> None:
     llm = _recs([1.0] * 10, llm_calls=1, cost_usd=1.0)
     mine = _recs([1.0] * 10, llm_calls=0, cost_usd=0.0)
     s_llm = {"quality": {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0}, "cost_usd": 10.0}
-    s_mine = {"quality": {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0}, "cost_usd": 2.0,
-              "llm_call_share": 0.2, "mode": "cascade"}  # fmt: skip
+    s_mine = {
+        "quality": {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0},
+        "cost_usd": 2.0,
+        "llm_call_share": 0.2,
+        "mode": "cascade",
+    }
     rec = recommend("c", s_mine, mine, s_llm, llm)
     assert rec["cost_fraction_of_llm_only"] == pytest.approx(0.2)
     assert rec["non_inferior"] and all(rec["checks"].values())
@@ -210,3 +225,34 @@ async def test_student_model_answers_among_the_options_only() -> None:
     both = DistilledStudent("d", model, llm)
     assert (await both.complete(ChatRequest.of("2+2?", task="math"))).text == "4"
     assert (await both.complete(req)).trace.decision == "local"
+
+
+def test_agreement_labels_closed_form_answers_only() -> None:
+    from duetto.answers import agreement
+
+    opts = ("card_lost", "balance")
+    assert agreement("It is balance.", "balance", "choice", opts) == 1.0
+    assert agreement("card_lost", "balance", "choice", opts) == 0.0
+    assert agreement("x", "no option here", "choice", opts) is None  # the reference gives none
+    assert agreement("so 12 apples", "The answer is 12", "numeric") == 1.0
+    assert agreement("Ann Lee", "ann lee.", "exact") == 1.0
+    assert agreement("a summary", "another", "contains") is None  # open-ended: the judge's
+
+
+def test_progress_is_one_line_per_phase_without_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from duetto.cli.demo import ConsoleProgress
+
+    buf = io.StringIO()
+    progress = ConsoleProgress(Console(file=buf, force_terminal=False))
+    lines: list[str] = []
+    progress._emit = lines.append  # type: ignore[method-assign]
+    for name in ("llm-only", "shadow"):
+        progress.phase(name, 10)
+        progress.advance("x", 10)
+        progress.done(name, "did it")
+    assert len(lines) == 2 and lines[0].endswith("llm-only: did it (0 s)")
+    assert lines[1].startswith("[") and " s] shadow" in lines[1]

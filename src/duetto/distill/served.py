@@ -99,10 +99,10 @@ def pick_among(student: Any, x: np.ndarray, choices: Sequence[str]) -> tuple[str
         return "", 0.0
     best = int(p.argmax())
     conf = float(p[best] / total)
-    if getattr(student, "novelty", False) and getattr(student, "known", None) is not None:
-        if len(student.known):
-            sim = float((np.asarray(x, dtype=np.float32) @ student.known.T).max())
-            conf *= min(max(sim, 0.0), 1.0)
+    known_x = getattr(student, "known", None) if getattr(student, "novelty", False) else None
+    if known_x is not None and len(known_x):
+        sim = float((np.asarray(x, dtype=np.float32) @ known_x.T).max())
+        conf *= min(max(sim, 0.0), 1.0)
     return known[best], conf
 
 

@@ -50,13 +50,13 @@ StudentFactory = Callable[[str, Sequence[str]], Any]
 class Progress:
     """What the rollout tells its surface: phases start and end, requests get done."""
 
-    def phase(self, name: str, total: int) -> None:  # noqa: B027 - optional hook
+    def phase(self, name: str, total: int) -> None:
         """A phase starts with about `total` units of work."""
 
-    def advance(self, label: str, n: int = 1) -> None:  # noqa: B027
+    def advance(self, label: str, n: int = 1) -> None:
         """`n` requests of step `label` are done."""
 
-    def done(self, name: str, line: str) -> None:  # noqa: B027
+    def done(self, name: str, line: str) -> None:
         """A phase ended; `line` says what it did."""
 
 
@@ -179,8 +179,13 @@ class Rollout:
             f"{len(self.audit)} served by the LLM, {len(slm_train) + len(slm_audit)} shadowed; "
             f"{len(labels)} agreement, {judge['n']} judge, {len(gold)} gold labels",
         )
-        return {"slm_train": slm_train, "llm_audit": llm_audit, "slm_audit": slm_audit,
-                "labels": label_summary, "gold": gold}  # fmt: skip
+        return {
+            "slm_train": slm_train,
+            "llm_audit": llm_audit,
+            "slm_audit": slm_audit,
+            "labels": label_summary,
+            "gold": gold,
+        }
 
     def _agreement(self, llm: list[Outcome], slm: list[Outcome]) -> list[dict[str, Any]]:
         out = []
@@ -246,9 +251,11 @@ class Rollout:
 
         def cascade(name: str, strong: ChatModel) -> Cascade:
             return Cascade(
-                name, [student, strong], LogprobVerifier(missing=0.0),
+                name,
+                [student, strong],
+                LogprobVerifier(missing=0.0),
                 calibrator=IsotonicCalibrator(),
-            )  # fmt: skip
+            )
 
         route = self._shadow_route(slm, llm)
         return {
@@ -295,12 +302,12 @@ class Rollout:
         floor = self.plan.target.value * (summarize_strategy(base)["quality"]["mean"] or 0.0)
         estimates: dict[str, dict[str, Any]] = {}
         for name, model in self.strategies.items():
-            if not (isinstance(model, Tunable) or isinstance(model, DistilledStudent)):
+            if not isinstance(model, Tunable | DistilledStudent):
                 continue
             outs = await self._run(model, self.audit, f"audit {name}")
             recs = rows(name, _mode(model), outs)
             s = summarize_strategy(recs, name=name)
-            mean, lo, hi, _ = paired_delta(recs, base)
+            _, lo, hi, _ = paired_delta(recs, base)
             s["quality_delta_ci"] = [lo, hi]
             estimates[name] = s
         ok = [s for s in estimates.values() if (s["quality"]["mean"] or 0.0) >= floor - 1e-12]
@@ -386,11 +393,16 @@ class Rollout:
         rnd = random_records(served["slm"], served["llm"], share, self.plan.seed)
         oracle = oracle_records(served["slm"], served["llm"])
         baselines["random"] = summarize(rnd)[0]
-        baselines["random"]["note"] = f"random routing at the recommendation's LLM share ({share:.2f})"
+        baselines["random"]["note"] = (
+            f"random routing at the recommendation's LLM share ({share:.2f})"
+        )
         baselines["oracle"] = summarize(oracle)[0]
         best = max(("slm_only", "llm_only"), key=lambda k: baselines[k]["quality"]["mean"] or 0.0)
-        baselines["best_single"] = {**baselines[best], "name": "best_single",
-                                    "note": f"the better single model: {best}"}  # fmt: skip
+        baselines["best_single"] = {
+            **baselines[best],
+            "name": "best_single",
+            "note": f"the better single model: {best}",
+        }
         for s in summaries:  # the paired test against LLM-only, for every row
             mine = [r for r in records if r["strategy"] == s["name"]]
             _, lo, hi, _ = paired_delta(mine, base["llm_only"])
@@ -408,25 +420,33 @@ class Rollout:
         )
         self.progress.done("serve", rec["text"])
         errors = sum(1 for r in records if r.get("error"))
-        task_records = {"llm_only": base["llm_only"], "slm_only": base["slm_only"],
-                        rec_name: rec_records}  # fmt: skip
+        task_records = {
+            "llm_only": base["llm_only"],
+            "slm_only": base["slm_only"],
+            rec_name: rec_records,
+        }
         return {
             "workload": {
                 "n": len(self.train) + len(self.audit) + len(self.test),
                 "calibration_n": len(self.audit),
                 "heldout_n": len(self.test),
-                "pools": {"train": len(self.train), "audit": len(self.audit),
-                          "test": len(self.test)},  # fmt: skip
+                "pools": {
+                    "train": len(self.train),
+                    "audit": len(self.audit),
+                    "test": len(self.test),
+                },
             },
             "phases": self.phases,
             "strategies": summaries,
-            "baselines": {k: baselines[k] for k in ("slm_only", "llm_only", "best_single",
-                                                    "random", "oracle")},  # fmt: skip
+            "baselines": {
+                k: baselines[k] for k in ("slm_only", "llm_only", "best_single", "random", "oracle")
+            },
             "recommendation": rec,
             "promotion": {"chosen": chosen, "audit_estimates": estimates},
             "calibration": calibration,
-            "headroom": headroom(task_records, names=list(dict.fromkeys(
-                ["llm_only", "slm_only", rec_name]))),  # fmt: skip
+            "headroom": headroom(
+                task_records, names=list(dict.fromkeys(["llm_only", "slm_only", rec_name]))
+            ),
             "errors": errors,
             "records": records + base["slm_only"] + base["llm_only"] + rnd + oracle,
         }

@@ -56,7 +56,9 @@ def paired_delta(
     return float(d.mean()), float(lo), float(hi), len(d)
 
 
-def non_inferior(ci_low: float, llm_only_quality: float, margin: float = NON_INFERIORITY_MARGIN) -> bool:
+def non_inferior(
+    ci_low: float, llm_only_quality: float, margin: float = NON_INFERIORITY_MARGIN
+) -> bool:
     """The paired CI's lower bound is above −margin × LLM-only quality."""
     return bool(math.isfinite(ci_low) and ci_low >= -margin * llm_only_quality)
 
@@ -156,9 +158,7 @@ def recommendation_text(rec: Mapping[str, Any]) -> str:
     q = rec["quality"]
     lo, hi = rec["quality_delta_ci"]
     verdict = (
-        "non-inferior to LLM-only"
-        if rec["non_inferior"]
-        else "NOT shown non-inferior to LLM-only"
+        "non-inferior to LLM-only" if rec["non_inferior"] else "NOT shown non-inferior to LLM-only"
     )
     text = (
         f"Use {rec['name']}: it calls the LLM on {_pct(rec['llm_call_share'])} of requests at "

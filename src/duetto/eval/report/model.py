@@ -8,7 +8,6 @@ report.json. Keys the report does not model (e.g. the per-request "records") rid
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -248,10 +247,14 @@ class Report:
         name = rec.get("strategy") or rec.get("name")
         if not name:
             return "no recommendation"
-        q = Quality.from_dict(rec.get("quality") if isinstance(rec.get("quality"), Mapping) else None)
+        q = Quality.from_dict(
+            rec.get("quality") if isinstance(rec.get("quality"), Mapping) else None
+        )
         parts: list[str] = []
         if q.mean is not None:
-            parts.append(f"quality {fmt(q.mean, 2)} (95% CI {fmt(q.ci_low, 2)}–{fmt(q.ci_high, 2)})")
+            parts.append(
+                f"quality {fmt(q.mean, 2)} (95% CI {fmt(q.ci_low, 2)}–{fmt(q.ci_high, 2)})"
+            )
         if rec.get("llm_only_quality") is not None:
             parts.append(f"LLM-only {fmt(rec['llm_only_quality'], 2)}")
         if rec.get("llm_call_share") is not None:
@@ -288,12 +291,19 @@ class Report:
         out: list[tuple[str, str]] = []
         q = rec.get("quality")
         if isinstance(q, Mapping):
-            out.append(("quality [95% CI]", _ci_text(q.get("mean"), q.get("ci_low"), q.get("ci_high"))))
+            out.append(
+                ("quality [95% CI]", _ci_text(q.get("mean"), q.get("ci_low"), q.get("ci_high")))
+            )
         if rec.get("llm_only_quality") is not None:
             out.append(("LLM-only quality", fmt(rec["llm_only_quality"], 2)))
         delta = rec.get("quality_delta_ci")
         if isinstance(delta, list | tuple) and len(delta) == 2:
-            out.append(("quality − LLM-only, paired 95% CI", _ci_text(rec.get("quality_delta"), *delta, digits=3)))
+            out.append(
+                (
+                    "quality − LLM-only, paired 95% CI",
+                    _ci_text(rec.get("quality_delta"), *delta, digits=3),
+                )
+            )
         if "non_inferior" in rec:
             margin = rec.get("non_inferiority_margin")
             at = f" (margin {fmt(margin, 3)})" if margin is not None else ""
@@ -301,10 +311,17 @@ class Report:
         if rec.get("llm_call_share") is not None:
             out.append(("LLM call share", fmt(rec["llm_call_share"], pct=True)))
         if rec.get("cost_fraction_of_llm_only") is not None:
-            out.append(("cost, fraction of LLM-only", fmt(rec["cost_fraction_of_llm_only"], pct=True)))
+            out.append(
+                ("cost, fraction of LLM-only", fmt(rec["cost_fraction_of_llm_only"], pct=True))
+            )
         oos = rec.get("oos")
         if isinstance(oos, Mapping) and oos.get("n"):
-            out.append(("out-of-scope escalated or refused", f"{fmt(oos.get('share'), pct=True)} of {oos['n']}"))
+            out.append(
+                (
+                    "out-of-scope escalated or refused",
+                    f"{fmt(oos.get('share'), pct=True)} of {oos['n']}",
+                )
+            )
         if rec.get("chosen_on"):
             out.append(("chosen on", str(rec["chosen_on"])))
         return out
