@@ -162,6 +162,13 @@ def run_demo(
                 target=tgt,
             )
             report = await run_rollout(plan, progress)
+            # what calibration fitted, for `duetto serve --calibration` (duetto.fitted): the
+            # configured strategies only (the student ones need the student, not in a config)
+            from duetto.fitted import export_fitted, save_fitted
+
+            fitted = export_fitted(engine.strategies, target)
+            if fitted["strategies"]:
+                report["fitted_path"] = str(save_fitted(fitted, out / "calibration.json"))
             report["models"] = [m.card.to_dict() for m in engine.models.values()]
             report["cache"] = engine.cache_stats()
             return report

@@ -37,7 +37,7 @@ from duetto.eval.runner import (
     run_items,
 )
 from duetto.eval.scorers import JudgeScorer
-from duetto.eval.verdict import headroom, paired_delta, recommend
+from duetto.eval.verdict import findings, headroom, paired_delta, recommend
 from duetto.eval.workload import WorkItem
 from duetto.models.base import ChatModel
 from duetto.strategies.base import Strategy, Tunable
@@ -425,6 +425,10 @@ class Rollout:
             "slm_only": base["slm_only"],
             rec_name: rec_records,
         }
+        per_task = headroom(
+            task_records, names=list(dict.fromkeys(["llm_only", "slm_only", rec_name]))
+        )
+        rec["findings"] = findings(rec, per_task)
         return {
             "workload": {
                 "n": len(self.train) + len(self.audit) + len(self.test),
@@ -444,9 +448,7 @@ class Rollout:
             "recommendation": rec,
             "promotion": {"chosen": chosen, "audit_estimates": estimates},
             "calibration": calibration,
-            "headroom": headroom(
-                task_records, names=list(dict.fromkeys(["llm_only", "slm_only", rec_name]))
-            ),
+            "headroom": per_task,
             "errors": errors,
             "records": records + base["slm_only"] + base["llm_only"] + rnd + oracle,
         }

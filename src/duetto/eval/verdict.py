@@ -196,3 +196,44 @@ def headroom(
         row["llm_only_cost_share"] = sum(float(r.get("cost_usd") or 0.0) for r in rs) / total_cost
         out.append(row)
     return out
+
+
+def findings(rec: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One sentence per check the recommendation misses, with the measured figures and where
+    the headroom is (per task: the LLM's and the SLM's quality, LLM-only's share of cost)."""
+    out: list[str] = []
+    llm_q = float(rec["llm_only_quality"] or 0.0)
+    lo, hi = rec["quality_delta_ci"]
+    per_task = "; ".join(
+        f"{r['task']}: LLM {_num(r.get('llm_only'))}, SLM {_num(r.get('slm_only'))}, "
+        f"{rec['name']} {_num(r.get(rec['name']))}, {_pct(r['llm_only_cost_share'])} of "
+        "LLM-only's cost"
+        for r in rows
+    )
+    if not rec["non_inferior"]:
+        out.append(
+            f"Non-inferiority not shown: the paired CI's lower bound {_num(lo, 3)} is below "
+            f"−{_num(rec['non_inferiority_margin'], 3)} (5% of LLM-only's {_num(llm_q)}); with "
+            f"{rec['n']} held-out requests the paired CI is {_num(hi - lo, 3)} wide, so only a "
+            "strategy clearly better than LLM-only can pass. Per task: " + per_task + "."
+        )
+    checks = rec["checks"]
+    if not checks[f"llm_call_share<={MAX_LLM_CALL_SHARE:g}"]:
+        out.append(
+            f"LLM call share {_pct(rec['llm_call_share'])} is above "
+            f"{_pct(MAX_LLM_CALL_SHARE)}: the target quality needs the LLM there. "
+            "Per task: " + per_task + "."
+        )
+    if not checks[f"cost_fraction<={MAX_COST_FRACTION:g}"]:
+        out.append(
+            f"Cost {_pct(rec['cost_fraction_of_llm_only'])} of LLM-only's is above "
+            f"{_pct(MAX_COST_FRACTION)}. Per task: " + per_task + "."
+        )
+    oos = rec.get("oos") or {}
+    if oos.get("n") and not oos.get("met"):
+        out.append(
+            f"Only {_pct(oos['share'])} of {oos['n']} out-of-scope queries were escalated or "
+            f"refused ({oos['escalated']} escalated, {oos['refused']} refused; target "
+            f"{_pct(oos['target'])})."
+        )
+    return out

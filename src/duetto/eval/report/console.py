@@ -50,3 +50,5 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     )
     if report.recommendation:
         console.print(f"Recommendation: {report.recommendation_headline()}", highlight=False)
+        for finding in report.recommendation.get("findings") or []:
+            console.print(f"  - {finding}", highlight=False)

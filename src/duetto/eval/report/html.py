@@ -122,7 +122,11 @@ def render_html(report: Report, pareto_png: bytes, charts: list[tuple[str, bytes
             rows=rows,
             summary_notes=[f"{e.label}: {e.summary.note}" for e in entries if e.summary.note],
             recommendation=(
-                {"headline": report.recommendation_headline(), "rows": report.recommendation_rows()}
+                {
+                    "headline": report.recommendation_headline(),
+                    "rows": report.recommendation_rows(),
+                    "findings": [str(f) for f in rec.get("findings") or []],
+                }
                 if rec
                 else None
             ),
