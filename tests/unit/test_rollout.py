@@ -256,3 +256,36 @@ def test_progress_is_one_line_per_phase_without_a_terminal() -> None:
         progress.done(name, "did it")
     assert len(lines) == 2 and lines[0].endswith("llm-only: did it (0 s)")
     assert lines[1].startswith("[") and " s] shadow" in lines[1]
+
+
+async def test_the_embedded_defaults_every_mode_has_a_row() -> None:
+    """The demo's real strategy set (duetto/data/defaults.yaml) with scripted models in place
+    of SmolLM2 and the stand-in: every mode gets a row, calibration fills every threshold."""
+    from importlib.resources import files
+
+    import yaml
+
+    from duetto.config import parse_config
+    from duetto.engine import Engine
+
+    data = yaml.safe_load(files("duetto.data").joinpath("defaults.yaml").read_text())
+    for name in ("slm", "llm"):
+        card = data["models"][name]["card"]
+        data["models"][name] = {"backend": "fake", "card": card}
+    engine = Engine(parse_config(data), cache=True)
+    await engine.start()
+    try:
+        slm, llm = engine.slm.inner, engine.llm.inner  # type: ignore[attr-defined]
+        slm.script, slm.logprob = _slm_answer, -0.7
+        llm.script, llm.logprob = _llm_answer, -0.1
+        plan = _plan()
+        plan.slm, plan.llm = engine.slm, engine.llm
+        plan.strategies, plan.targets = engine.strategies, engine.targets()
+        report = await run_rollout(plan)
+    finally:
+        await engine.aclose()
+    modes = {s["mode"] for s in report["strategies"]}
+    assert modes == {"cascade", "route", "pipeline", "assist", "fuse", "distill"}
+    assert set(report["calibration"]) >= {"cascade-logprob", "cascade-learned", "route-task-prior"}
+    assert report["errors"] == 0
+    assert report["recommendation"]["name"] in {s["name"] for s in report["strategies"]}
