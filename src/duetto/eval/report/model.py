@@ -301,7 +301,7 @@ class Report:
             out.append(
                 (
                     "quality − LLM-only, paired 95% CI",
-                    _ci_text(rec.get("quality_delta"), *delta, digits=3),
+                    _ci_text(rec.get("quality_delta"), delta[0], delta[1], digits=3),
                 )
             )
         if "non_inferior" in rec:
