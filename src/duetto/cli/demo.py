@@ -49,8 +49,7 @@ class ConsoleProgress:
         self.name = ""
 
     def phase(self, name: str, total: int) -> None:
-        self.t_phase = time.perf_counter()
-        self.name = name
+        self.name = name  # a phase's time runs from the previous phase's end
         if not self.tty:
             return
         from rich.progress import (
@@ -83,6 +82,7 @@ class ConsoleProgress:
         self._close_bar()
         now = time.perf_counter()
         text = f"[{now - self.t0:5.0f} s] {name}: {line} ({now - self.t_phase:.0f} s)"
+        self.t_phase = now
         self._emit(text)
 
     def _emit(self, text: str) -> None:

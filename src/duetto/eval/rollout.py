@@ -336,7 +336,6 @@ class Rollout:
         shadow = await self.shadow(llm_train)
         self._gold = shadow["gold"]
 
-        t2 = time.perf_counter()
         student = self.distil(llm_train)
         self.student = student
         calibration = await self.calibrate(student)
@@ -355,8 +354,7 @@ class Rollout:
         self.progress.done(
             "distil+calibrate",
             f"student for {', '.join(sorted(student.students)) or 'no task'}; "
-            f"{len(calibration)} strategies calibrated; promoted: {chosen or 'none (LLM only)'} "
-            f"({time.perf_counter() - t2:.0f} s)",
+            f"{len(calibration)} strategies calibrated; promoted: {chosen or 'none (LLM only)'}",
         )
 
         served = await self.serve()
