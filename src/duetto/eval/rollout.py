@@ -37,7 +37,7 @@ from duetto.eval.runner import (
     run_items,
 )
 from duetto.eval.scorers import JudgeScorer
-from duetto.eval.verdict import findings, headroom, paired_delta, recommend
+from duetto.eval.verdict import findings, headroom, non_inferior, paired_delta, recommend
 from duetto.eval.workload import WorkItem
 from duetto.models.base import ChatModel
 from duetto.strategies.base import Strategy, Tunable
@@ -297,9 +297,11 @@ class Rollout:
 
     async def choose(self, llm_audit: list[Outcome]) -> tuple[str | None, dict[str, Any]]:
         """Promotion: the cheapest candidate whose audit quality meets the target (LLM-only's
-        audit quality × the target); every candidate run on the audit (its calls are cached)."""
+        audit quality × the target), preferring those already non-inferior to LLM-only on the
+        audit (paired CI); every candidate runs on the audit (its model calls are cached)."""
         base = rows("llm_only", "baseline", llm_audit)
-        floor = self.plan.target.value * (summarize_strategy(base)["quality"]["mean"] or 0.0)
+        llm_q = summarize_strategy(base)["quality"]["mean"] or 0.0
+        floor = self.plan.target.value * llm_q
         estimates: dict[str, dict[str, Any]] = {}
         for name, model in self.strategies.items():
             if not isinstance(model, Tunable | DistilledStudent):
@@ -309,8 +311,10 @@ class Rollout:
             s = summarize_strategy(recs, name=name)
             _, lo, hi, _ = paired_delta(recs, base)
             s["quality_delta_ci"] = [lo, hi]
+            s["non_inferior"] = non_inferior(lo, llm_q)
             estimates[name] = s
         ok = [s for s in estimates.values() if (s["quality"]["mean"] or 0.0) >= floor - 1e-12]
+        ok = [s for s in ok if s["non_inferior"]] or ok
         best = min(ok, key=lambda s: (s["cost_usd"], -(s["quality"]["mean"] or 0.0)), default=None)
         return (best["name"] if best else None), estimates
 
