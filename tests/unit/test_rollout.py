@@ -289,3 +289,12 @@ async def test_the_embedded_defaults_every_mode_has_a_row() -> None:
     assert set(report["calibration"]) >= {"cascade-logprob", "cascade-learned", "route-task-prior"}
     assert report["errors"] == 0
     assert report["recommendation"]["name"] in {s["name"] for s in report["strategies"]}
+
+
+def test_student_cascade_never_answers_a_task_it_has_no_student_for(
+    report: dict[str, Any],
+) -> None:
+    math_rows = [
+        r for r in report["records"] if r["strategy"] == "cascade-student" and r["task"] == "math"
+    ]
+    assert math_rows and all(r["llm_calls"] == 1 for r in math_rows)  # pinned to the LLM

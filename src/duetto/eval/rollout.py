@@ -246,15 +246,23 @@ class Rollout:
         """The strategies only a rollout can build: they need the student or the audit."""
         from duetto.scoring.verifiers import IsotonicCalibrator, LogprobVerifier
         from duetto.strategies.cascade import Cascade
+        from duetto.strategies.rules import Rule
 
         slm, llm = self.plan.slm, self.plan.llm
 
+        tasks = {it.task or "" for it in [*self.train, *self.audit, *self.test]}
+        others = sorted(tasks - set(student.students))
+
         def cascade(name: str, strong: ChatModel) -> Cascade:
+            # a task the student has no answer for goes straight to the next level: a rule, so
+            # that calibration can never accept the student's empty answer there
+            rules = [Rule({"task": others}, strong.name)] if others else None
             return Cascade(
                 name,
                 [student, strong],
                 LogprobVerifier(missing=0.0),
                 calibrator=IsotonicCalibrator(),
+                rules=rules,
             )
 
         route = self._shadow_route(slm, llm)
