@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from duetto.cli._errors import fail
+from duetto.eval.rollout import Progress
 
 # Requests per phase: train (phase 0 traces), audit (phase 1 gold), test (phase 3 held out).
 DEMO_SIZES = {"train": 90, "audit": 60, "test": 84}
@@ -36,7 +37,7 @@ def capped(items: list[Any]) -> list[Any]:
     return out
 
 
-class ConsoleProgress:
+class ConsoleProgress(Progress):
     """Rich progress bars on a terminal; one line per phase with elapsed time otherwise."""
 
     def __init__(self, console: Any) -> None:

@@ -148,7 +148,7 @@ class Rollout:
         slm_audit = await self._run(plan.slm, self.audit, "SLM shadows (audit)")
         labels = self._agreement(llm_train, slm_train)
         judge = await self._judge(llm_train, slm_train, n_judge)
-        gold = [
+        gold: list[dict[str, Any]] = [
             {"item_id": s.item.id, "task": s.item.task, "slm": s.quality, "llm": lo.quality}
             for s, lo in zip(slm_audit, llm_audit, strict=True)
         ]
