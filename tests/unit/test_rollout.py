@@ -298,3 +298,12 @@ def test_student_cascade_never_answers_a_task_it_has_no_student_for(
         r for r in report["records"] if r["strategy"] == "cascade-student" and r["task"] == "math"
     ]
     assert math_rows and all(r["llm_calls"] == 1 for r in math_rows)  # pinned to the LLM
+
+
+def test_student_cascades_get_the_out_of_scope_floor(report: dict[str, Any]) -> None:
+    for name in ("cascade-student", "cascade-student-route"):
+        cal = report["calibration"][name]
+        assert "oos_floor" in cal
+        assert cal["threshold"] is None or cal["threshold"] >= cal["oos_floor"]
+    for est in report["promotion"]["audit_estimates"].values():
+        assert {"n", "share", "met"} <= set(est["oos"])
