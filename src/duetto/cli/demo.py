@@ -18,7 +18,8 @@ from duetto.eval.rollout import Progress
 
 # Requests per phase: train (phase 0 traces), audit (phase 1 gold), test (phase 3 held out).
 # Measured under load (load average ~4): --limit 12 took 537 s, of which phase 3 375 s (the
-# LLM writing five hints took ~200 s of it); the lead re-times on a quiet machine.
+# assist-hints' summed latency was 278 s, mostly the LLM writing five 256-token hints); the
+# lead re-times on a quiet machine.
 DEMO_SIZES = {"train": 48, "audit": 30, "test": 30}
 # The LLM's task hints (assist-hints, once per task type) are capped too: 256 tokens each took
 # most of phase 3 on a short run.
