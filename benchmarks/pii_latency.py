@@ -11,14 +11,17 @@ less when other jobs share the cores). Reported: mean, p50, p95, p99, max.
 
 Detectors: `presidio` (the default `PresidioDetector`: Presidio's recognizers + spaCy NER +
 duetto's rules), `presidio_blis` (the same with thinc's default blis matrix products, for
-comparison), `patterns_only` (`ner=False`), `rules` (`duetto.privacy.rules.rules_detect`: every
-dependency-free rule incl. identifiers, labelled fields and secrets; the default without the
-privacy extra) and `regex` (`duetto.scoring.pii.regex_detect`, the seam's minimal one). The
+comparison), `presidio_ungated` (the same with the NER reading every sentence,
+`ner_gate=False`), `patterns_only` (`ner=False`), `rules` (`duetto.privacy.rules.rules_detect`:
+every dependency-free rule incl. identifiers, labelled fields and secrets; the default without
+the privacy extra) and `regex` (`duetto.scoring.pii.regex_detect`, the seam's minimal one). The
 breakdown times each stage of the default detector alone on the same texts (CPU time). The JSON
 also records the load average before and after, the CPU and the library versions.
-`--model-pass N` adds the optional local-model pass (`duetto.privacy.model_pass`, the embedded
-SmolLM2) on N texts of generated_large.json: PERSON recall/precision with and without it, and
-its latency per text.
+`--prose N` also times the default detector with and without its NER gate on N requests
+joined from banking77's test queries (lower-case prose with few names, unlike the synthetic
+sentences). `--model-pass N` adds the optional local-model pass (`duetto.privacy.model_pass`,
+the embedded SmolLM2) on N texts of generated_large.json: PERSON recall/precision with and
+without it, and its latency per text.
 """
 
 from __future__ import annotations
@@ -98,17 +101,22 @@ def breakdown(detector: Any, texts: list[str]) -> dict[str, Any]:
     from duetto.privacy.fields import fields
     from duetto.privacy.identifiers import identifiers
     from duetto.privacy.names import person_names
-    from duetto.privacy.presidio import ner_entities
-    from duetto.privacy.recognizers import card_numbers, phone_numbers, street_addresses
+    from duetto.privacy.presidio import ner_entities, ner_text
+    from duetto.privacy.recognizers import phone_numbers, street_addresses
     from duetto.privacy.secrets import find_secrets
+    from duetto.scoring.pii import card_numbers
+
+    def gated(text: str) -> str:
+        return (ner_text(text) or "") if detector.ner_gate else text
 
     def spacy_ner(text: str) -> Any:
         with detector._blas_limit():
-            return detector._nlp(text)
+            return detector._nlp(gated(text))
 
     docs = [spacy_ner(t) for t in texts]
     by_text = dict(zip(texts, docs, strict=True))
     stages: dict[str, Callable[[str], Any]] = {
+        "ner_gate": gated,
         "spacy_ner": spacy_ner,
         "presidio_patterns": detector.presidio_patterns,
         "ner_entities+person_names": lambda t: ner_entities(by_text[t]) + person_names(by_text[t]),
@@ -119,6 +127,22 @@ def breakdown(detector: Any, texts: list[str]) -> dict[str, Any]:
         "secrets": lambda t: find_secrets(t, use_detect_secrets=False),
     }
     return {name: time_detector(fn, texts)["cpu"] for name, fn in stages.items()}
+
+
+def prose_requests(n: int, chars: int, seed: int) -> list[str]:
+    """Requests joined from banking77's test queries: lower-case customer prose, few names."""
+    from duetto.privacy.datasets import load_banking77
+
+    path = DATA.parents[1] / "banking77" / "test.csv"
+    sentences = [s.text for s in load_banking77(path)]
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        parts: list[str] = []
+        while sum(len(p) + 1 for p in parts) < chars:
+            parts.append(rng.choice(sentences))
+        out.append(" ".join(parts)[:chars])
+    return out
 
 
 def environment() -> dict[str, Any]:
@@ -194,6 +218,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-stage times")
     parser.add_argument(
+        "--prose", type=int, default=0, metavar="N", help="also N banking77 prose requests"
+    )
+    parser.add_argument(
         "--model-pass", type=int, default=0, metavar="N", help="also time the SLM pass on N texts"
     )
     args = parser.parse_args()
@@ -208,6 +235,8 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     blis = PresidioDetector(single_thread_blas=False)
     blis.load()
+    ungated = PresidioDetector(ner_gate=False)
+    ungated.load()
     result: dict[str, Any] = {
         "source": source,
         "requests": len(texts),
@@ -216,11 +245,19 @@ def main() -> None:
         "load_s": round(load_s, 2),
         "presidio": time_detector(detector, texts),
         "presidio_blis": time_detector(blis, texts),
+        "presidio_ungated": time_detector(ungated, texts),
         "patterns_only": time_detector(_patterns_only(), texts),
         "rules": time_detector(rules_detect, texts),
         "regex": time_detector(regex_detect, texts),
         "target_p95_ms": 10.0,
     }
+    if args.prose:
+        prose = prose_requests(args.prose, args.chars, args.seed)
+        result["prose"] = {
+            "source": "banking77 test queries",
+            "presidio": time_detector(detector, prose),
+            "presidio_ungated": time_detector(ungated, prose),
+        }
     if not args.no_breakdown:
         result["breakdown_cpu"] = breakdown(detector, texts)
     if args.model_pass:
@@ -238,6 +275,7 @@ def main() -> None:
     for key, label in [
         ("presidio", "presidio+spaCy+rules"),
         ("presidio_blis", "  same, blis gemm"),
+        ("presidio_ungated", "  same, NER on all"),
         ("patterns_only", "patterns, no NER"),
         ("rules", "rules (no Presidio)"),
         ("regex", "regex only"),
@@ -249,6 +287,12 @@ def main() -> None:
             f"cpu p50 {r['cpu']['p50_ms']:7.3f} p95 {r['cpu']['p95_ms']:7.3f}"
         )
     print(f"target p95 <= 10 ms (default detector, wall): {verdict}")
+    for key, r in result.get("prose", {}).items():
+        if key != "source":
+            print(
+                f"prose {key:16s} wall p50 {r['p50_ms']:7.3f} p95 {r['p95_ms']:7.3f} | "
+                f"cpu p50 {r['cpu']['p50_ms']:7.3f} p95 {r['cpu']['p95_ms']:7.3f}"
+            )
     for stage, r in result.get("breakdown_cpu", {}).items():
         print(f"  stage {stage:27s} cpu p50 {r['p50_ms']:6.3f} p95 {r['p95_ms']:6.3f} ms")
     print(f"load average after {result['loadavg_after']}")

@@ -5,20 +5,28 @@ scores them. Pure functions over strings; no duetto imports.
 
     normalise(text)              lower-case, no leading "The answer is", punctuation as spaces
     prompt_key(text)             a prompt's identity: white space folded, case folded
-    extract_number(text)         the answer number (after the last "####"/"answer is", else last)
+    extract_number(text)         the answer number (a last \\boxed{N}, after the last "####"/
+                                 "answer is", else the last number)
+    extract_boxed(text)          what the last \\boxed{...} holds
+    json_object(text)            the JSON object a reply holds (bare or in a ``` fence)
+    agreement(a, b)              do two closed-form answers agree (JSON fields, numbers, choice
+                                 letters, short labels)? a score in [0, 1], None if open-ended
     extract_choice(text)         an option letter from free text ("(B)", "Answer: c")
     choice_index / pick_choice   which of a known list of options a reference / an output names
     parse_grade(text, top)       a judge's grade as a fraction in [0, 1]
     estimate_tokens(text)        ceil(characters / 4), when a server reports no usage
+    degenerate(text)             why an answer is unusable whatever its score (loop, empty), or None
 
 The vote keys of `Fuse` (`text_key`, `number_key`, `extract_choice`) return None to abstain.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import string
+from typing import Any
 
 CHARS_PER_TOKEN = 4
 
@@ -76,11 +84,32 @@ def _to_float(token: str) -> float:
     return float(token)
 
 
+def extract_boxed(text: str) -> str | None:
+    """What the last `\\boxed{...}` holds (braces nested inside are kept), None without one."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    i = start + len("\\boxed{")
+    depth = 1
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i:j].strip()
+    return None
+
+
 def extract_number(text: str) -> float | None:
-    """The answer number: the first after the last '####' or 'answer:'/'answer is', else the
-    last number in the text. Commas and '$' are dropped; 'a/b' is a fraction; NaN for x/0."""
+    """The answer number: the one in a last `\\boxed{N}`, else the first after the last '####'
+    or 'answer:'/'answer is', else the last number in the text. Commas and '$' are dropped;
+    'a/b' is a fraction; NaN for x/0."""
     tail: str | None = None
-    if "####" in text:
+    boxed = extract_boxed(text)
+    if boxed is not None and _NUMBER.search(boxed):
+        tail = boxed
+    elif "####" in text:
         tail = text.rsplit("####", 1)[1]
     else:
         markers = list(ANSWER_MARKER.finditer(text))
@@ -100,6 +129,49 @@ def number_key(text: str) -> str | None:
     if value is None or math.isnan(value):
         return None
     return str(int(value)) if value.is_integer() else str(value)
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object a reply holds: the whole text, a ``` fence, or the outermost {...}."""
+    candidates = [text.strip()]
+    candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
+    first, last = text.find("{"), text.rfind("}")
+    if 0 <= first < last:
+        candidates.append(text[first : last + 1])
+    for c in candidates:
+        if not c.startswith("{"):
+            continue
+        try:
+            value = json.loads(c)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return normalise(a) == normalise(b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
+    return bool(a == b)
+
+
+def json_agreement(candidate: dict[str, Any], reference: dict[str, Any]) -> float:
+    """The share of the reference's fields the candidate gives the same value (strings
+    normalised, numbers up to rounding); 1.0 for two empty objects."""
+    if not reference:
+        return 1.0 if not candidate else 0.0
+    same = sum(k in candidate and _same_value(candidate[k], v) for k, v in reference.items())
+    return same / len(reference)
 
 
 # --- choices ----------------------------------------------------------------------------------
@@ -230,29 +302,106 @@ def parse_grade(text: str, top: float = 10) -> float | None:
     return None
 
 
-# --- agreement --------------------------------------------------------------------------------
+# --- degenerate output ------------------------------------------------------------------------
+# A small model that loops still gets a fair token confidence (each repeat is likely given the
+# last one): `cascade-logprob` accepted a looping SmolLM2 answer at 0.52. These checks are about
+# the text's shape only, so short valid answers ("42", an intent label) always pass.
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+_CHAR_CYCLE = re.compile(r"(.{1,8}?)\1{11,}", re.DOTALL)  # a short unit 12+ times in a row
+_LAYOUT = set(" \t\n-=_*#~.+|:")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
-def agreement(
-    a: str, b: str, scorer: str, choices: tuple[str, ...] | list[str] = ()
-) -> float | None:
-    """1.0 when two answers give the same closed-form answer (the same option, the same number,
-    the same normalised text), 0.0 when they differ; None when the answer is not closed-form
-    (`scorer` "contains", "judge", "none") or when `b` (the reference side) gives none."""
-    if scorer == "choice" and choices:
-        opts = tuple(choices)
-        kb = pick_choice(b, opts, letters=False)
-        if kb is None:
-            return None
-        return 1.0 if pick_choice(a, opts, letters=False) == kb else 0.0
-    if scorer == "numeric":
-        nb = number_key(b)
-        if nb is None:
-            return None
-        return 1.0 if number_key(a) == nb else 0.0
-    if scorer == "exact":
-        tb = text_key(b)
-        if tb is None:
-            return None
-        return 1.0 if text_key(a) == tb else 0.0
+def _repeated_run(words: list[str]) -> tuple[int, int]:
+    """(n, repeats) of the longest run (in words) of one n-gram (n ≤ 12) repeated back to
+    back; units without a letter or digit (a markdown rule "-----") are not counted."""
+    best = (0, 0)
+    for n in range(1, min(12, len(words) // 2) + 1):
+        i = 0
+        while i + 2 * n <= len(words):
+            unit = words[i : i + n]
+            reps = 1
+            while words[i + reps * n : i + (reps + 1) * n] == unit:
+                reps += 1
+            if reps > 1 and reps * n > best[0] * best[1] and any(w[0].isalnum() for w in unit):
+                best = (n, reps)
+            i += (reps - 1) * n if reps > 1 else 1
+    return best
+
+
+def degenerate(text: str) -> str | None:
+    """Why `text` is not an answer whatever a verifier says ("empty", "loop", "repetition"),
+    or None for a usable answer. Pure and cheap (a few hundred words, bounded loops).
+
+    - empty: nothing but white space
+    - loop: a short unit repeated back to back (a word 8+ times, a phrase of ≤ 12 words 4+
+      times covering 12+ words, a few characters 12+ times)
+    - repetition: one sentence or line of 3+ words said 4+ times as a third of the text (or 3
+      times as half of it),
+      or a long text (≥ 60 words) whose word 3-grams are mostly (70%) repeats
+    """
+    if not text.strip():
+        return "empty"
+    sample = text[-4000:]  # a loop runs to the end of the output; bounded work
+    for cycle in _CHAR_CYCLE.finditer(sample):
+        # white space, rules and table borders ("-----", "|---|") are not loops
+        if len(cycle.group(0)) >= 24 and not set(cycle.group(1)) <= _LAYOUT:
+            return "loop"
+    words = [w.casefold() for w in _WORD.findall(sample)]
+    n, reps = _repeated_run(words)
+    if (n == 1 and reps >= 8) or (n > 1 and reps >= 4 and n * reps >= 12):
+        return "loop"
+    units = [" ".join(u.split()).casefold() for u in _SENTENCE_END.split(sample)]
+    units = [u for u in units if len(u.split()) >= 3]
+    if units:
+        top = max(set(units), key=units.count)
+        count, share = units.count(top), units.count(top) * len(top) / len(" ".join(units))
+        # a worked answer may say "12 months in a year, so ..." three times: 4+ times, or 3
+        # times as half the text
+        if (count >= 4 and share >= 1 / 3) or (count >= 3 and share >= 1 / 2):
+            return "repetition"
+    prose = [w for w in words if w[0].isalnum()]  # JSON or code punctuation repeats legitimately
+    if len(prose) >= 60:
+        grams = list(zip(prose, prose[1:], prose[2:], strict=False))
+        if len(set(grams)) < 0.3 * len(grams):
+            return "repetition"
+    return None
+
+
+# --- agreement of closed-form answers ---------------------------------------------------------
+
+SHORT_LABEL_WORDS = 6  # a reply of at most this many words can be a label (an intent, a class)
+
+
+def agreement(candidate: str, reference: str) -> float | None:
+    """Whether `candidate` gives the same closed-form answer as `reference`, judged by the
+    reference's form: a JSON object (the share of its fields matched), a number (boxed, after
+    '####'/'answer is', or the whole reply), an option letter, or a short label (normalised
+    text). None when the reference is open-ended: agreement cannot say, a judge must."""
+    ref_json = json_object(reference)
+    if ref_json is not None:
+        got = json_object(candidate)
+        return json_agreement(got, ref_json) if got is not None else 0.0
+    ref_norm = normalise(reference)
+    numeric = (
+        extract_boxed(reference) is not None
+        or "####" in reference
+        or bool(ANSWER_MARKER.search(reference) and _NUMBER.search(reference))
+        or bool(ref_norm and _NUMBER.fullmatch(ref_norm.replace(" ", "")))
+    )
+    if numeric:
+        want, got_key = number_key(reference), number_key(candidate)
+        if want is not None:
+            return 1.0 if got_key == want else 0.0
+    letter = extract_choice(reference)
+    if letter is not None and len(ref_norm.split()) <= SHORT_LABEL_WORDS:
+        return 1.0 if extract_choice(candidate) == letter else 0.0
+    if ref_norm and len(ref_norm.split()) <= SHORT_LABEL_WORDS:
+        said = normalise(candidate)
+        if said == ref_norm:
+            return 1.0
+        # a short reply that names the label ("The intent is card arrival.")
+        short = len(said.split()) <= 2 * SHORT_LABEL_WORDS
+        return 1.0 if short and re.search(phrase_pattern(ref_norm), said) else 0.0
     return None

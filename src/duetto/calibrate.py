@@ -218,3 +218,15 @@ class StaticThreshold:
     def observe(self, escalated: bool, cost_usd: float, quality: float | None = None) -> None:
         if self.guard is not None:
             self.guard.record(cost_usd)
+
+
+def audited_threshold(
+    threshold: float, ci_low: float, target: float, step: float, hi: float = 1.0
+) -> float | None:
+    """The audit controller's move (fed by continuous audits, `duetto.loop`): when the lower
+    bound of the estimated quality's interval is below the `target`, the threshold rises by
+    `step` (capped at `hi`), so more requests escalate to the LLM; None when nothing moves
+    (the bound meets the target, or the threshold is already at `hi`)."""
+    if math.isnan(ci_low) or ci_low >= target or threshold >= hi:
+        return None
+    return min(hi, threshold + step)

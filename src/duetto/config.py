@@ -2,7 +2,7 @@
 
 Three sections, kept apart as in vLLM Semantic Router's config:
   endpoints:   where   (base URLs, the *name* of the env var holding the key, timeouts, retries)
-  models:      what    (backend + model card: trust zone, prices, energy, context size)
+  models:      what    (backend + model card: trust zone, prices, energy, capabilities)
   strategies:  how     (collaboration mode + the models or strategies it composes)
 plus `target` (default calibration target) and `privacy` (default policy).
 
@@ -87,9 +87,18 @@ class CardConfig(_Strict):
     energy_j_per_token_in: float | None = Field(None, ge=0)
     energy_j_per_token_out: float | None = Field(None, ge=0)
     watts_per_core: float | None = Field(None, ge=0)
-    context_size: int = Field(8192, gt=0)
     label: str = ""
     source: str = ""
+    # Capabilities (routing respects them, docs/routing.md). None: the backend's default
+    # (duetto.engine.BACKEND_CAPABILITIES); context_size defaults to n_ctx for the backends
+    # that load the model themselves (local, standin), else 8192.
+    context_size: int | None = Field(None, gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+    tools: bool | None = None
+    json_schema: bool | None = None
+    vision: bool | None = None
+    audio: bool | None = None
+    logprobs: bool | None = None
 
 
 class ModelConfig(_Strict):
@@ -129,6 +138,43 @@ class GatewayKeyConfig(_Strict):
     key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     budget_usd: float | None = Field(None, ge=0)  # None: no budget
     rpm: int | None = Field(None, gt=0)  # requests per minute, per replica; None: no limit
+    admin: bool = False  # may load a calibration (POST /admin/calibration)
+
+
+class ShadowConfig(_Strict):
+    """Shadow mode for one served model or strategy (`gateway.shadow.<name>`): users keep its
+    answer; a sampled `share` of its requests is also answered in the background by
+    `candidate` (a model, a strategy, or "first_stage": the served strategy's first model),
+    from a queue of `queue` jobs that drops when full. Both answers are stored and labelled."""
+
+    candidate: str
+    share: float = Field(0.2, ge=0, le=1)
+    queue: int = Field(256, ge=1)
+    workers: int = Field(1, ge=1)
+    judge_share: float = Field(0.1, ge=0, le=1)  # of pairs agreement can label, also judged
+    timeout_s: float = Field(120.0, gt=0)
+
+
+class AuditConfig(_Strict):
+    """Continuous audit (`gateway.audit`): a `share` of locally answered requests is also sent
+    to the LLM in the background and labelled; the live estimate (last `window` audits) is
+    compared with the quality `target` (a fraction of LLM-only quality; default: the
+    strategy's `quality=` target), and the controller moves a strategy's threshold `step`
+    toward the LLM when the interval's lower bound falls below it (after `min_labels` audits
+    since its last move)."""
+
+    share: float = Field(0.1, ge=0, le=1)
+    judge: str | None = None  # the judge model (default: the LLM)
+    judge_share: float = Field(0.1, ge=0, le=1)
+    queue: int = Field(256, ge=1)
+    workers: int = Field(1, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    window: int = Field(500, ge=10)
+    target: float | None = Field(None, ge=0, le=1)
+    control: bool = True
+    step: float = Field(0.05, gt=0, le=1)
+    min_labels: int = Field(30, ge=1)
+    refresh_s: float = Field(5.0, gt=0)
 
 
 class GatewayConfig(_Strict):
@@ -142,6 +188,12 @@ class GatewayConfig(_Strict):
     breaker_reset_s: float = Field(30.0, gt=0)
     affinity: bool = False
     redact_store: bool | None = None  # default: redact when privacy.policy is not "allow"
+    # share of the text sent to untrusted models re-scanned off the request path by the
+    # slower second opinion (the detector, or the local model's pass): residual leaks
+    leak_rescan_share: float = Field(0.05, ge=0, le=1)
+    leak_second_opinion: Literal["detector", "model"] = "detector"
+    shadow: dict[str, ShadowConfig] = Field(default_factory=dict)  # served name -> its shadow
+    audit: AuditConfig | None = None  # None: no continuous audit
 
 
 class Config(_Strict):
@@ -219,6 +271,13 @@ def validate(cfg: Config) -> None:
     gw = cfg.gateway
     if gw.fallback is not None and gw.fallback not in names:
         errors.append(("gateway.fallback", f"unknown model or strategy {gw.fallback!r}"))
+    for served, sh in gw.shadow.items():
+        if served not in names:
+            errors.append((f"gateway.shadow.{served}", f"unknown model or strategy {served!r}"))
+        if sh.candidate != "first_stage" and sh.candidate not in names:
+            errors.append((f"gateway.shadow.{served}.candidate", f"unknown {sh.candidate!r}"))
+    if gw.audit is not None and gw.audit.judge is not None and gw.audit.judge not in names:
+        errors.append(("gateway.audit.judge", f"unknown model or strategy {gw.audit.judge!r}"))
     for i, k in enumerate(gw.keys):
         if not (k.key_env or k.key_sha256):
             errors.append((f"gateway.keys[{i}]", "a key needs `key_env` or `key_sha256`"))

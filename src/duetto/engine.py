@@ -4,8 +4,8 @@ The engine is the one place that knows both the config schema and the constructo
 strategies stay free of YAML and the surfaces (CLI, gateway) stay free of constructors.
 `cache=True` wraps every leaf model in the evaluator's call cache (duetto eval / demo); `wrap`
 adds wrappers of its own (the gateway's circuit breakers), applied to each model, in order,
-before the strategies are built. Every leaf gets `pii_counter` (duetto.scoring.pii.count_pii,
-the counter of the detector in use, unless given): the privacy axis of everything it builds.
+before the strategies are built. Every leaf gets `pii_counter` (duetto.privacy.leaks.count_by_tier,
+the detector in use counted by risk tier, unless given): the privacy axis of everything it builds.
 
     engine = Engine.from_yaml("duetto.yaml")        # or Engine(load_config(path), ...)
     async with engine:
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from duetto.calibrate import AdaptiveThreshold, Target
+from duetto.capabilities import FEATURES
 from duetto.config import Config, ModelConfig, StrategyConfig, build_order, load_config
 from duetto.errors import ConfigError, UnknownModel, UserError
 from duetto.models.base import ChatModel, LeafModel, ModelCard, PiiCounter
@@ -30,20 +31,42 @@ M = TypeVar("M", bound=ChatModel)
 Wrapper = Callable[[str, ChatModel], ChatModel]
 
 
+# What each backend can do when its card does not say. local: llama.cpp in process, JSON
+# enforced by a decoding grammar, log-probs computed; openai/standin: an OpenAI-compatible
+# server that takes tools, response_format and logprobs (the stand-in is served with a
+# tool-calling chat format); replay answers recorded text only; fake (a test tool) claims all.
+BACKEND_CAPABILITIES: dict[str, frozenset[str]] = {
+    "local": frozenset({"json_schema", "logprobs"}),
+    "openai": frozenset({"tools", "json_schema", "logprobs"}),
+    "standin": frozenset({"tools", "json_schema", "logprobs"}),
+    "replay": frozenset(),
+    "fake": frozenset({"tools", "json_schema", "vision", "audio", "logprobs"}),
+}
+
+
 def make_card(name: str, mc: ModelConfig) -> ModelCard:
     c = mc.card
     default_remote = mc.backend in ("openai", "standin")
     location = c.location or ("remote" if default_remote else "local")
+    own_ctx = mc.backend in ("local", "standin")  # the model is loaded with n_ctx
     kw: dict[str, Any] = {
         "name": c.name or name,
         "location": location,
         "trusted": c.trusted if c.trusted is not None else location == "local",
         "price_in_per_mtok": c.price_in_per_mtok,
         "price_out_per_mtok": c.price_out_per_mtok,
-        "context_size": c.context_size,
+        # a model loaded with n_ctx holds no more, whatever the card says
+        "context_size": min(c.context_size or mc.n_ctx, mc.n_ctx)
+        if own_ctx
+        else (c.context_size or 8192),
+        "max_output_tokens": c.max_output_tokens,
         "label": c.label,
         "source": c.source,
     }
+    offered = BACKEND_CAPABILITIES[mc.backend]
+    for key in FEATURES:
+        value = getattr(c, key)
+        kw[key] = value if value is not None else key in offered
     for key in ("energy_j_per_token_in", "energy_j_per_token_out", "watts_per_core"):
         if getattr(c, key) is not None:
             kw[key] = getattr(c, key)
@@ -93,10 +116,10 @@ class Engine:
             return self
         try:
             counter = self._pii_counter
-            if counter is None:
-                from duetto.scoring.pii import count_pii
+            if counter is None:  # the configured detector's entities, by risk tier
+                from duetto.privacy.leaks import count_by_tier
 
-                counter = count_pii
+                counter = count_by_tier
             for name, mc in self.cfg.models.items():
                 model = await self._build_model(name, mc)
                 if isinstance(model, LeafModel):
@@ -108,12 +131,7 @@ class Engine:
                 for wrap in self._wrappers:
                     model = wrap(name, model)
                 self.models[name] = model
-            for name in build_order(self.cfg):
-                self.strategies[name] = self._build_strategy(name, self.cfg.strategies[name])
-            if self.fitted is not None:
-                from duetto.fitted import apply_fitted
-
-                apply_fitted(self.strategies, self.fitted)
+            self.strategies = self.build_strategies(self.fitted)
         except BaseException:
             await self.aclose()
             raise
@@ -170,6 +188,54 @@ class Engine:
                 out[name] = Target.parse(text)
         return out
 
+    def uncalibrated(self) -> list[str]:
+        """Thresholded strategies that cannot decide: no threshold, no calibration, no policy."""
+        return [
+            name
+            for name, strat in self.strategies.items()
+            if isinstance(strat, Tunable)
+            and strat.threshold is None
+            and getattr(strat, "policy", None) is None
+        ]
+
+    @property
+    def calibration_version(self) -> str | None:
+        """The version of the calibration the strategies were built with (duetto.fitted)."""
+        from duetto.fitted import version_of
+
+        return version_of(self.fitted)
+
+    def build_strategies(self, fitted: Mapping[str, Any] | None) -> dict[str, ChatModel]:
+        """Every strategy, freshly built over this engine's models, with `fitted` applied: the
+        way to load a new calibration while serving (build, then swap the dict: requests in
+        flight keep the objects they hold). Raises ConfigError for a file that does not fit."""
+        built: dict[str, ChatModel] = {}
+
+        def ref(name: str, path: str) -> ChatModel:
+            if name in built:
+                return built[name]
+            if name in self.models:
+                return self.models[name]
+            raise ConfigError(f"unknown model or strategy {name!r}", path)
+
+        from duetto.build import build_strategy
+
+        for name in build_order(self.cfg):
+            sc = self.cfg.strategies[name]
+            built[name] = build_strategy(name, sc, ref, self._policy(name, sc))
+        if fitted is not None:
+            from duetto.fitted import apply_fitted
+
+            apply_fitted(built, fitted)
+        return built
+
+    def use_calibration(self, fitted: Mapping[str, Any] | None) -> dict[str, ChatModel]:
+        """Build the strategies with `fitted` and make them the served ones (atomically: on
+        any error the running strategies and calibration stay). Returns the new strategies."""
+        built = self.build_strategies(fitted)
+        self.strategies, self.fitted = built, fitted
+        return built
+
     def cache_stats(self) -> dict[str, dict[str, int]]:
         return {
             n: {"hits": getattr(m, "hits", 0), "misses": getattr(m, "misses", 0)}
@@ -221,12 +287,6 @@ class Engine:
         )
 
     # -- strategies --------------------------------------------------------------------------
-    def _ref(self, ref: str, path: str) -> ChatModel:
-        try:
-            return self.get(ref)
-        except KeyError:
-            raise ConfigError(f"unknown model or strategy {ref!r}", path) from None
-
     def _policy(self, name: str, sc: StrategyConfig) -> AdaptiveThreshold | None:
         if not sc.adaptive:
             return None
@@ -235,8 +295,3 @@ class Engine:
             raise ConfigError("an adaptive strategy needs a target", f"strategies.{name}.target")
         start = sc.threshold if sc.threshold is not None else 0.5
         return AdaptiveThreshold(Target.parse(text), start=start)
-
-    def _build_strategy(self, name: str, sc: StrategyConfig) -> ChatModel:
-        from duetto.build import build_strategy
-
-        return build_strategy(name, sc, self._ref, self._policy(name, sc))

@@ -16,7 +16,10 @@
     └── GatewayError           the gateway could not serve a request; `status` is the HTTP code
         ├── Rejected           refused before any model call, not stored (`kind`, `code`,
         │   │                  `retry_after`): unknown model 404, rate limit 429, privacy 400
-        │   └── OverBudget     the key's budget cannot hold the request's worst-case cost: 429
+        │   ├── OverBudget     the key's budget cannot hold the request's worst-case cost: 429
+        │   └── MissingCapability  no model the strategy may choose can serve the request (it
+        │                      needs tools, vision, a longer context, ...): 400; strategies
+        │                      raise it before any model call
         └── GatewayFailure     the model and its fallback both failed (502) or timed out (504)
 
 Errors from lower libraries (httpx, llama_cpp) are translated into this tree at the boundary.
@@ -158,6 +161,27 @@ class OverBudget(Rejected):
             "insufficient_quota",
         )
         self.key, self.budget_usd = key, budget_usd
+
+
+class MissingCapability(Rejected):
+    """No candidate of `strategy` has what the request needs: a 400 `invalid_request_error`
+    whose message names the capability and the strategy (never a silent drop). `capability`
+    is the first missing one ("vision", "tools", "context", ...); `reasons` says, per
+    candidate, what it lacks."""
+
+    def __init__(
+        self, strategy: str, mode: str, capability: str, reasons: list[str] | None = None
+    ) -> None:
+        self.strategy, self.mode, self.capability = strategy, mode, capability
+        self.reasons = list(reasons or [])
+        detail = f" ({'; '.join(self.reasons)})" if self.reasons else ""
+        what = f"{mode} {strategy!r}" if mode else f"model {strategy!r}"
+        super().__init__(
+            400,
+            f"This request needs {capability}, which no model of {what} offers{detail}",
+            "invalid_request_error",
+            "missing_capability",
+        )
 
 
 class GatewayFailure(GatewayError):

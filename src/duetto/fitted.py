@@ -13,12 +13,25 @@ unfitted priors. The file:
 `export_fitted(strategies)` formats each strategy's `state()`; `apply_fitted(strategies,
 state)` hands each entry to `load_state()` (which restarts an adaptive policy from the saved
 threshold). This module only formats and does file I/O.
+
+A file written by `stamp` (every writer: `duetto eval`, `duetto fit`, the shipped default) also
+says which calibration it is and where it came from, so a served trace can name the calibration
+that decided it (`calibration_version`) and a promoted file can be told from the running one:
+
+    "version": {"hash": "3f2a9c01b7de", "created": "2026-12-03T23:10:00Z"},
+    "made_by": "duetto fit duetto-gateway.db --strategy cascade-logprob"
+
+`hash` is the SHA-256 (first 12 hex digits) of the content without these two keys; `check_fitted`
+refuses a file whose content no longer matches it, a NaN or non-numeric threshold, an unknown
+strategy, or a wrong format, so a bad file can never replace a good one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,20 +83,106 @@ def _number(x: float) -> float | str:
 
 
 def check_fitted(state: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    """The per-strategy entries, after checking the format and that every name exists."""
-    if state.get("format") != FORMAT:
+    """The per-strategy entries, after checking the format, that every name exists, that every
+    threshold is a number (not NaN) and that a stamped version matches the content."""
+    if not isinstance(state, Mapping) or state.get("format") != FORMAT:
         raise ConfigError(f"not a duetto fitted-state file (expected format {FORMAT!r})", "format")
     entries = state.get("strategies")
     if not isinstance(entries, dict):
         raise ConfigError("expected a mapping of strategy names", "strategies")
     known = set(names)
-    for name in entries:
+    for name, entry in entries.items():
         if name not in known:
             raise ConfigError(
                 f"the file calibrates {name!r}, which this config does not define",
                 f"strategies.{name}",
             )
+        if not isinstance(entry, Mapping):
+            raise ConfigError("expected an object", f"strategies.{name}")
+        _check_threshold(entry.get("threshold"), f"strategies.{name}.threshold")
+    stamped = state.get("version")
+    if stamped is not None:
+        if not isinstance(stamped, Mapping) or not isinstance(stamped.get("hash"), str):
+            raise ConfigError("expected {hash, created}", "version")
+        if stamped["hash"] != content_hash(state):
+            raise ConfigError(
+                f"the content does not match its version {stamped['hash']} (edited or "
+                "corrupted: re-stamp it with duetto.fitted.stamp)",
+                "version",
+            )
     return entries
+
+
+def _check_threshold(value: Any, path: str) -> None:
+    try:
+        t = float(value)  # "inf"/"-inf" are valid (JSON has no infinity)
+    except (TypeError, ValueError):
+        raise ConfigError(f"threshold {value!r} is not a number", path) from None
+    if isinstance(value, bool) or math.isnan(t):
+        raise ConfigError(f"threshold {value!r} is not a number", path)
+
+
+def uncalibrated(cfg: Any, state: Mapping[str, Any] | None) -> list[str]:
+    """Thresholded strategies of a config (cascade, route) that `state` leaves without a
+    threshold: no fixed `threshold`, not adaptive, not in the file. Checked before serving."""
+    fitted = set((state or {}).get("strategies") or {})
+    return [
+        name
+        for name, sc in cfg.strategies.items()
+        if getattr(sc, "mode", None) in ("cascade", "route")
+        and getattr(sc, "threshold", None) is None
+        and not getattr(sc, "adaptive", False)
+        and name not in fitted
+    ]
+
+
+# --- versions ------------------------------------------------------------------------------
+
+STAMP_KEYS = ("version", "made_by")
+
+
+def content_hash(state: Mapping[str, Any]) -> str:
+    """SHA-256 (12 hex digits) of the calibration's content: everything but its stamp."""
+    body = {k: v for k, v in state.items() if k not in STAMP_KEYS}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def stamp(state: Mapping[str, Any], made_by: str, created: float | None = None) -> dict[str, Any]:
+    """`state` with its version (content hash, creation time in UTC) and the command that made
+    it. Deterministic given `created`."""
+    when = time.gmtime(time.time() if created is None else created)
+    out = {k: v for k, v in state.items() if k not in STAMP_KEYS}
+    out["version"] = {
+        "hash": content_hash(out),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", when),
+    }
+    out["made_by"] = made_by
+    return out
+
+
+def version_of(state: Mapping[str, Any] | None) -> str | None:
+    """The calibration's version: its stamped hash, else the hash of its content."""
+    if state is None:
+        return None
+    stamped = state.get("version")
+    if isinstance(stamped, Mapping) and isinstance(stamped.get("hash"), str):
+        return str(stamped["hash"])
+    return content_hash(state)
+
+
+def default_calibration() -> dict[str, Any]:
+    """The calibration shipped for the embedded defaults (src/duetto/data/calibration.json,
+    made by scripts/make_default_calibration.py)."""
+    from importlib.resources import files
+
+    shipped = files("duetto.data").joinpath("calibration.json")
+    if not shipped.is_file():
+        raise ConfigError(
+            "the shipped calibration is missing: python scripts/make_default_calibration.py",
+            "calibration",
+        )
+    return dict(json.loads(shipped.read_text()))
 
 
 def save_fitted(state: Mapping[str, Any], path: str | Path) -> Path:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from duetto.messages import ChatRequest
+from duetto.messages import ChatRequest, Choice, ToolCall, ToolCallDelta
 
 if TYPE_CHECKING:
     import httpx
@@ -63,12 +63,35 @@ class WireField:
     also: tuple[str, ...] = ()
 
 
+def _list_out(items: Sequence[Any]) -> list[Any] | None:
+    return list(items) or None
+
+
+def _tuple_in(items: Any) -> tuple[Any, ...]:
+    return tuple(items or ())
+
+
 REQUEST_FIELDS: tuple[WireField, ...] = (
     WireField("max_tokens", "max_tokens", also=("max_completion_tokens",)),
     WireField("temperature", "temperature"),
     WireField("stop", "stop", _stops_out, _stops_in),
     WireField("seed", "seed"),
     WireField("response_format", "response_format"),
+    WireField("tools", "tools", _list_out, _tuple_in),
+    WireField("tool_choice", "tool_choice"),
+    WireField("parallel_tool_calls", "parallel_tool_calls"),
+    WireField("n", "n"),
+    WireField("logprobs", "logprobs"),
+    WireField("top_logprobs", "top_logprobs"),
+    WireField("user", "user"),
+    WireField("client_metadata", "metadata"),
+)
+
+# Keys with a home of their own: everything else a client sends goes to `ChatRequest.extra`.
+OWN_KEYS = frozenset(
+    {"model", "messages", "stream", "stream_options"}
+    | {f.key for f in REQUEST_FIELDS}
+    | {k for f in REQUEST_FIELDS for k in f.also}
 )
 
 
@@ -80,13 +103,18 @@ def request_payload(
     logprobs: bool = False,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of a `/chat/completions` call for `request` (`extra` wins over all)."""
+    """The JSON body of a `/chat/completions` call for `request`: what it sets, its `extra`
+    options as they came, then `extra` (the backend's own, e.g. `extra_body`) over all.
+    `logprobs`: ask for them even when the request does not (for confidence scores)."""
     body: dict[str, Any] = {"model": model, "messages": [m.to_dict() for m in request.messages]}
+    for key, value in request.extra.items():
+        if key not in OWN_KEYS:
+            body[key] = value
     for f in REQUEST_FIELDS:
         value = f.encode(getattr(request, f.attr))
         if value is not None:
             body[f.key] = value
-    if logprobs:
+    if logprobs and not body.get("logprobs"):
         body["logprobs"] = True
     if stream:
         body["stream"] = True
@@ -95,13 +123,18 @@ def request_payload(
     return body
 
 
-def request_options(body: Mapping[str, Any]) -> dict[str, Any]:
-    """`ChatRequest` keyword arguments from a request body: the options it sets (not None)."""
+def request_options(body: Mapping[str, Any], *, keep_extra: bool = False) -> dict[str, Any]:
+    """`ChatRequest` keyword arguments from a request body: the options it sets (not None);
+    with `keep_extra`, the keys without a home of their own as `extra`."""
     out: dict[str, Any] = {}
     for f in REQUEST_FIELDS:
         value = next((body[k] for k in (*f.also, f.key) if body.get(k) is not None), None)
         if value is not None:
             out[f.attr] = f.decode(value)
+    if keep_extra:
+        extra = {k: v for k, v in body.items() if k not in OWN_KEYS}
+        if extra:
+            out["extra"] = extra
     return out
 
 
@@ -117,30 +150,131 @@ def finish_reason(value: str | None) -> str:
     return value if value in FINISH_REASONS else "stop"
 
 
-def usage_block(tokens_in: int, tokens_out: int) -> dict[str, int]:
-    return {
+# Usage fields of OpenAI's token details: (details block, key) -> duetto.usage.Usage field.
+USAGE_DETAILS: dict[tuple[str, str], str] = {
+    ("prompt_tokens_details", "cached_tokens"): "cached_tokens",
+    ("prompt_tokens_details", "audio_tokens"): "audio_tokens_in",
+    ("completion_tokens_details", "reasoning_tokens"): "reasoning_tokens",
+    ("completion_tokens_details", "audio_tokens"): "audio_tokens_out",
+    ("completion_tokens_details", "accepted_prediction_tokens"): "accepted_prediction_tokens",
+    ("completion_tokens_details", "rejected_prediction_tokens"): "rejected_prediction_tokens",
+}
+
+
+def usage_block(
+    tokens_in: int, tokens_out: int, details: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """OpenAI's `usage`; with `details` (Usage field -> tokens, e.g. `usage_details(usage)`)
+    also its `prompt_tokens_details` and `completion_tokens_details`, as OpenAI sends them."""
+    out: dict[str, Any] = {
         "prompt_tokens": tokens_in,
         "completion_tokens": tokens_out,
         "total_tokens": tokens_in + tokens_out,
     }
+    if details is not None:
+        for (block, key), attr in USAGE_DETAILS.items():
+            out.setdefault(block, {})[key] = int(details.get(attr, 0))
+    return out
 
 
-def logprobs_block(tokens: Sequence[str], logprobs: Sequence[float]) -> dict[str, Any]:
-    """An OpenAI `logprobs` block: one entry per token (no alternatives)."""
+def usage_details(usage: Any) -> dict[str, int]:
+    """The token details of a `Usage` or of an OpenAI `usage` block, by Usage field name
+    (only those present in a block)."""
+    if isinstance(usage, Mapping):
+        out: dict[str, int] = {}
+        for (block, key), attr in USAGE_DETAILS.items():
+            value = (usage.get(block) or {}).get(key)
+            if isinstance(value, int):
+                out[attr] = value
+        return out
+    return {attr: getattr(usage, attr, 0) for attr in USAGE_DETAILS.values()}
+
+
+def logprob_entry(
+    token: str, logprob: float, top: Sequence[tuple[str, float]] = ()
+) -> dict[str, Any]:
+    """One entry of OpenAI's `logprobs.content`; `top` the most likely alternatives."""
+    return {
+        "token": token,
+        "logprob": logprob,
+        "bytes": list(token.encode()),
+        "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top],
+    }
+
+
+def logprobs_block(
+    tokens: Sequence[str],
+    logprobs: Sequence[float],
+    top: Sequence[Sequence[tuple[str, float]]] | None = None,
+) -> dict[str, Any]:
+    """An OpenAI `logprobs` block: one entry per token (`top`: alternatives per token)."""
+    tops = top if top is not None else [()] * len(tokens)
     return {
         "content": [
-            {"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
-            for t, lp in zip(tokens, logprobs, strict=True)
-        ]
+            logprob_entry(t, lp, alt) for t, lp, alt in zip(tokens, logprobs, tops, strict=True)
+        ],
+        "refusal": None,
     }
 
 
 def logprobs_of(block: Any) -> list[float] | None:
     """Per-token log-probabilities from an OpenAI `logprobs` block, or None."""
+    entries = logprob_entries(block)
+    out = [float(t["logprob"]) for t in entries or () if "logprob" in t]
+    return out or None
+
+
+def logprob_entries(block: Any) -> list[dict[str, Any]] | None:
+    """The `content` entries of an OpenAI `logprobs` block (token, logprob, top_logprobs)."""
     if not isinstance(block, dict) or not isinstance(block.get("content"), list):
         return None
-    out = [float(t["logprob"]) for t in block["content"] if isinstance(t, dict) and "logprob" in t]
-    return out or None
+    return [t for t in block["content"] if isinstance(t, dict)] or None
+
+
+def tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
+    """The tool calls of an answer's message (a legacy `function_call` becomes one)."""
+    if not isinstance(message, dict):
+        return ()
+    calls = message.get("tool_calls") or []
+    out = [ToolCall.from_dict(c) for c in calls if isinstance(c, dict)]
+    legacy = message.get("function_call")
+    if not out and isinstance(legacy, dict) and legacy.get("name"):
+        out.append(ToolCall.from_dict({"id": "call_0", "function": legacy}))
+    return tuple(out)
+
+
+def choice_of(choice: Mapping[str, Any]) -> Choice:
+    """A `Choice` from one entry of a completion's `choices`. Raises on a malformed one."""
+    message = choice["message"]
+    entries = logprob_entries(choice.get("logprobs"))
+    return Choice(
+        text=message.get("content") or "",
+        finish_reason=choice.get("finish_reason") or "stop",
+        tool_calls=tool_calls_of(message),
+        logprobs=logprobs_of(choice.get("logprobs")),
+        token_logprobs=entries,
+    )
+
+
+def choice_block(index: int, choice: Choice, *, with_logprobs: bool = False) -> dict[str, Any]:
+    """One entry of a completion's `choices` (its logprobs only when asked for)."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": choice.text if (choice.text or not choice.tool_calls) else None,
+        "refusal": None,
+    }
+    if choice.tool_calls:
+        message["tool_calls"] = [c.to_dict() for c in choice.tool_calls]
+    lp = None
+    if with_logprobs:
+        lp = {"content": list(choice.token_logprobs or ()), "refusal": None}
+    finish = "tool_calls" if choice.tool_calls and choice.finish_reason == "stop" else None
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": lp,
+        "finish_reason": finish or finish_reason(choice.finish_reason),
+    }
 
 
 def completion(
@@ -148,26 +282,37 @@ def completion(
     model: str,
     text: str,
     finish: str | None,
-    usage: dict[str, int] | None,
+    usage: dict[str, Any] | None,
     *,
     created: int | None = None,
     logprobs: dict[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    tool_calls: Sequence[ToolCall] = (),
+    more: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A `chat.completion` object; `extra` adds top-level fields (clients ignore unknown ones)."""
+    """A `chat.completion` object; `extra` adds top-level fields (clients ignore unknown ones).
+    `more`: the other choices of an n > 1 answer (`choice_block`s, index 1 on)."""
+    first = choice_block(0, Choice(text, finish or "stop", tuple(tool_calls)))
+    first["logprobs"] = logprobs
+    return completion_of(cid, model, [first, *more], usage, created=created, extra=extra)
+
+
+def completion_of(
+    cid: str,
+    model: str,
+    choices: Sequence[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    *,
+    created: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A `chat.completion` object from rendered `choice_block`s."""
     body: dict[str, Any] = {
         "id": cid,
         "object": "chat.completion",
         "created": created or int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": logprobs,
-                "finish_reason": finish_reason(finish),
-            }
-        ],
+        "choices": list(choices),
         "usage": usage,
         "system_fingerprint": None,
     }
@@ -217,19 +362,39 @@ class Chunks:
         return sse(payload)
 
     @staticmethod
-    def _choice(delta: dict[str, Any], finish: str | None = None, lp: Any = None) -> dict[str, Any]:
-        return {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}
+    def _choice(
+        delta: dict[str, Any], finish: str | None = None, lp: Any = None, index: int = 0
+    ) -> dict[str, Any]:
+        return {"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish}
 
-    def role(self) -> bytes:
-        return self.chunk([self._choice({"role": "assistant", "content": ""})])
+    def role(self, index: int = 0) -> bytes:
+        return self.chunk([self._choice({"role": "assistant", "content": ""}, index=index)])
 
-    def delta(self, text: str, logprobs: dict[str, Any] | None = None) -> bytes:
-        return self.chunk([self._choice({"content": text}, None, logprobs)])
+    def delta(self, text: str, logprobs: dict[str, Any] | None = None, index: int = 0) -> bytes:
+        return self.chunk([self._choice({"content": text}, None, logprobs, index)])
+
+    def tool_calls(self, calls: Sequence[ToolCallDelta], index: int = 0) -> bytes:
+        """A chunk with pieces of tool calls (the first piece of each carries id and name)."""
+        return self.chunk(
+            [self._choice({"tool_calls": [c.to_dict() for c in calls]}, None, None, index)]
+        )
+
+    def whole_tool_calls(self, calls: Sequence[ToolCall], index: int = 0) -> bytes:
+        """Complete tool calls as OpenAI streams them: id and name, then the arguments."""
+        out = b""
+        for i, call in enumerate(calls):
+            out += self.tool_calls([ToolCallDelta(i, call.id, call.name, "")], index)
+            if call.arguments:
+                out += self.tool_calls([ToolCallDelta(i, arguments=call.arguments)], index)
+        return out
+
+    def choice_finish(self, index: int, reason: str | None) -> bytes:
+        return self.chunk([self._choice({}, finish_reason(reason), None, index)])
 
     def finish(
         self,
         reason: str | None,
-        usage: dict[str, int] | None = None,
+        usage: dict[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> bytes:
         """The finish chunk, then the usage: OpenAI's separate usage chunk when the client asked
@@ -249,19 +414,84 @@ class Chunks:
 
 
 @dataclass(slots=True)
-class StreamState:
-    """What one streamed answer has delivered so far: `feed` it each SSE line."""
+class ChoiceState:
+    """What a stream has delivered for one choice."""
 
     parts: list[str] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
     finish: str | None = None
+    calls: dict[int, list[Any]] = field(default_factory=dict)  # index -> [id, name, [args]]
+
+    def take_calls(self, pieces: Any) -> tuple[ToolCallDelta, ...]:
+        out: list[ToolCallDelta] = []
+        for piece in pieces if isinstance(pieces, list) else ():
+            if not isinstance(piece, dict):
+                continue
+            i = int(piece.get("index", len(self.calls)))
+            fn = piece.get("function") or {}
+            call = self.calls.setdefault(i, ["", None, []])
+            if piece.get("id"):
+                call[0] = str(piece["id"])
+            if fn.get("name"):
+                call[1] = str(fn["name"])
+            raw = fn.get("arguments")
+            args = raw if isinstance(raw, str) else json.dumps(raw) if isinstance(raw, dict) else ""
+            call[2].append(args)
+            out.append(ToolCallDelta(i, piece.get("id"), fn.get("name"), args))
+        return tuple(out)
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(cid or f"call_{i}", name or "", "".join(args) or "{}")
+            for i, (cid, name, args) in sorted(self.calls.items())
+        )
+
+    def choice(self) -> Choice:
+        return Choice(
+            "".join(self.parts),
+            self.finish or "stop",
+            self.tool_calls(),
+            self.logprobs or None,
+            self.entries or None,
+        )
+
+
+@dataclass(slots=True)
+class StreamState:
+    """What one streamed answer has delivered so far: `feed` it each SSE line. `parts`,
+    `logprobs`, `finish` are the first choice's; `others` the rest of an n > 1 stream; after
+    each `feed`, `last_tool_calls` / `last_logprobs` are what that event added to the first
+    choice."""
+
+    first: ChoiceState = field(default_factory=ChoiceState)
+    others: dict[int, ChoiceState] = field(default_factory=dict)
     usage: Any = None
     done: bool = False
     error: str | None = None
     ttft_ms: float | None = None
+    last_tool_calls: tuple[ToolCallDelta, ...] = ()
+    last_logprobs: list[dict[str, Any]] | None = None
+
+    @property
+    def parts(self) -> list[str]:
+        return self.first.parts
+
+    @property
+    def logprobs(self) -> list[float]:
+        return self.first.logprobs
+
+    @property
+    def finish(self) -> str | None:
+        return self.first.finish
+
+    def choices(self) -> list[Choice]:
+        """The choices after the first, in index order."""
+        return [self.others[i].choice() for i in sorted(self.others)]
 
     def feed(self, line: str) -> str:
-        """Take one SSE line; return the text delta it carried ("" if none)."""
+        """Take one SSE line; return the text delta it carried for the first choice."""
+        self.last_tool_calls, self.last_logprobs = (), None
         line = line.strip()
         if not line.startswith("data:"):
             return ""  # blank separators, comments (":"), `event:`/`id:` fields
@@ -281,19 +511,26 @@ class StreamState:
             return ""
         if chunk.get("usage"):
             self.usage = chunk["usage"]
-        delta = ""
+        text = ""
         for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
+            if not isinstance(choice, dict):
                 continue
-            delta = (choice.get("delta") or {}).get("content") or ""
+            index = choice.get("index", 0)
+            state = self.first if index == 0 else self.others.setdefault(index, ChoiceState())
+            delta = choice.get("delta") or {}
+            piece = delta.get("content") or ""
+            if piece:
+                state.parts.append(piece)
+            calls = state.take_calls(delta.get("tool_calls"))
             if choice.get("finish_reason"):
-                self.finish = choice["finish_reason"]
-            lps = logprobs_of(choice.get("logprobs"))
-            if lps:
-                self.logprobs.extend(lps)
-        if delta:
-            self.parts.append(delta)
-        return delta
+                state.finish = choice["finish_reason"]
+            entries = logprob_entries(choice.get("logprobs"))
+            if entries:
+                state.entries.extend(entries)
+                state.logprobs.extend(float(e["logprob"]) for e in entries if "logprob" in e)
+            if index == 0:
+                text, self.last_tool_calls, self.last_logprobs = piece, calls, entries
+        return text
 
 
 # --- bytes on the wire ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +47,8 @@ class Step:
         for k in ("mode", "role", "decision", "score", "threshold", "latency_ms", "note"):
             v = getattr(self, k)
             if v is not None:
-                d[k] = v
+                # JSON has no infinity: a threshold of inf (escalate all) is stored as "inf"
+                d[k] = str(v) if isinstance(v, float) and not math.isfinite(v) else v
         d["usage"] = self.usage.to_dict()
         if self.extra:
             d["extra"] = self.extra
@@ -62,14 +64,18 @@ class Step:
             mode=d.get("mode"),
             role=d.get("role"),
             decision=d.get("decision"),
-            score=d.get("score"),
-            threshold=d.get("threshold"),
+            score=_float(d.get("score")),
+            threshold=_float(d.get("threshold")),
             usage=Usage.from_dict(d.get("usage", {})),
             latency_ms=d.get("latency_ms"),
             children=[cls.from_dict(c) for c in d.get("children", [])],
             note=d.get("note"),
             extra=d.get("extra", {}),
         )
+
+
+def _float(v: Any) -> float | None:
+    return float(v) if isinstance(v, str) else v
 
 
 def new_trace_id() -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -19,6 +19,13 @@ class Usage:
     pii_sent: int = 0  # PII entities of the user's input that reached an untrusted model
     calls: int = 0
     remote_calls: int = 0  # calls to models outside this process (the "LLM calls")
+    # OpenAI's token details, as the answering models reported them (0: none reported).
+    cached_tokens: int = 0  # prompt tokens served from the provider's prompt cache
+    audio_tokens_in: int = 0
+    reasoning_tokens: int = 0
+    audio_tokens_out: int = 0
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         out = Usage()
@@ -33,9 +40,13 @@ class Usage:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # every field is a number: no recursive asdict (it deep-copies; twice per gateway request)
+        return {name: getattr(self, name) for name in _NAMES}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Usage:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+_NAMES = tuple(f.name for f in fields(Usage))

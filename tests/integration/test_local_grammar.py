@@ -105,3 +105,90 @@ async def test_json_object_mode_returns_an_object(smollm2: LlamaCppModel) -> Non
         assert isinstance(json.loads(plain.text), dict)
     else:  # cut by max_tokens, as OpenAI would: still an object's prefix
         assert plain.text.lstrip().startswith("{")
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "maxLength": 40},
+                "unit": {"enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city", "unit"],
+            "additionalProperties": False,
+        },
+    },
+}
+CLOCK = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {
+            "type": "object",
+            "properties": {"zone": {"type": "string", "maxLength": 20}},
+            "required": ["zone"],
+        },
+    },
+}
+
+
+@pytest.mark.local_model
+@pytest.mark.parametrize(
+    "tool_choice",
+    ["required", {"type": "function", "function": {"name": "get_weather"}}],
+    ids=["required", "named"],
+)
+async def test_forced_tool_call_has_arguments_valid_for_the_schema(
+    smollm2: LlamaCppModel, tool_choice: object
+) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    tools = (WEATHER,) if tool_choice == "required" else (CLOCK, WEATHER)
+    for i, prompt in enumerate(["What is the weather in Paris?", "Is it cold in Oslo today?"]):
+        r = await smollm2.complete(
+            ChatRequest.of(
+                prompt,
+                tools=tools,
+                tool_choice=tool_choice,  # type: ignore[arg-type]
+                max_tokens=80,
+                temperature=0.0 if i == 0 else 0.8,
+                seed=i,
+            )
+        )
+        assert r.finish_reason == "tool_calls" and r.text == "", r.text
+        (call,) = r.tool_calls
+        assert call.name == "get_weather" and call.id.startswith("call_")
+        jsonschema.validate(json.loads(call.arguments), WEATHER["function"]["parameters"])
+
+
+@pytest.mark.local_model
+async def test_n_choices_logprobs_and_tool_history(smollm2: LlamaCppModel) -> None:
+    from duetto.messages import Message, ToolCall
+
+    r = await smollm2.complete(
+        ChatRequest.of(
+            "Name a colour.", max_tokens=8, n=2, logprobs=True, top_logprobs=3, temperature=0.9
+        )
+    )
+    assert len(r.choices) == 2 and r.choices[1].text
+    assert r.token_logprobs is not None and len(r.token_logprobs) == len(r.logprobs or [])
+    entry = r.token_logprobs[0]
+    assert len(entry["top_logprobs"]) == 3
+    assert entry["top_logprobs"][0]["logprob"] >= entry["logprob"] - 1e-6
+    history = ChatRequest(
+        messages=(
+            Message("user", "Weather in Paris?"),
+            Message(
+                "assistant",
+                tool_calls=(ToolCall("call_1", "get_weather", '{"city": "Paris"}'),),
+            ),
+            Message("tool", "18 degrees, sunny", tool_call_id="call_1"),
+        ),
+        tools=(WEATHER,),
+        max_tokens=30,
+    )
+    answer = await smollm2.complete(history)  # tool_choice unset = auto: text is fine
+    assert answer.text or answer.tool_calls

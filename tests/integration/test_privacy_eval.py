@@ -81,14 +81,18 @@ def test_detects_names_and_patterns_offline(detector: PresidioDetector) -> None:
 
 def test_runs_presidio_pattern_recognizers_directly(detector: PresidioDetector) -> None:
     names = set(detector.recognizer_names)
-    assert {"CreditCardRecognizer", "IbanRecognizer", "OfflineEmailRecognizer"} <= names
-    # NER runs once in detect(); phones come from duetto's rules; the noisy ones are off.
+    assert {"UrlRecognizer", "IpRecognizer", "OfflineEmailRecognizer"} <= names
+    # NER runs once in detect(); phones come from duetto's rules; the noisy ones are off;
+    # cards, IBANs, SSNs and the US/UK number formats come from duetto's recall-first rules.
     assert not names & {"SpacyRecognizer", "PhoneRecognizer", "EmailRecognizer", "UsBankRecognizer"}
+    assert not names & {"CreditCardRecognizer", "IbanRecognizer", "UsSsnRecognizer"}
     only = PresidioDetector(entities={"IBAN_CODE"}, ner=False)
     assert only.recognizer_names == []  # loads on first use
     found = only("IBAN GB82WEST12345698765432, call +41 85 806 98 67")
     assert [(e.type, e.text) for e in found] == [("IBAN_CODE", "GB82WEST12345698765432")]
-    assert only.recognizer_names == ["IbanRecognizer"]
+    urls = PresidioDetector(entities={"URL"}, ner=False)
+    urls.load()
+    assert urls.recognizer_names == ["UrlRecognizer"]
 
 
 def test_url_candidates_keep_offsets_and_every_url() -> None:

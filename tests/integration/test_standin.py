@@ -165,7 +165,7 @@ def test_command_uses_the_real_server_flags(tmp_path: Path) -> None:
     model = parse_model_from_args(ModelSettings, args)
     assert (server.host, server.port) == ("127.0.0.1", 8123)
     assert (model.model_alias, model.n_ctx, model.n_threads) == ("alias", 4096, 2)
-    assert model.chat_format == "chatml" and model.verbose is False
+    assert model.chat_format == "chatml-function-calling" and model.verbose is False
 
 
 @needs_server
@@ -234,3 +234,42 @@ async def test_server_answers_and_stops_without_orphan(standin_gguf: Path) -> No
     assert proc.poll() is not None
     assert not _pid_alive(proc.pid)
     assert not standin_server._LIVE
+
+
+@pytest.mark.standin
+@pytest.mark.slow
+@needs_server
+async def test_server_answers_a_tools_request_with_a_tool_call(standin_gguf: Path) -> None:
+    """The stand-in is served with a tool-calling chat format: tools give a tool call."""
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather of a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+    async with StandinServer(standin_gguf) as server:
+        model = server.model(retries=0)
+        try:
+            r = await model.complete(
+                ChatRequest.of(
+                    "What is the weather in Paris?",
+                    tools=(weather,),
+                    tool_choice="required",
+                    max_tokens=64,
+                )
+            )
+            plain = await model.complete(
+                ChatRequest.of("What is 17 * 3? Answer with the number only.", max_tokens=12)
+            )
+        finally:
+            await model.aclose()
+    assert r.finish_reason == "tool_calls" and len(r.tool_calls) >= 1, r
+    assert r.tool_calls[0].name == "get_weather"
+    assert isinstance(json.loads(r.tool_calls[0].arguments), dict)
+    assert "51" in plain.text  # plain requests still answer as with "chatml"

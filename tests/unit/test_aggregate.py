@@ -133,3 +133,14 @@ def test_pareto_front() -> None:
     assert pareto_front([(1.0, 0.5)]) == [0]
     # identical points: neither beats the other
     assert pareto_front([(1.0, 0.5), (1.0, 0.5)]) == [0, 1]
+
+
+def test_privacy_column_by_risk_tier() -> None:
+    records = [
+        {**rec("c", 1), "pii_sent": 3, "pii_sent_by_tier": {"secret": 1, "contact": 2}},
+        {**rec("c", 2), "pii_sent": 1, "pii_sent_by_tier": {"contact": 1}},
+        rec("c", 3),  # an older record without tiers
+    ]
+    s = summarize_strategy(records)
+    assert s["privacy_leaks"] == 4
+    assert s["privacy_leaks_by_tier"] == {"secret": 1, "identifier": 0, "contact": 3, "quasi": 0}

@@ -15,7 +15,7 @@ import pytest
 
 from duetto.config import parse_config
 from duetto.engine import Engine
-from duetto.errors import BrokenStream
+from duetto.errors import BrokenStream, ConfigError
 from duetto.gateway import ApiKey, GatewaySettings, create_app
 from duetto.gateway.auth import hash_key
 from duetto.messages import ChatRequest
@@ -118,7 +118,7 @@ async def test_auth_validation_and_models(tmp_path: Path) -> None:
         r = await c.post("/v1/chat/completions", json=chat("gpt-9"), headers=AUTH)
         assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
         ids = [m["id"] for m in (await c.get("/v1/models", headers=AUTH)).json()["data"]]
-        assert ids == ["slm", "llm"]
+        assert ids[:2] == ["slm", "llm"]  # then the embedding model (POST /v1/embeddings)
         assert (await c.get("/health")).json()["status"] == "ok"
         assert (await c.get("/nowhere")).json()["error"]["code"] == "not_found"
 
@@ -327,9 +327,9 @@ async def test_stored_copy_is_redacted_when_the_policy_says_so(tmp_path: Path) -
         assert "alice@example.com" not in text and "<EMAIL_ADDRESS_1>" in text
 
 
-async def test_an_uncalibrated_strategy_is_served_with_an_adaptive_threshold(
-    tmp_path: Path,
-) -> None:
+async def test_an_uncalibrated_strategy_refuses_to_start(tmp_path: Path) -> None:
+    """Issue 14: no more serving an arbitrary adaptive threshold from 0.5 (see
+    tests/unit/test_calibration_reload.py for the shadow exception and the shipped defaults)."""
     cfg = parse_config(
         {
             "models": {
@@ -351,7 +351,6 @@ async def test_an_uncalibrated_strategy_is_served_with_an_adaptive_threshold(
         }
     )
     engine = Engine(cfg)
-    async with gateway(engine, tmp_path) as (_, c):
-        r = await c.post("/v1/chat/completions", headers=AUTH, json=chat("route", "hi"))
-        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "small"
-        assert engine.strategies["route"].policy.threshold == pytest.approx(0.5, abs=0.05)
+    with pytest.raises(ConfigError, match="'route' has neither a threshold nor a calibration"):
+        async with gateway(engine, tmp_path):
+            pass

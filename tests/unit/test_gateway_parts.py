@@ -135,19 +135,18 @@ def test_request_conversion_keeps_the_whole_conversation() -> None:
             "some_new_openai_field": {"x": 1},
         }
     )
-    req = to_chat_request(body, default_max_tokens=99)
+    req = to_chat_request(body)
     assert [m.role for m in req.messages] == ["system", "user", "assistant", "user"]
-    assert req.messages[1].content == "ab" and req.last_user == "c"
+    assert req.messages[1].text == "a\nb" and req.last_user == "c"
     assert req.max_tokens == 7 and req.stop == ("END",) and req.temperature == 0.3
-    assert (
-        to_chat_request(
-            ChatCompletionRequest.model_validate(
-                {"model": "m", "messages": [{"role": "user", "content": "x"}]}
-            ),
-            99,
-        ).max_tokens
-        == 99
+    assert req.extra == {"some_new_openai_field": {"x": 1}}  # forwarded, not dropped
+    # what the client did not set is not invented
+    bare = to_chat_request(
+        ChatCompletionRequest.model_validate(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        )
     )
+    assert (bare.max_tokens, bare.temperature, bare.seed, bare.n) == (None, None, None, None)
 
 
 @pytest.mark.parametrize(
@@ -155,7 +154,7 @@ def test_request_conversion_keeps_the_whole_conversation() -> None:
     [
         {"model": "m", "messages": []},
         {"model": "m", "messages": [{"role": "tool", "content": "x"}]},
-        {"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2},
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0},
         {
             "model": "m",
             "messages": [{"role": "user", "content": "x"}],
@@ -193,7 +192,13 @@ def test_chunk_writer_puts_usage_in_the_final_chunk() -> None:
     last = chunks[-2]
     assert isinstance(last, dict)
     assert last["choices"][0]["finish_reason"] == "stop"  # unknown reasons map to stop
-    assert last["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    usage = last["usage"]
+    assert {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")} == {
+        "prompt_tokens": 3,
+        "completion_tokens": 2,
+        "total_tokens": 5,
+    }
+    assert usage["prompt_tokens_details"]["cached_tokens"] == 0
     assert all(isinstance(c, dict) and c["id"] == "chatcmpl-abc" for c in chunks[:-1])
     openai_style = ChunkWriter("dt-abc", "strategy", include_usage=True)
     chunks = _events(openai_style.delta("x") + openai_style.finish(resp, {}))

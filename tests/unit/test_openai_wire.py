@@ -33,7 +33,13 @@ def test_request_fields_round_trip_through_the_payload() -> None:
         "top_p",
     ]
     assert body["stop"] == ["x"] and body["stream_options"] == {"include_usage": True}
-    assert request_options(body) == {"max_tokens": 7, "temperature": 0.2, "stop": ("x",), "seed": 3}
+    assert request_options(body) == {
+        "max_tokens": 7,
+        "temperature": 0.2,
+        "stop": ("x",),
+        "seed": 3,
+        "logprobs": True,
+    }
     # A server reads OpenAI's newer spelling first, and a single stop string.
     assert request_options({"max_completion_tokens": 5, "max_tokens": 9, "stop": "END"}) == {
         "max_tokens": 5,

@@ -46,3 +46,70 @@ def test_organisation_spans_shaped_like_a_name_become_persons(nlp) -> None:  # t
     doc = nlp("We met Tomomi Nishiyama and Acme Holdings yesterday.")
     doc.ents = [Span(doc, 2, 4, label="ORG"), Span(doc, 5, 7, label="ORG")]
     assert [e.text for e in person_names(doc)] == ["Tomomi Nishiyama"]
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Dwayne is out sick today, ask someone else.", "Dwayne"),  # given name, sentence start
+        ("The quote came from Hoffman yesterday.", "Hoffman"),  # listed surname alone
+        ("please loop in gretchen ostrowski on the thread", "gretchen ostrowski"),  # lower case
+        ("cc: marvin j cole", "marvin"),  # lower case with an initial
+        ("Kowalczyk and Hoffman signed the lease.", "Kowalczyk"),  # a pair with a listed name
+    ],
+)
+def test_census_name_lists_find_names(nlp, text: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    found = [e.text for e in person_names(nlp(text))]
+    assert any(name in f for f in found), found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We may grant you more time if the rose garden is closed.",  # names that are words
+        "the weather in june was lovely and the bill was small",
+    ],
+)
+def test_census_name_lists_skip_common_words(nlp, text: str) -> None:  # type: ignore[no-untyped-def]
+    assert person_names(nlp(text)) == []
+
+
+def test_census_names_the_ner_calls_a_place_stay_places(nlp) -> None:  # type: ignore[no-untyped-def]
+    from spacy.tokens import Span
+
+    doc = nlp("We moved to Austin last year.")
+    assert [e.text for e in person_names(doc)] == ["Austin"]  # unlabelled: a listed name
+    doc.ents = [Span(doc, 3, 4, label="GPE")]
+    assert person_names(doc) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Brynjolf is very dependable.", "Brynjolf"),  # weak verb after an unknown name
+        ("Oksana had already left.", "Oksana"),
+        ("Wenceslava, could you send the file?", "Wenceslava"),  # vocative
+    ],
+)
+def test_clause_opening_names(nlp, text: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    assert name in [e.text for e in person_names(nlp(text))]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Transfer is still pending.",  # a common word, not a name
+        "Hello, can you help me?",  # an interjection
+        "This is fine.",  # a stop word
+    ],
+)
+def test_clause_openers_that_are_not_names(nlp, text: str) -> None:  # type: ignore[no-untyped-def]
+    assert person_names(nlp(text)) == []
+
+
+def test_name_lists_ship_with_the_package_and_leave_out_common_words() -> None:
+    from duetto.privacy.name_lists import common_words, given_names, surnames
+
+    assert {"gretchen", "dwayne"} <= given_names() and "hoffman" in surnames()
+    assert not {"may", "grace", "june", "hope"} & given_names()  # words and months
+    assert "brown" not in surnames() and "transfer" in common_words()

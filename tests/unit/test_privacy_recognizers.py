@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from duetto.privacy.recognizers import (
-    card_numbers,
-    phone_numbers,
-    resolve_overlaps,
-    street_addresses,
-)
-from duetto.scoring.pii import Entity
+from duetto.privacy.recognizers import phone_numbers, resolve_overlaps, street_addresses
+from duetto.scoring.pii import Entity, card_numbers
 
 
 def _texts(entities: list[Entity]) -> list[str]:
@@ -79,10 +74,20 @@ def test_dates_and_short_numbers_are_not_phone_numbers(text: str) -> None:
     assert phone_numbers(text) == []
 
 
-def test_card_numbers_need_the_luhn_checksum() -> None:
+def test_unshaped_card_numbers_need_the_luhn_checksum() -> None:
+    # 19 digits: not a card shape, so only the checksum makes it a card
     assert _texts(card_numbers("card 4652943034623769885 ok")) == ["4652943034623769885"]
     assert card_numbers("card 4652943034623769886 ok") == []  # last digit off
     assert card_numbers("call +447700677662") == []  # a phone number, not a card
+    assert card_numbers("id 0000 0000 0000 0000 ok") == []  # a placeholder
+
+
+def test_card_shapes_are_cards_even_when_luhn_fails() -> None:
+    good, bad = card_numbers("pay 4539 1488 0343 6467"), card_numbers("pay 4539-1488-0343-6468")
+    assert [(e.text, e.score) for e in good] == [("4539 1488 0343 6467", 0.9)]
+    assert [(e.text, e.score) for e in bad] == [("4539-1488-0343-6468", 0.5)]
+    assert _texts(card_numbers("amex 3782 822463 10006")) == ["3782 822463 10006"]
+    assert card_numbers("pay 4539-1488-0343-6468", luhn_only=True) == []  # the seam's mode
 
 
 def test_resolve_overlaps_prefers_specific_types_and_keeps_uncovered_parts() -> None:

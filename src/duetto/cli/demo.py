@@ -176,9 +176,9 @@ def run_demo(
             report = await run_rollout(plan, progress)
             # what calibration fitted, for `duetto serve --calibration` (duetto.fitted): the
             # configured strategies only (the student ones need the student, not in a config)
-            from duetto.fitted import export_fitted, save_fitted
+            from duetto.fitted import export_fitted, save_fitted, stamp
 
-            fitted = export_fitted(engine.strategies, target)
+            fitted = stamp(export_fitted(engine.strategies, target), " ".join(sys.argv))
             if fitted["strategies"]:
                 report["fitted_path"] = str(save_fitted(fitted, out / "calibration.json"))
             report["models"] = [m.card.to_dict() for m in engine.models.values()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -122,7 +123,7 @@ def _run_eval(
     from duetto.errors import UserError
     from duetto.eval.report import print_summary, write_report
     from duetto.eval.runner import EvalPlan, evaluate
-    from duetto.fitted import export_fitted, save_fitted
+    from duetto.fitted import export_fitted, save_fitted, stamp
 
     console = Console()
     try:
@@ -163,7 +164,7 @@ def _run_eval(
 
                 report = await evaluate(plan, items, progress)
             # what calibration fitted, for `duetto serve --calibration` (duetto.fitted)
-            fitted = export_fitted(engine.strategies, target)
+            fitted = stamp(export_fitted(engine.strategies, target), " ".join(sys.argv))
             if fitted["strategies"]:
                 report["fitted_path"] = str(save_fitted(fitted, out / "calibration.json"))
             report["models"] = [m.card.to_dict() for m in engine.models.values()]

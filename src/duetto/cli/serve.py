@@ -26,8 +26,9 @@ def serve(
     calibration: Annotated[
         Path | None,
         typer.Option(
-            help="calibration.json written by `duetto eval`/`duetto demo`: thresholds, calibrators "
-            "and fitted scorers for the config's strategies"
+            help="calibration.json written by `duetto fit`/`duetto eval`/`duetto demo`: "
+            "thresholds, calibrators and fitted scorers for the config's strategies (default "
+            "without CONFIG: the shipped one; a calibration promoted in the store wins)"
         ),
     ] = None,
 ) -> None:
@@ -38,7 +39,7 @@ def serve(
 
     from duetto.config import load_config, load_default_config
     from duetto.errors import UserError
-    from duetto.fitted import check_fitted, load_fitted
+    from duetto.fitted import check_fitted, default_calibration, load_fitted, uncalibrated
 
     console = Console(stderr=True)
     try:
@@ -51,10 +52,22 @@ def serve(
     try:
         cfg = load_config(config) if config else load_default_config()
         fitted = load_fitted(calibration) if calibration else None
+        if fitted is None and config is None:
+            fitted = default_calibration()  # scripts/make_default_calibration.py made it
         if fitted is not None:
             check_fitted(fitted, cfg.strategies)
         # the serve defaults (detector, the embedded config's SLM fallback) live in settings
         settings = GatewaySettings.from_config(cfg, db=db)
+        from duetto.gateway.serving import shadow_candidates
+
+        missing = [n for n in uncalibrated(cfg, fitted) if n not in shadow_candidates(settings)]
+        if missing:
+            # a calibration promoted earlier may be in the store: the gateway looks there
+            console.print(
+                f"[yellow]note:[/] {', '.join(missing)}: no threshold and no calibration given; "
+                "the gateway refuses to start unless its store holds a promoted one (make one "
+                "with `duetto fit STORE`, pass --calibration FILE, or set `threshold:`)"
+            )
     except UserError as exc:
         fail(exc)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

@@ -2,7 +2,9 @@
 
 A record is one dict per (strategy, item):
     {"strategy", "mode", "item_id", "quality", "latency_ms", "ttft_ms", "cost_usd",
-     "remote_bytes", "energy_j", "pii_sent", "llm_calls", "tokens_in", "tokens_out"}
+     "remote_bytes", "energy_j", "pii_sent", "pii_sent_by_tier", "llm_calls", "tokens_in",
+     "tokens_out"}
+(`pii_sent_by_tier`: {tier: n}, the tiers of duetto.privacy.tiers; optional).
 `quality` may be None or NaN (an unscored item) and `ttft_ms` None (not streamed): such values
 are left out of that axis. Missing statistics are None in summaries so that they serialise to
 JSON as null.
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from duetto.privacy.tiers import TIERS
 from duetto.stats import bootstrap
 
 SUMMARY_KEYS = (
@@ -32,6 +35,7 @@ SUMMARY_KEYS = (
     "energy_j",
     "energy_j_per_request",
     "privacy_leaks",
+    "privacy_leaks_by_tier",
     "leak_rate",
     "n",
 )
@@ -110,10 +114,20 @@ def summarize_strategy(
         "energy_j": energy,
         "energy_j_per_request": _num(per(energy)),
         "privacy_leaks": sum(pii),
+        "privacy_leaks_by_tier": leaks_by_tier(col("pii_sent_by_tier")),
         "leak_rate": _num(per(float(sum(1 for v in pii if v >= 1)))),
         "n": n,
     }
     return summary
+
+
+def leaks_by_tier(counts: Iterable[Mapping[str, int] | None]) -> dict[str, int]:
+    """{tier: entities sent} over the records, every tier listed (0 when none was sent)."""
+    out: dict[str, int] = dict.fromkeys(TIERS, 0)
+    for c in counts:
+        for tier, n in (c or {}).items():
+            out[tier] = out.get(tier, 0) + int(n)
+    return out
 
 
 def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

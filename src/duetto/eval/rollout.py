@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from duetto.answers import agreement
+from duetto.answers import agreement, pick_choice
 from duetto.calibrate import Target
 from duetto.distill.served import DistilledStudent, StudentModel
 from duetto.eval.aggregate import summarize, summarize_strategy
@@ -200,7 +200,7 @@ class Rollout:
         for lo, s in zip(llm, slm, strict=True):
             if lo.response is None or s.response is None:
                 continue
-            label = agreement(s.response.text, lo.response.text, lo.item.scorer, lo.item.choices)
+            label = _agree(s.response.text, lo.response.text, lo.item.choices)
             if label is not None:
                 out.append({"item_id": lo.item.id, "source": "agreement", "label": label})
         return out
@@ -510,9 +510,15 @@ def _mean(xs: Sequence[float]) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
-def _picked(text: str, choices: Sequence[str]) -> str | None:
-    from duetto.answers import pick_choice
+def _agree(candidate: str, reference: str, choices: Sequence[str]) -> float | None:
+    """Agreement label (duetto.answers.agreement); with known options, the option each names."""
+    if not choices:
+        return agreement(candidate, reference)
+    want = _picked(reference, choices)
+    return None if want is None else float(_picked(candidate, choices) == want)
 
+
+def _picked(text: str, choices: Sequence[str]) -> str | None:
     i = pick_choice(text, tuple(choices), letters=False)
     return None if i is None else choices[i]
 

@@ -29,7 +29,7 @@ from duetto.eval.workload import WorkItem, split
 from duetto.messages import ChatResponse
 from duetto.models.base import ChatModel
 from duetto.strategies.base import Strategy, Tunable
-from duetto.trace import service_latency_ms, service_ttft_ms
+from duetto.trace import Step, service_latency_ms, service_ttft_ms
 
 Progress = Callable[[str, int], None]  # (phase description, items done in this step)
 
@@ -67,6 +67,7 @@ def record(name: str, mode: str, o: Outcome) -> dict[str, Any]:
             "remote_bytes": 0,
             "energy_j": 0.0,
             "pii_sent": 0,
+            "pii_sent_by_tier": {},
             "llm_calls": 0,
             "tokens_in": 0,
             "tokens_out": 0,
@@ -85,11 +86,21 @@ def record(name: str, mode: str, o: Outcome) -> dict[str, Any]:
         "remote_bytes": u.bytes_sent + u.bytes_received,
         "energy_j": u.energy_j,
         "pii_sent": u.pii_sent,
+        "pii_sent_by_tier": pii_by_tier(step),
         "llm_calls": u.remote_calls,
         "tokens_in": u.tokens_in,
         "tokens_out": u.tokens_out,
         "error": None,
     }
+
+
+def pii_by_tier(step: Step) -> dict[str, int]:
+    """PII entities sent to untrusted models by risk tier, from the leaves' counts."""
+    out: dict[str, int] = {}
+    for leaf in step.leaves():
+        for tier, n in (leaf.extra.get("pii_tiers") or {}).items():
+            out[tier] = out.get(tier, 0) + int(n)
+    return out
 
 
 async def run_items(

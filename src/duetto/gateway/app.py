@@ -1,7 +1,9 @@
 """The OpenAI-compatible HTTP surface of duetto: `create_app(engine, settings)`.
 
     POST /v1/chat/completions   stream and non-stream; the model name picks a strategy or model
-    GET  /v1/models             strategies and raw models
+    POST /v1/embeddings         the local MiniLM (gateway/embeddings.py)
+    GET  /v1/models             strategies and raw models, with their capabilities
+    POST /v1/feedback, GET /v1/loop   the live loop (gateway/loop_routes.py)
     GET  /v1/traces/{id}        a stored request with its trace (the caller's own)
     GET  /health, /metrics      liveness and Prometheus
     GET  /dashboard             live page (static HTML+JS), fed by /dashboard/data
@@ -22,6 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from duetto.engine import Engine
 from duetto.errors import GatewayFailure, Rejected
+from duetto.gateway import embeddings
+from duetto.gateway.loop_routes import install_loop
 from duetto.gateway.metrics import GatewayMetrics
 from duetto.gateway.protocol import (
     ChatCompletionRequest,
@@ -85,8 +89,10 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         try:
             await engine.start()
             await gw.start()
+            await loop.start()
             yield
         finally:
+            await loop.aclose()
             await gw.aclose()
             with contextlib.suppress(Exception):
                 await engine.aclose()
@@ -182,6 +188,8 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
             )
         return who
 
+    loop = install_loop(app, gw, caller)
+
     @app.post(
         "/v1/chat/completions",
         responses=_ERRORS,
@@ -192,7 +200,11 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         body: ChatCompletionRequest, request: Request, who: Annotated[Any, Depends(caller)]
     ) -> Response:
         t0 = time.perf_counter()
-        chat_request = to_chat_request(body, settings.default_max_tokens)
+        try:
+            chat_request = to_chat_request(body)  # unset options stay unset
+        except ValueError as exc:  # a message the schema admits but the core types refuse
+            metrics.rejected.labels("invalid").inc()
+            raise ApiError(error(400, str(exc), "invalid_request_error", None, "messages")) from exc
         session = request.headers.get(SESSION_HEADER) or body.user
         stored = {
             "messages": [m.to_dict() for m in chat_request.messages],
@@ -222,7 +234,9 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         headers = {TRACE_HEADER: call.trace_id}
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await _stream(call, body.model, include_usage, headers, request.receive)
+            return await _stream(
+                call, body.model, include_usage, headers, request.receive, bool(body.logprobs)
+            )
         task = asyncio.ensure_future(gw.complete(call))
         if not await _done_unless_disconnected(task, request.receive):
             gw.finish_cancelled(call)
@@ -235,7 +249,10 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         await gw.finish(call, answer)
         extra = duetto_block(call.trace_id, answer.response, answer.answered_by, answer.fallback)
         return JSONResponse(
-            completion(call.trace_id, body.model, answer.response, extra), headers=headers
+            completion(
+                call.trace_id, body.model, answer.response, extra, logprobs=bool(body.logprobs)
+            ),
+            headers=headers,
         )
 
     async def _stream(
@@ -244,6 +261,7 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         include_usage: bool,
         headers: dict[str, str],
         receive: Callable[[], Awaitable[Any]],
+        logprobs: bool = False,
     ) -> Response:
         events = gw.stream(call)
         # The first item before any byte: a failure here is still a proper HTTP error.
@@ -259,7 +277,7 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         except BaseException:
             gw.finish_cancelled(call)
             raise
-        writer = ChunkWriter(call.trace_id, model, include_usage)
+        writer = ChunkWriter(call.trace_id, model, include_usage, logprobs=logprobs)
 
         async def sse() -> AsyncIterator[bytes]:
             item = first
@@ -285,6 +303,8 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
             sse(), media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
         )
 
+    app.include_router(embeddings.router(caller))  # POST /v1/embeddings (local MiniLM)
+
     @app.get("/v1/models", responses=_ERRORS, summary="Strategies and raw models")
     async def list_models(_: Annotated[Any, Depends(caller)]) -> dict[str, Any]:
         data = []
@@ -300,9 +320,13 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
                         "kind": "strategy" if mode else "model",
                         "mode": mode,
                         "location": m.card.location,
+                        # a strategy: what some candidate offers (a pipeline: every stage)
+                        "capabilities": m.capabilities(),
                     },
                 }
             )
+        if (entry := embeddings.model_entry()) is not None:
+            data.append(entry)
         return {"object": "list", "data": data}
 
     @app.get("/v1/traces/{trace_id}", responses=_ERRORS, summary="A stored request and trace")
@@ -310,7 +334,11 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         record = await store.get(trace_id) if len(trace_id) <= 64 else None
         if record is None or (who.name is not None and record.key != who.name):
             return error(404, f"No trace {trace_id!r}", "invalid_request_error", "not_found")
-        return JSONResponse(record.to_dict())
+        data = record.to_dict()
+        extra = await loop.store.for_trace(trace_id)
+        if extra["shadows"] or extra["labels"]:
+            data["loop"] = extra  # shadow/audit answers and labels, stored beside the trace
+        return JSONResponse(data)
 
     @app.get("/health", summary="Liveness and upstream breaker states")
     async def health() -> dict[str, Any]:
@@ -327,6 +355,10 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         data, ctype = metrics.render()
         return Response(data, media_type=ctype)
 
+    from duetto.gateway.admin import install_admin
+
+    install_admin(app, gw, loop)  # /admin/calibration
+
     @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
     async def dashboard() -> HTMLResponse:
         return HTMLResponse(page)
@@ -340,6 +372,7 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         snap = metrics.live.snapshot(time.time())
         snap["breakers"] = {n: b.state for n, b in gw.breakers.items()}
         snap["llm"] = gw.llm_card.name if gw.llm_card else None
+        snap["loop"] = loop.snapshot()
         return snap
 
     return app

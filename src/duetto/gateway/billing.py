@@ -55,24 +55,29 @@ class Reservation:
     amount_usd: float
 
 
-def worst_case_cost(cards: Sequence[ModelCard], request: ChatRequest) -> float:
+def worst_case_cost(
+    cards: Sequence[ModelCard], request: ChatRequest, unset_max_tokens: int | None = None
+) -> float:
     """An upper bound of a request's cost over the models it may call, in order.
 
     Input tokens are bounded by one per UTF-8 byte of the conversation plus template tokens; each
     call may also receive every earlier call's output (pipelines), up to `max_tokens` each."""
-    prompt = sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in request.messages)
+    prompt = sum(len(m.text.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in request.messages)
     total = 0.0
     fed = 0
     for card in cards:
-        total += card.cost(prompt + fed, request.max_tokens)
-        fed += request.max_tokens
+        # no limit set: `unset_max_tokens` (the gateway's default_max_tokens), else the context
+        out = request.max_tokens or unset_max_tokens or card.context_size
+        out *= request.choices_wanted
+        total += card.cost(prompt + fed, out)
+        fed += out
     return total
 
 
 def partial_cost(cards: Sequence[ModelCard], request: ChatRequest, streamed_chars: int) -> float:
     """What a call cut short may have cost: the prompt on every priced model, plus what was
     streamed (at least one token per 4 characters) on the most expensive one."""
-    prompt = sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in request.messages)
+    prompt = sum(len(m.text.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in request.messages)
     if not cards:
         return 0.0
     out = (streamed_chars + 3) // 4

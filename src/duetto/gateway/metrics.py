@@ -29,6 +29,8 @@ class Outcome:
     ttft_s: float | None = None
     fallback: str | None = None  # None | "rescued" | "failed"
     stream: bool = False
+    # PII entities sent to untrusted models, {(model, tier): n} (gateway.leaks.sent_by_model)
+    leaks: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -46,6 +48,7 @@ class _Totals:
     leaky_requests: int = 0
     fallbacks: int = 0
     rescued: int = 0
+    pii_sent_by_tier: dict[str, int] = field(default_factory=dict)
 
     def add(self, o: Outcome) -> None:
         u = o.usage
@@ -62,6 +65,8 @@ class _Totals:
         self.leaky_requests += u.pii_sent > 0
         self.fallbacks += o.fallback is not None
         self.rescued += o.fallback == "rescued"
+        for (_, tier), n in o.leaks.items():
+            self.pii_sent_by_tier[tier] = self.pii_sent_by_tier.get(tier, 0) + n
 
     def to_dict(self) -> dict[str, Any]:
         n = max(1, self.requests)
@@ -78,6 +83,7 @@ class _Totals:
             "energy_j": self.energy_j,
             "pii_sent": self.pii_sent,
             "leak_rate": self.leaky_requests / n,
+            "pii_sent_by_tier": dict(self.pii_sent_by_tier),
             "fallbacks": self.fallbacks,
             "rescued": self.rescued,
         }
@@ -99,6 +105,9 @@ class LiveStats:
         self.total = _Totals()
         self.by_strategy: dict[str, _Totals] = {}
         self._recent: deque[tuple[float, str, float]] = deque(maxlen=max_samples)
+        # the sampled re-scan (gateway.leaks): outcomes, and residual leaks by tier
+        self.rescans: dict[str, int] = {"scanned": 0, "dropped": 0, "failed": 0}
+        self.residual_by_tier: dict[str, int] = {}
 
     def add(self, o: Outcome, now: float) -> None:
         self.total.add(o)
@@ -129,6 +138,8 @@ class LiveStats:
             "p50_ms": _percentile(every, 0.5),
             "p95_ms": _percentile(every, 0.95),
             **self.total.to_dict(),
+            "leak_rescans": dict(self.rescans),
+            "residual_leaks_by_tier": dict(self.residual_by_tier),
             "strategies": strategies,
         }
 
@@ -187,6 +198,27 @@ class GatewayMetrics:
             s,
             registry=r,
         )
+        self.pii_by_tier = Counter(
+            "duetto_pii_sent_by_tier",
+            "PII entities sent to an untrusted model, by risk tier (inline rules)",
+            ["tier", "model"],
+            registry=r,
+        )
+        self.residual = Counter(
+            "duetto_residual_leaks",
+            "Entities the sampled re-scan found in what was sent and the inline rules missed",
+            ["tier", "model"],
+            registry=r,
+        )
+        self.rescans = Counter(
+            "duetto_leak_rescans",
+            "Sampled re-scans of sent text, by outcome (scanned, dropped: queue full, failed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.rescan_queue = Gauge(
+            "duetto_leak_rescan_queue", "Sent texts waiting for the re-scan", registry=r
+        )
         self.fallbacks = Counter(
             "duetto_fallbacks", "Fallbacks taken, by outcome", ["strategy", "outcome"], registry=r
         )
@@ -224,9 +256,21 @@ class GatewayMetrics:
         if u.pii_sent:
             self.pii_sent.labels(s).inc(u.pii_sent)
             self.leaky.labels(s).inc()
+        for (model, tier), n in o.leaks.items():
+            self.pii_by_tier.labels(tier, model).inc(n)
         if o.fallback is not None:
             self.fallbacks.labels(s, o.fallback).inc()
         self.live.add(o, time.time())
+
+    def observe_rescan(
+        self, outcome: str, model: str | None = None, missed: dict[str, int] | None = None
+    ) -> None:
+        """One sampled re-scan: its outcome and, when scanned, the residual leaks by tier."""
+        self.rescans.labels(outcome).inc()
+        self.live.rescans[outcome] = self.live.rescans.get(outcome, 0) + 1
+        for tier, n in (missed or {}).items():
+            self.residual.labels(tier, model or "").inc(n)
+            self.live.residual_by_tier[tier] = self.live.residual_by_tier.get(tier, 0) + n
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -9,6 +9,7 @@ from typing import Any
 
 from duetto.gateway.auth import ApiKey
 from duetto.gateway.billing import Reservation
+from duetto.gateway.leaks import sent_by_tier
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
 from duetto.privacy.apply import PrivacyPlan
@@ -44,6 +45,8 @@ class Call:
     ttft_s: float | None = None
     streamed: list[str] = field(default_factory=list)
     finished: bool = False
+    # {"calibration_version": hash | None, "canary": True when a canary decided}: stored
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 def llm_only_cost(llm: ModelCard | None, response: ChatResponse) -> float:
@@ -68,6 +71,7 @@ def trace_record(
 ) -> TraceRecord:
     """The stored record of a call; `redact`: every string in its body through the detector."""
     body: dict[str, Any] = {"request": call.stored_request, "session": call.session}
+    body.update(call.calibration)
     if answer is not None:
         r = answer.response
         body.update(
@@ -76,6 +80,8 @@ def trace_record(
             usage=r.usage.to_dict(),
             trace=r.trace.to_dict(),
         )
+        if tiers := sent_by_tier(r.trace):  # what left the device, by risk tier (counts only)
+            body["pii_sent_by_tier"] = tiers
         if answer.primary_error:
             body["primary_error"] = answer.primary_error
     else:

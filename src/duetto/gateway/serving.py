@@ -1,7 +1,8 @@
 """The life of one request in the gateway, free of HTTP:
 
     admit     model lookup, session affinity, rate limit, privacy policy (detect once; redact
-              the request, or hand it to the trusted local model), budget reservation
+              the request, or hand it to the trusted local model), capabilities (a request the
+              model cannot serve is a 400 MissingCapability), budget reservation
     complete  / stream: the requested model or strategy under a deadline, wrapped in a
               `Fallback` strategy when a fallback is configured: on any failure it answers (a
               stream cut mid-way is continued), and the trace says so; redacted answers are
@@ -20,15 +21,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from duetto.errors import FallbackFailed, GatewayFailure, ModelError, OverBudget, Rejected
+from duetto.errors import (
+    ConfigError,
+    FallbackFailed,
+    GatewayFailure,
+    ModelError,
+    OverBudget,
+    Rejected,
+)
 from duetto.gateway.affinity import Affinity
 from duetto.gateway.auth import ApiKey, KeyRing
 from duetto.gateway.billing import Billing, Budgets, partial_cost, worst_case_cost
 from duetto.gateway.boundary import plan_for, restored, shown, trusted_local
 from duetto.gateway.breaker import BreakerModel, CircuitBreaker, leaves
+from duetto.gateway.calibration import Calibrations
+from duetto.gateway.leaks import LeakMeter, sent_by_model
 from duetto.gateway.metrics import GatewayMetrics, Outcome
 from duetto.gateway.records import Answer, Call, llm_only_cost, trace_record
 from duetto.gateway.settings import GatewaySettings
@@ -36,6 +46,7 @@ from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
 from duetto.privacy.apply import use_detector
 from duetto.store import TraceStore
+from duetto.strategies.capable import refusal
 from duetto.strategies.fallback import Fallback, deltas, describe, rescued
 from duetto.trace import new_trace_id
 from duetto.usage import Usage
@@ -65,6 +76,19 @@ class Gateway:
         self.local: ChatModel | None = None  # answers local_only requests
         self.llm_card: ModelCard | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.leaks = LeakMeter(
+            metrics, share=settings.leak_rescan_share, queue_size=settings.leak_rescan_queue
+        )
+        # which calibration decides each request; reloaded without a restart (admin.py)
+        self.calibrations = Calibrations(
+            engine,
+            store,
+            settings.calibration_poll_s,
+            shadow=frozenset(shadow_candidates(settings)),
+        )
+        # called with each answered call once its record is stored (the live loop): must not
+        # block or raise; they only enqueue background work
+        self.after_finish: list[Callable[[Call, Answer], None]] = []
 
     # ---- setup -----------------------------------------------------------------------------
 
@@ -85,7 +109,7 @@ class Gateway:
         swept = await self.billing.sweep(self.settings.reservation_ttl_s)
         if swept:
             log.warning("released %d reservations left by a crashed replica", swept)
-        self._adapt_uncalibrated()
+        await self._calibrate()
         if self.settings.fallback:
             self.fallback = self.engine.get(self.settings.fallback)
         with contextlib.suppress(Exception):  # no LLM configured: no counterfactual
@@ -96,31 +120,73 @@ class Gateway:
             log.info("PII detector: %s", used)
         names = (self.settings.local_model, self.settings.fallback)
         self.local = trusted_local(self.settings.privacy, [self.lookup(n) for n in names if n])
+        self._start_leak_meter()
         if self.keys.open:
             log.warning("no API keys configured: the gateway accepts every caller")
 
-    def _adapt_uncalibrated(self) -> None:
-        """A thresholded strategy with a target but no threshold (e.g. the embedded defaults,
-        calibrated by `duetto eval`, not at serve time) gets an online adaptive threshold
-        starting at 0.5, so it can serve; the log says so."""
-        from duetto.calibrate import online_policy
+    def _start_leak_meter(self) -> None:
+        """Inline per-tier counting on every untrusted leaf, and the sampled re-scan by the
+        second opinion (gateway.leaks)."""
+        self.leaks.install(self.engine.models.values())
+        if self.settings.leak_second_opinion == "model" and self.leaks.second_opinion is None:
+            if self.local is None:
+                log.warning("leak_second_opinion: model, but no trusted local model: detector")
+            else:
+                from duetto.privacy.model_pass import ModelPass
+                from duetto.scoring.pii import detect
 
-        targets = getattr(self.engine, "targets", None)
-        for name, target in (targets() if callable(targets) else {}).items():
-            strategy = self.engine.strategies.get(name)
-            if strategy is None or getattr(strategy, "policy", False) is not None:
-                continue
-            strategy.policy = online_policy(target)  # type: ignore[attr-defined]
-            log.warning(
-                "strategy %r is not calibrated: serving it with an online adaptive "
-                "threshold from 0.5 (for a measured one: `duetto eval`, then "
-                "`duetto serve --calibration REPORT_DIR/calibration.json`)",
-                name,
+                self.leaks.second_opinion = ModelPass(self.local, base=detect).detect
+        self.leaks.start()
+
+    async def _calibrate(self) -> None:
+        """The calibration to serve: the one given, else the shipped one for the embedded
+        defaults, then the last one promoted in the store (newer). A thresholded strategy still
+        without a threshold refuses to start (ConfigError), unless it only runs in shadow."""
+        from duetto.gateway.settings import is_embedded_defaults
+
+        engine: Any = self.engine
+        cfg = getattr(engine, "cfg", None)
+        if (
+            getattr(engine, "fitted", True) is None
+            and cfg is not None
+            and is_embedded_defaults(cfg)
+        ):
+            from duetto.fitted import default_calibration
+
+            engine.use_calibration(default_calibration())
+            log.info("embedded defaults: shipped calibration %s", engine.calibration_version)
+        await self.calibrations.start()
+        uncalibrated = engine.uncalibrated() if hasattr(engine, "uncalibrated") else []
+        shadow = self._shadow_only()
+        refused = [n for n in uncalibrated if n not in shadow]
+        if refused:
+            raise ConfigError(
+                f"{', '.join(map(repr, refused))} has neither a threshold nor a calibration and "
+                "would serve an arbitrary one: fit one on your traffic (`duetto fit STORE`, then "
+                "`duetto serve --calibration FILE` or POST /admin/calibration), give it a fixed "
+                "`threshold:`, or run it only as a shadow candidate",
+                f"strategies.{refused[0]}",
             )
+        self._adapt_shadow([n for n in uncalibrated if n in shadow])
+
+    def _shadow_only(self) -> set[str]:
+        return shadow_candidates(self.settings)
+
+    def _adapt_shadow(self, names: list[str]) -> None:
+        """A shadow candidate without a threshold gets an online adaptive one (from 0.5)."""
+        from duetto.calibrate import Target, online_policy
+
+        for name in names:
+            strategy = self.engine.strategies[name]
+            target = self.engine.targets().get(name) or Target.parse("quality=0.95")
+            strategy.policy = online_policy(target)  # type: ignore[attr-defined]
+            log.warning("strategy %r is uncalibrated: it runs as a shadow candidate only", name)
 
     async def aclose(self) -> None:
+        await self.calibrations.aclose()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=10)
+        await self.leaks.aclose()
 
     def names(self) -> list[tuple[str, ChatModel]]:
         return [*self.engine.strategies.items(), *self.engine.models.items()]
@@ -167,6 +233,7 @@ class Gateway:
             pinned = self.affinity.pinned((who.name, requested, session), model)
             if pinned is not None:
                 model = self.engine.get(pinned)
+        model, calibration = self.calibrations.choose(requested, model)
         policy = self.settings.privacy.for_request(
             api_key=who.name,
             route=requested,
@@ -186,12 +253,17 @@ class Gateway:
             allow_fallback = self.fallback is not None and self.fallback.card.trusted
         if plan is not None:
             request = plan.request
+        if missing := model.lacks(request):  # needs tools, images, a longer context, ...
+            self.metrics.rejected.labels("capability").inc()
+            raise refusal(model.name, getattr(model, "mode", ""), missing)
         cards = [m.card for m in leaves(model, distinct=False)]
         fallback = self._fallback_for(model) if allow_fallback else None
         if fallback is not None:
             cards += [m.card for m in leaves(fallback, distinct=False)]
         try:
-            reservation = await self.budgets.reserve(who, worst_case_cost(cards, request))
+            reservation = await self.budgets.reserve(
+                who, worst_case_cost(cards, request, self.settings.default_max_tokens)
+            )
         except OverBudget:
             self.metrics.rejected.labels("budget").inc()
             raise
@@ -210,6 +282,7 @@ class Gateway:
             plan,
             policy.mode,
             allow_fallback,
+            calibration=calibration,
         )
 
     # ---- answer ----------------------------------------------------------------------------
@@ -348,6 +421,7 @@ class Gateway:
                 call.ttft_s,
                 fallback,
                 call.stream,
+                sent_by_model(response.trace) if response is not None else {},
             )
         )
         if answer is not None and status == "ok" and self.settings.affinity and call.session:
@@ -369,6 +443,12 @@ class Gateway:
                 await self.store.append(record)
         except Exception:
             log.exception("%s: could not store the trace", call.trace_id)
+        if answer is not None and status == "ok":
+            for hook in self.after_finish:
+                try:
+                    hook(call, answer)
+                except Exception:
+                    log.exception("%s: an after-finish hook failed", call.trace_id)
 
     def finish_cancelled(self, call: Call) -> None:
         """The client went away: account for it from a task of its own (the caller is being
@@ -382,6 +462,13 @@ class Gateway:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def shadow_candidates(settings: GatewaySettings) -> set[str]:
+    """Strategies configured as shadow candidates (they never answer a user), which may run
+    uncalibrated: their answers are what a calibration is fitted on."""
+    shadow = getattr(settings, "shadow", None) or {}
+    return {str(getattr(s, "candidate", s)) for s in dict(shadow).values()}
 
 
 def _status(error: BaseException) -> int:

@@ -46,6 +46,9 @@ class GatewaySettings(GatewayConfig):
     default_max_tokens: int = 512
     store_prefix: str = "duetto_"
     max_sessions: int = 10_000
+    leak_rescan_queue: int = Field(64, ge=1)  # full: a sampled re-scan is dropped (and counted)
+    admin_keys: list[str] = Field(default_factory=list)  # names of the keys with `admin: true`
+    calibration_poll_s: float = Field(5.0, ge=0)  # replicas check for a promoted calibration
 
     @classmethod
     def from_config(cls, cfg: Config, *, db: str | None = None) -> GatewaySettings:
@@ -58,7 +61,7 @@ class GatewaySettings(GatewayConfig):
         resolved: dict[str, Any] = {
             "db": db or gw.db,
             "keys": _resolve_keys(gw),
-            "fallback": gw.fallback or (local if _is_embedded_defaults(cfg) else None),
+            "fallback": gw.fallback or (local if is_embedded_defaults(cfg) else None),
             "fallback_timeout_s": gw.request_timeout_s,
             "redact_store": (
                 gw.redact_store if gw.redact_store is not None else privacy.default.mode != "allow"
@@ -66,6 +69,7 @@ class GatewaySettings(GatewayConfig):
             "privacy": privacy,
             "detector": cfg.privacy.detector or "auto",
             "local_model": local,
+            "admin_keys": [k.name for k in gw.keys if k.admin],
         }
         return cls(**{**{name: value for name, value in gw}, **resolved})
 
@@ -86,7 +90,7 @@ def _resolve_keys(gw: GatewayConfig) -> list[ApiKey]:
     return keys
 
 
-def _is_embedded_defaults(cfg: Config) -> bool:
+def is_embedded_defaults(cfg: Config) -> bool:
     return cfg.model_dump() == _embedded_defaults()
 
 

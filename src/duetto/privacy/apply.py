@@ -66,7 +66,7 @@ def detect_messages(
     request: ChatRequest, detector: Callable[[str], list[Entity]] = detect
 ) -> list[list[Entity]]:
     """The entities of each message (spans relative to that message's content)."""
-    return [detector(m.content) if m.content else [] for m in request.messages]
+    return [detector(m.text) if m.text else [] for m in request.messages]
 
 
 def plan_request(

@@ -2,8 +2,8 @@
 
 Under `redact` a miss is a leak and a false alarm costs a little quality, so:
 
-- a card-shaped number (16 digits, or 4-4-4-x / 4-6-5 groups) is a CREDIT_CARD whether or not
-  it passes Luhn (0.9 if it does, 0.5 if not); an IBAN shape likewise with mod-97;
+- an IBAN shape is an IBAN_CODE whether or not it passes mod-97 (0.9 if it does, 0.5 if not);
+  card shapes follow the same rule in their one home, `duetto.scoring.pii.card_numbers`;
 - any `ddd-dd-dddd` is a US_SSN (the "invalid" 000/666/9xx areas are still someone's typo);
 - masked and partial forms (`XXX-XX-2409`, `4532********7890`, `****1234`) keep their type;
 - a value after a context word ("passport", "NHC:", "member ID", "username") gets that type;
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from duetto.scoring.pii import Entity, luhn_ok
+from duetto.scoring.pii import Entity
 
 _NON_ALNUM = re.compile(r"[^A-Za-z0-9]")
 
@@ -35,10 +35,6 @@ def iban_ok(value: str) -> bool:
 
 # --- shapes ------------------------------------------------------------------------------------
 
-_CARD_GROUPED = re.compile(
-    r"(?<![\w+.-])(?:\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})(?![\w-]|[.,]\d)"
-)
-_CARD_PLAIN = re.compile(r"(?<![\w+.-])\d{16}(?![\w-]|[.,]\d)")
 _IBAN = re.compile(
     r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,4})?(?![A-Za-z0-9])"
 )
@@ -55,15 +51,11 @@ _LAST_DIGITS = re.compile(
 
 
 def shaped_identifiers(text: str) -> list[Entity]:
-    """Cards, IBANs, SSNs and masked forms by shape (checksums only raise the score)."""
+    """IBANs, SSNs and masked forms by shape (checksums only raise the score).
+
+    Card numbers by shape are `duetto.scoring.pii.card_numbers` (one home for every card rule).
+    """
     found: list[Entity] = []
-    for pattern in (_CARD_GROUPED, _CARD_PLAIN):
-        for m in pattern.finditer(text):
-            digits = _NON_ALNUM.sub("", m.group())
-            if len(set(digits)) <= 2:
-                continue  # 0000 0000 0000 0000: a placeholder
-            score = 0.9 if luhn_ok(digits) else 0.5
-            found.append(Entity("CREDIT_CARD", m.start(), m.end(), m.group(), score))
     for m in _IBAN.finditer(text):
         score = 0.9 if iban_ok(m.group()) else 0.5
         found.append(Entity("IBAN_CODE", m.start(), m.end(), m.group(), score))

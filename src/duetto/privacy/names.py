@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from duetto.privacy.name_lists import common_words, given_names, surnames
 from duetto.scoring.pii import Entity
 
 
@@ -49,7 +50,8 @@ FIELD_LABELS = _words(
     "name address email e-mail phone mobile fax desk office user date time subject re to"
     " from cc note answer question title company website url tel dob age id account card"
     " iban ssn genre rating summary description status type location country city zip"
-    " state street personal info contact q a p.s ps"
+    " state street personal info contact q a p.s ps bot assistant agent system support when"
+    " where what who why how you he she we they it"
 )
 # Words that make a span an organisation, not a person.
 ORG_WORDS = _words(
@@ -84,6 +86,7 @@ class _Tokens:
 
     __slots__ = (
         "doc_text",
+        "ent",
         "idx",
         "initial",
         "lower",
@@ -92,6 +95,7 @@ class _Tokens:
         "name_upper",
         "punct_or_space",
         "space",
+        "stop",
         "text",
         "ws",
     )
@@ -106,6 +110,8 @@ class _Tokens:
         self.idx: list[int] = [t.idx for t in toks]
         self.space: list[bool] = [t.is_space for t in toks]
         self.punct_or_space: list[bool] = [t.is_punct or t.is_space for t in toks]
+        self.stop: list[bool] = [t.is_stop for t in toks]
+        self.ent: list[str] = [t.ent_type_ for t in toks]
         self.initial: list[bool] = [_is_initial_word(w) for w in self.text]
         # _name_like with allow_lower False / True
         self.name_upper: list[bool] = []
@@ -175,6 +181,8 @@ def person_names(doc: Any) -> list[Entity]:
             k = _run_back(t, i)
             if k <= i:
                 found.append(_span(t, k, i + 1, 0.5))
+        if (i == 0 or t.punct_or_space[i - 1]) and _clause_subject(t, i):
+            found.append(_span(t, i, i + 1, 0.45))
         if low in ("'s", "’s") and i + 1 < n and lower[i + 1] in KIN_WORDS:
             k = _run_back(t, i - 1) if i > 0 else i
             if k < i:
@@ -192,9 +200,82 @@ def person_names(doc: Any) -> list[Entity]:
             and not t.initial[toks[-1]]
         ):
             found.append(_span(t, toks[0], toks[-1] + 1, 0.6))
+    found.extend(_listed_names(t))
     person_starts = {start_char for label, _, _, start_char in ents if label == "PERSON"}
     found.extend(_list_members(t, found, person_starts))
     return found
+
+
+# NER labels a listed name may carry: none, PERSON, or ORG (the small model tags many foreign
+# names as organisations, "Usamov and Bowers"; ORGANIZATION is not reported by default).
+_NAME_LIST_LABELS = ("", "PERSON", "ORG")
+
+
+def _listed_names(t: _Tokens) -> list[Entity]:
+    """Tokens in the census name lists (`duetto.privacy.name_lists`) that the NER left unlabelled.
+
+    A capitalised given name or surname ("Scott is very reliable", "Usamov and Bowers") starts
+    a PERSON span over the capitalised words after it; a lower-case given name ("follow up with
+    patricia desrosiers") takes up to two following lower-case words that are not stop words
+    (or one-letter initials between them). Tokens the NER labelled as a place, nationality,
+    date, ... ("Paris" GPE, "English" NORP, "April" DATE) are left alone.
+    """
+    given, family = given_names(), surnames()
+    out: list[Entity] = []
+    i = 0
+    while i < t.n:
+        low, word = t.lower[i], t.text[i]
+        listed = low in given or low in family
+        if not listed or t.stop[i] or t.ent[i] not in _NAME_LIST_LABELS:
+            i += 1
+            continue
+        if t.name_upper[i] and not t.initial[i]:
+            j = max(_run(t, i, allow_lower=False), i + 1)
+            out.append(_span(t, i, j, 0.5))
+            i = j
+            continue
+        if word.islower() and low in given:
+            j = i + 1
+            while j < t.n and j - i <= 2 and t.ws[j - 1] == " " and _lower_name_part(t, j):
+                j += 1
+            while j > i + 1 and len(t.text[j - 1]) == 1:
+                j -= 1  # a name does not end with an initial
+            out.append(_span(t, i, j, 0.45))
+            i = j
+            continue
+        i += 1
+    return out
+
+
+def _lower_name_part(t: _Tokens, j: int) -> bool:
+    w = t.text[j]
+    if len(w) == 1:
+        return w.isalpha() and j + 1 < t.n and t.text[j + 1].isalpha()  # "benjamin a seiler"
+    return w.isalpha() and w.islower() and not t.stop[j] and t.ent[j] in _NAME_LIST_LABELS
+
+
+# Weaker cues than SUBJECT_CUES: "Ari is very reliable", "Hakuba had given ..."; and a
+# vocative "Aloisia, can I ...". Only for one unlabelled capitalised word opening a clause.
+WEAK_SUBJECT_CUES = _words("is was had has began")
+VOCATIVE_NEXT = _words("can could would will i you we please do did are is")
+INTERJECTIONS = _words(
+    "hello hi hey thanks thank sorry yes yeah no well ok okay please dear sure great oh wow"
+    " excuse welcome congratulations cheers good right fine note"
+)
+
+
+def _clause_subject(t: _Tokens, i: int) -> bool:
+    """One capitalised non-stop word opening a clause, then a weak verb cue or a vocative comma."""
+    if i + 2 >= t.n or not t.name_upper[i] or t.initial[i] or t.stop[i]:
+        return False
+    if t.ent[i] not in _NAME_LIST_LABELS or t.lower[i] in INTERJECTIONS or t.ws[i] == "\n":
+        return False
+    if t.lower[i] in common_words():
+        return False  # "Transfer is pending", "Python is great": a word, not a name
+    nxt = t.lower[i + 1]
+    if nxt in WEAK_SUBJECT_CUES:
+        return True
+    return nxt == "," and t.lower[i + 2] in VOCATIVE_NEXT
 
 
 def _run_back(t: _Tokens, i: int) -> int:
@@ -245,7 +326,8 @@ def _word_like_name(w: str) -> bool:
 
 
 def _list_members(t: _Tokens, persons: list[Entity], person_starts: set[int]) -> list[Entity]:
-    """In "Monjeau, Graves and Reed", if one member is a person, so are the others."""
+    """In "Monjeau, Graves and Reed" or "Usamov and Bowers", if one member is a person, so are
+    the others (a list of three or more, or two joined by "and")."""
     starts = {e.start for e in persons} | person_starts
     out: list[Entity] = []
     i = 0
@@ -263,7 +345,13 @@ def _list_members(t: _Tokens, persons: list[Entity], person_starts: set[int]) ->
                     j += 1
                 continue
             break
-        if len(members) >= 3 and any(t.idx[a] in starts for a, _ in members):
+        # "Usamov and Bowers"; not "Nishiyama and Acme Holdings" (a company word follows)
+        pair = (
+            len(members) == 2
+            and t.text[members[0][1]] in ("and", "&")
+            and (members[1][1] >= t.n or not t.text[members[1][1]][:1].isupper())
+        )
+        if (len(members) >= 3 or pair) and any(t.idx[a] in starts for a, _ in members):
             out.extend(_span(t, a, b, 0.5) for a, b in members)
         i = max(j, i + 1) if members else i + 1
     return out

@@ -1,8 +1,8 @@
 """Dependency-free recognizers that fill Presidio's gaps, and the overlap resolution.
 
-Presidio has no street-address recognizer, its phone recognizer only knows a handful of regions,
-and its card regex misses valid Luhn numbers with rarer prefixes. These run on plain text with
-`re` only, so they also serve without Presidio. Scores follow Presidio's scale (0..1).
+Presidio has no street-address recognizer and its phone recognizer only knows a handful of
+regions (card numbers have one home: `duetto.scoring.pii.card_numbers`). These run on plain
+text with `re` only, so they also serve without Presidio. Scores follow Presidio's scale (0..1).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from duetto.scoring.pii import Entity, luhn_ok
+from duetto.scoring.pii import Entity
 
 # --- street addresses -------------------------------------------------------------------------
 
@@ -144,7 +144,7 @@ def _merge_same_type(entities: list[Entity]) -> list[Entity]:
     return merged
 
 
-# --- phone numbers and card numbers --------------------------------------------------------------
+# --- phone numbers ----------------------------------------------------------------------------
 
 _PHONE_END = r"(?:x\d{1,5})?(?!\w|/|[-:.]\d)"  # an optional extension, then no more digits
 _PHONE = re.compile(
@@ -169,7 +169,6 @@ _DATE_SHAPE = re.compile(
 )
 _NON_DIGITS = re.compile(r"\D")
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
-_CARD = re.compile(r"(?<![\w+-])\d(?:[ -]?\d){11,18}(?![\w-])")
 
 
 def _is_date(value: str) -> bool:
@@ -199,16 +198,6 @@ def phone_numbers(text: str) -> list[Entity]:
             continue  # SSN shape
         score = 0.6 if (value.startswith("+") or "(" in value or len(digits) >= 9) else 0.45
         found.append(Entity("PHONE_NUMBER", m.start(), m.end(), value, score))
-    return found
-
-
-def card_numbers(text: str) -> list[Entity]:
-    """12-19 digit numbers that pass the Luhn checksum (Presidio's regex only knows some brands)."""
-    found: list[Entity] = []
-    for m in _CARD.finditer(text):
-        digits = _NON_DIGITS.sub("", m.group())
-        if 12 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 2:
-            found.append(Entity("CREDIT_CARD", m.start(), m.end(), m.group(), 0.7))
     return found
 
 

@@ -132,6 +132,16 @@ class MiniLMEmbedder:
             self._model = model
         return self._model
 
+    @property
+    def max_tokens(self) -> int:
+        """The tokens of a text the model reads (longer texts are truncated by `embed`)."""
+        return int(self._load().max_seq_length)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Each text's tokens (special tokens included), before any truncation."""
+        ids = self._load().tokenizer(texts, add_special_tokens=True, truncation=False)
+        return [len(x) for x in ids["input_ids"]]
+
     def embed_uncached(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)

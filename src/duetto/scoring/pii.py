@@ -32,41 +32,80 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-_PATTERNS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None]] = [
-    ("EMAIL_ADDRESS", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), None),
-    (
-        "CREDIT_CARD",
-        re.compile(r"\b(?:\d[ -]?){12,18}\d\b"),
-        lambda s: luhn_ok(re.sub(r"\D", "", s)),
-    ),
-    ("IBAN_CODE", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"), None),
-    ("US_SSN", re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b"), None),
+# --- card numbers: the one home of every card rule ----------------------------------------------
+
+_NON_DIGITS = re.compile(r"\D")
+# Any 12-19 digit run, optionally grouped by spaces or dashes (typed when Luhn-valid).
+_CARD_ANY = re.compile(r"(?<![\w+-])\d(?:[ -]?\d){11,18}(?![\w-])")
+# Card shapes typed even when Luhn fails (a typo or a test number is still someone's card):
+# 4-4-4-x or 4-6-5 groups with one separator, or 16 plain digits.
+_CARD_GROUPED = re.compile(
+    r"(?<![\w+.-])(?:\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})(?![\w-]|[.,]\d)"
+)
+_CARD_PLAIN = re.compile(r"(?<![\w+.-])\d{16}(?![\w-]|[.,]\d)")
+CARD_LUHN_SCORE = 0.9
+CARD_SHAPE_SCORE = 0.5
+
+
+def card_numbers(text: str, *, luhn_only: bool = False) -> list[Entity]:
+    """Card numbers, recall first: a checksum raises the score, never gates a card shape.
+
+    Any 12-19 digit number (spaces/dashes allowed) that passes Luhn scores 0.9; a card shape
+    (16 digits, 4-4-4-x or 4-6-5 groups) that fails it still counts at 0.5, unless
+    `luhn_only` (the seam's minimal detector). Numbers of one repeated digit
+    (0000 0000 0000 0000) are placeholders, not cards.
+    """
+    found: dict[tuple[int, int], Entity] = {}
+    for m in _CARD_ANY.finditer(text):
+        digits = _NON_DIGITS.sub("", m.group())
+        if 12 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits):
+            found[m.span()] = Entity("CREDIT_CARD", m.start(), m.end(), m.group(), CARD_LUHN_SCORE)
+    if not luhn_only:
+        for pattern in (_CARD_GROUPED, _CARD_PLAIN):
+            for m in pattern.finditer(text):
+                digits = _NON_DIGITS.sub("", m.group())
+                if m.span() in found or len(set(digits)) <= 1:
+                    continue
+                score = CARD_LUHN_SCORE if luhn_ok(digits) else CARD_SHAPE_SCORE
+                found[m.span()] = Entity("CREDIT_CARD", m.start(), m.end(), m.group(), score)
+    return sorted(found.values(), key=lambda e: e.start)
+
+
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("EMAIL_ADDRESS", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")),
+    ("IBAN_CODE", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")),
+    ("US_SSN", re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")),
     (
         "IP_ADDRESS",
         re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"),
-        None,
     ),
     (
         "PHONE_NUMBER",
         re.compile(
             r"(?<![\w-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,4}\b"
         ),
-        None,
     ),
 ]
 
 
 def regex_detect(text: str) -> list[Entity]:
+    """The seam's minimal detector: e-mail, Luhn-valid card, IBAN, US SSN, IPv4, phone."""
+    email = _PATTERNS[0]
     found: list[Entity] = []
     taken: list[tuple[int, int]] = []
-    for etype, pattern, check in _PATTERNS:
+
+    def claim(e: Entity) -> None:
+        if not any(e.start < t and s < e.end for s, t in taken):
+            taken.append((e.start, e.end))  # an earlier (more specific) rule claimed it
+            found.append(e)
+
+    for m in email[1].finditer(text):
+        claim(Entity(email[0], m.start(), m.end(), m.group()))
+    for e in card_numbers(text, luhn_only=True):
+        claim(Entity(e.type, e.start, e.end, e.text))
+    for etype, pattern in _PATTERNS[1:]:
         for m in pattern.finditer(text):
-            if check and not check(m.group()):
-                continue
-            if any(m.start() < e and s < m.end() for s, e in taken):
-                continue  # an earlier (more specific) pattern already claimed this span
-            taken.append((m.start(), m.end()))
-            found.append(Entity(etype, m.start(), m.end(), m.group()))
+            claim(Entity(etype, m.start(), m.end(), m.group()))
     return sorted(found, key=lambda e: e.start)
 
 
@@ -83,14 +122,23 @@ def detect(text: str) -> list[Entity]:
     return _detector(text) if text else []
 
 
+def current_detector() -> Callable[[str], list[Entity]]:
+    """The process-wide detector `detect` runs now."""
+    return _detector
+
+
 # duetto.scoring.redact's placeholders (<EMAIL_ADDRESS_1>): they hold no personal data, though
 # an NER model may tag the word inside one (e.g. STREET_ADDRESS_1 as a LOCATION).
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
 
 
-def count_pii(text: str) -> int:
-    found = detect(text)
+def outside_placeholders(text: str, found: list[Entity]) -> list[Entity]:
+    """The entities of `text` that are not inside one of duetto's placeholders."""
     if not found or "<" not in text:
-        return len(found)
+        return found
     spans = [(m.start(), m.end()) for m in _PLACEHOLDER.finditer(text)]
-    return sum(1 for e in found if not any(s <= e.start and e.end <= end for s, end in spans))
+    return [e for e in found if not any(s <= e.start and e.end <= end for s, end in spans)]
+
+
+def count_pii(text: str) -> int:
+    return len(outside_placeholders(text, detect(text)))

@@ -115,8 +115,8 @@ def redact_request(
     mapping: dict[str, str] = {}
     messages: list[Message] = []
     for message, found in zip(request.messages, entities, strict=True):
-        text, mapping = redact(message.content, found, mapping)
-        messages.append(Message(message.role, text))
+        text, mapping = redact(message.text, found, mapping)
+        messages.append(message.with_text(text))
     out = request.with_messages(messages)
     if mapping:
         out = add_system_note(out, PLACEHOLDER_NOTE.format(example=next(iter(mapping))))

@@ -44,7 +44,7 @@ def base_features(request: ChatRequest, response: ChatResponse) -> list[float]:
         mean,
         min(lps) if lps else -20.0,
         low,
-        min(n_out / max(1, request.max_tokens), 1.0),
+        min(n_out / max(1, request.max_tokens or 256), 1.0),
         1.0 if response.finish_reason == "length" else 0.0,
         1.0 if _ANSWER_LINE.search(response.text) else 0.0,
     ]

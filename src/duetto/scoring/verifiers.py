@@ -62,7 +62,7 @@ def render_question(request: ChatRequest) -> str:
     turns = [m for m in request.messages if m.role != "system"]
     if len(turns) <= 1:
         return request.last_user
-    return "\n".join(f"{m.role.capitalize()}: {m.content}" for m in turns)
+    return "\n".join(f"{m.role.capitalize()}: {m.text}" for m in turns)
 
 
 def _sub_request(request: ChatRequest, prompt: str, system: str, **kw: Any) -> ChatRequest:

@@ -2,8 +2,8 @@
 
     trace_node(name, mode, children, text=..., t0=...)   a strategy's response (or a labelled
         sub-node: a pipeline stage, a cascade level): a trace Step over the children's traces,
-        usage summed, latency from `t0`, finish reason and log-probs from `base` (default: the
-        last child).
+        usage summed, latency from `t0`, finish reason, log-probs and tool calls from `base`
+        (default: the last child); the node's `extra["tool_calls"]` names the calls.
     relay(stream, t0, finish)                            stream the answering call: deltas pass
         through; its final response is wrapped by `finish(out)`, and the TTFT is the strategy's
         own work before the call plus that call's TTFT.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from duetto.messages import ChatResponse, StreamChunk
@@ -60,15 +61,13 @@ def trace_node(
         extra=dict(extra or {}),
     )
     src = base or (children[-1] if children else None)
-    return ChatResponse(
-        text=text,
-        model=name,
-        usage=step.total(),
-        trace=step,
-        finish_reason=src.finish_reason if src else "stop",
-        logprobs=src.logprobs if src else None,
-        score=score,
-    )
+    if src is None:
+        return ChatResponse(text=text, model=name, usage=step.total(), trace=step, score=score)
+    calls = getattr(src, "tool_calls", None)
+    if calls:  # traces record tool calls: the names (the arguments are answer content)
+        step.extra.setdefault("tool_calls", [str(getattr(c, "name", c)) for c in calls])
+    # Everything else of the answer (finish reason, log-probs, tool calls, ...) is the source's.
+    return replace(src, text=text, model=name, usage=step.total(), trace=step, score=score)
 
 
 def stream_ttft(resp: ChatResponse, out: ChatResponse, t0: float, t_call: float) -> None:

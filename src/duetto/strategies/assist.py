@@ -12,6 +12,11 @@ LLM → SLM:
     (`kind="fewshot"`) once per task type (`request.task`), cached in memory and optionally in a
     JSON file; the student answers with them. The teacher call appears in the trace only on a
     cache miss.
+
+Capabilities: the model that answers (answerer, student) must have what the request needs
+(tools, images, ...); the helper (compressor, teacher) reads text only. Otherwise
+MissingCapability (a 400) before any call. Tools pass through to the answerer; with redaction,
+its tool-call arguments keep the placeholders (the tool receives no PII).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -67,9 +72,13 @@ class RedactAssist(Strategy):
         self.detector = detector
         self.restore = restore
 
+    @property
+    def answerers(self) -> Sequence[ChatModel]:
+        return (self.answerer,)
+
     def _redact(self, request: ChatRequest) -> tuple[ChatRequest, dict[str, str], Counter[str]]:
         """(request with placeholders, placeholder → value, entity counts by type)."""
-        entities = [self.detector(m.content) for m in request.messages]
+        entities = [self.detector(m.text) for m in request.messages]
         counts = Counter(e.type for found in entities for e in found)
         safe, mapping = redact_request(request, entities)
         return safe, mapping, counts
@@ -84,6 +93,7 @@ class RedactAssist(Strategy):
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         t0 = time.perf_counter()
+        self.require(request)
         safe, mapping, counts = self._redact(request)
         out = await self.answerer.complete(safe)
         text = restore(out.text, mapping) if self.restore else out.text
@@ -100,6 +110,7 @@ class RedactAssist(Strategy):
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         t0 = time.perf_counter()
+        self.require(request)
         safe, mapping, counts = self._redact(request)
 
         def finish(out: ChatResponse) -> ChatResponse:
@@ -174,7 +185,7 @@ def _with_last_user(request: ChatRequest, text: str) -> ChatRequest:
     msgs = list(request.messages)
     for i in range(len(msgs) - 1, -1, -1):
         if msgs[i].role == "user":
-            msgs[i] = Message("user", text)
+            msgs[i] = msgs[i].with_text(text)
             break
     return request.with_messages(msgs)
 
@@ -205,6 +216,10 @@ class CompressAssist(Strategy):
         self.ratio = ratio
         self.min_chars = min_chars
 
+    @property
+    def answerers(self) -> Sequence[ChatModel]:
+        return (self.answerer,)  # the compressor only rewrites text
+
     async def _compress(self, request: ChatRequest) -> tuple[ChatRequest, list[ChatResponse], str]:
         original = request.last_user
         if len(original) < self.min_chars:
@@ -229,6 +244,7 @@ class CompressAssist(Strategy):
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         t0 = time.perf_counter()
+        self.require(request)
         short, helpers, decision = await self._compress(request)
         out = await self.answerer.complete(short)
         before, after = _body_bytes(request), _body_bytes(short)
@@ -307,6 +323,10 @@ class HintAssist(Strategy):
         self.cache: dict[str, str] = self._load()
         self._locks: dict[str, asyncio.Lock] = {}
 
+    @property
+    def answerers(self) -> Sequence[ChatModel]:
+        return (self.student,)  # the teacher writes text hints only
+
     def _load(self) -> dict[str, str]:
         if self.cache_path is None or not self.cache_path.exists():
             return {}
@@ -353,6 +373,7 @@ class HintAssist(Strategy):
             return out.text, out
 
     async def _prepare(self, request: ChatRequest) -> tuple[ChatRequest, list[ChatResponse]]:
+        self.require(request)
         guidance, taught = await self._guidance(request)
         return apply_guidance(request, self.guidance_kind, guidance), [taught] if taught else []
 

@@ -13,9 +13,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
+from duetto.capabilities import combine
 from duetto.messages import ChatRequest, ChatResponse
 from duetto.models.base import ChatModel, ModelCard
 from duetto.strategies._compose import trace_node
+from duetto.strategies.capable import reasons, refusal, sort_capable
 
 
 class Strategy(ChatModel):
@@ -68,6 +70,27 @@ class Strategy(ChatModel):
     async def aclose(self) -> None:
         for m in self.models:
             await m.aclose()
+
+    # -- capabilities: a chooser by default (some answering candidate must be capable) ----------
+
+    @property
+    def answerers(self) -> Sequence[ChatModel]:
+        """The models whose output can be the answer (not verifiers, judges or teachers)."""
+        return self.models
+
+    def lacks(self, request: ChatRequest) -> list[str]:
+        ok, lacks = sort_capable(self.answerers, request)
+        return [] if ok else reasons(self.answerers, lacks)
+
+    def capabilities(self) -> dict[str, Any]:
+        """The union of what the answering candidates offer: a chooser can serve a request
+        when one of them can (a pipeline overrides this)."""
+        return combine([m.capabilities() for m in self.answerers], "union")
+
+    def require(self, request: ChatRequest) -> None:
+        """Raise MissingCapability (a 400) when no candidate can answer `request`."""
+        if why := self.lacks(request):
+            raise refusal(self.name, self.mode, why)
 
 
 @dataclass(slots=True)

@@ -10,6 +10,11 @@
                      the concatenation. With False, such a stream fails with the primary's error
                      (a stream that fails before its first delta is always answered by backup).
 
+Capabilities (duetto.capabilities): the backup must be able to answer what it is given. A
+primary that lacks what the request needs is skipped: the backup answers (decision
+"capability", the trace notes "skipped <primary>: lacks vision"); a backup that lacks it is
+not used (the primary's failure is raised as it is); both lacking: MissingCapability (400).
+
 When the primary answers, its response is returned unchanged (the fallback is invisible: the
 trace root is the primary's own). When the backup answers, the trace root is a node with mode
 "fallback", decision "fallback", `note` describing the primary's failure and
@@ -24,12 +29,15 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from duetto.errors import FallbackFailed, ModelError
 from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk
 from duetto.models.base import ChatModel
 from duetto.strategies.base import Strategy
+from duetto.strategies.capable import describe as describe_lacks
+from duetto.strategies.capable import refusal
 from duetto.trace import Step
 
 log = logging.getLogger("duetto.fallback")
@@ -97,13 +105,27 @@ class Fallback(Strategy):
         self.backup_timeout_s = backup_timeout_s
         self.continue_streams = continue_streams
 
+    def _capable(self, request: ChatRequest) -> tuple[list[str], list[str]]:
+        """(what the primary lacks, what the backup lacks); MissingCapability when both lack."""
+        primary, backup = self.primary.lacks(request), self.backup.lacks(request)
+        if primary and backup:
+            why = [describe_lacks(self.primary, primary), describe_lacks(self.backup, backup)]
+            raise refusal(self.name, self.mode, why)
+        return primary, backup
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         t0 = time.perf_counter()
+        primary_lacks, backup_lacks = self._capable(request)
+        if primary_lacks:
+            return await self._backup_only(request, primary_lacks, t0)
         try:
             async with asyncio.timeout(self.timeout_s):
                 return await self.primary.complete(request)
         except Exception as exc:
             error: Exception = exc
+        if backup_lacks:  # an incapable backup would drop what the request needs
+            log.info("%s: %s; backup %s", self.name, describe(self.primary, error), backup_lacks)
+            raise error
         self._log_failure(error)
         t_call = time.perf_counter()
         try:
@@ -120,6 +142,11 @@ class Fallback(Strategy):
         """The primary's deltas; on failure the backup's (from the start, or continuing the
         partial answer), then one final chunk with the response."""
         t0 = time.perf_counter()
+        primary_lacks, backup_lacks = self._capable(request)
+        if primary_lacks:
+            async for chunk in super().stream(request):  # complete(): the backup answers
+                yield chunk
+            return
         first: float | None = None  # ms from t0 to the first delta the caller saw
         sent: list[str] = []
         try:
@@ -134,10 +161,10 @@ class Fallback(Strategy):
             raise ModelError(f"{self.primary.name}: stream ended without a response")
         except Exception as exc:
             error: Exception = exc
-        self._log_failure(error)
         partial = "".join(sent)
-        if partial and not self.continue_streams:
+        if backup_lacks or (partial and not self.continue_streams):
             raise error
+        self._log_failure(error)
         backup_request = continuation(request, partial) if partial else request
         try:
             async for item in deltas(self.backup, backup_request, _deadline(self.backup_timeout_s)):
@@ -182,15 +209,30 @@ class Fallback(Strategy):
             children=[failed, answer.trace],
             extra=extra,
         )
-        return ChatResponse(
-            text=answer.text,
-            model=answer.model,
-            usage=step.total(),
-            trace=step,
-            finish_reason=answer.finish_reason,
-            logprobs=answer.logprobs,
-            score=answer.score,
+        # the backup's answer as it is (tool calls, log-probs, ...) under the fallback node
+        return replace(answer, usage=step.total(), trace=step)
+
+    async def _backup_only(
+        self, request: ChatRequest, primary_lacks: list[str], t0: float
+    ) -> ChatResponse:
+        """The primary cannot answer the request: the backup answers, and the trace says why."""
+        answer = await self.backup.complete(request)
+        note = f"skipped {describe_lacks(self.primary, primary_lacks)}"
+        skipped = Step(
+            name=self.primary.name, kind=self.primary.kind, decision="skipped", note=note
         )
+        step = Step(
+            name=self.name,
+            kind="strategy",
+            mode=self.mode,
+            role="fallback",
+            decision="capability",
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            note=note,
+            children=[skipped, answer.trace],
+            extra={"fallback_to": answer.model, "skipped": [note]},
+        )
+        return replace(answer, usage=step.total(), trace=step)
 
     def _both_failed(self, error: BaseException, backup_error: BaseException) -> FallbackFailed:
         message = f"{describe(self.primary, error)}; fallback {describe(self.backup, backup_error)}"

@@ -16,6 +16,16 @@ fails is dropped (noted in the trace); if all fail, the first error is raised.
                         (Mixture-of-Agents); `stream` streams the aggregator's output.
 
 Ties in a vote go to the key whose first candidate came first (models in the given order).
+
+Capabilities (duetto.capabilities): only the candidates that can answer the request are asked
+(`extra["skipped"]` names the others); with method aggregate the aggregator must be capable
+too; none capable: MissingCapability (a 400).
+
+Tool calls: candidates that call tools vote on their calls (same functions with the same
+parsed arguments are one key; a text answer and a call are different keys), so vote and
+weighted pick among the members' tool calls by the same rule as among texts; the judge reads a
+call as `call name(arguments)`; the aggregator answers the request itself (tools included),
+seeing the candidates' calls as text. The chosen candidate's calls are the answer's.
 """
 
 from __future__ import annotations
@@ -25,14 +35,17 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 from duetto.answers import text_key
+from duetto.capabilities import combine
 from duetto.errors import ConfigError, ModelError
 from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk
 from duetto.models.base import ChatModel
 from duetto.strategies._compose import distinct, relay
 from duetto.strategies.base import Strategy
+from duetto.strategies.capable import describe, skipped, sort_capable
+from duetto.strategies.tools import calls_key, calls_of, shown
 
 Method = Literal["vote", "weighted", "judge", "aggregate"]
 Normaliser = Callable[[str], str | None]
@@ -72,7 +85,7 @@ AGGREGATE_SYSTEM = (
 
 
 def numbered(candidates: Sequence[ChatResponse]) -> str:
-    return "\n\n".join(f"[{i + 1}] {c.text.strip()}" for i, c in enumerate(candidates))
+    return "\n\n".join(f"[{i + 1}] {shown(c).strip()}" for i, c in enumerate(candidates))
 
 
 def parse_pick(text: str, n: int) -> int | None:
@@ -142,9 +155,32 @@ class Fuse(Strategy):
                 out.append((i, r))
         return out
 
-    async def _candidates(self, request: ChatRequest) -> tuple[list[ChatResponse], list[int], int]:
-        """(answers, model index of each, number of failed calls)."""
-        jobs = self._requests(request)
+    @property
+    def answerers(self) -> Sequence[ChatModel]:
+        return self.candidates
+
+    def lacks(self, request: ChatRequest) -> list[str]:
+        """Some candidate must be capable; with method aggregate, the aggregator too (it
+        answers the whole request)."""
+        out = super().lacks(request)
+        if self.aggregator is not None and (missing := self.aggregator.lacks(request)):
+            out.append(describe(self.aggregator, missing))
+        return out
+
+    def capabilities(self) -> dict[str, Any]:
+        caps = super().capabilities()
+        if self.aggregator is None:
+            return caps
+        return combine([caps, self.aggregator.capabilities()], "intersection")
+
+    async def _candidates(
+        self, request: ChatRequest
+    ) -> tuple[list[ChatResponse], list[int], int, list[str]]:
+        """(answers, model index of each, number of failed calls, skipped-candidate notes).
+        Only the candidates that can answer are asked; MissingCapability when none can."""
+        self.require(request)
+        ok, lacks = sort_capable(self.candidates, request)
+        jobs = [(i, r) for i, r in self._requests(request) if i in ok]
         results = await asyncio.gather(
             *(self.candidates[i].complete(r) for i, r in jobs), return_exceptions=True
         )
@@ -162,11 +198,12 @@ class Fuse(Strategy):
                 owners.append(i)
         if not answers:
             raise errors[0]
-        return answers, owners, len(errors)
+        return answers, owners, len(errors), skipped(self.candidates, lacks)
 
     def _vote(self, answers: list[ChatResponse], owners: list[int]) -> tuple[int, float, bool]:
         """(winner index, share, whether the vote had a winner)."""
-        keys = [self.normalise(a.text) for a in answers]
+        # Answers calling tools vote on their calls (same functions, same arguments).
+        keys = [calls_key(a) if calls_of(a) else self.normalise(a.text) for a in answers]
         if self.method == "weighted":
             w = [
                 candidate_weight(a) * self.weights[o] for a, o in zip(answers, owners, strict=True)
@@ -197,19 +234,22 @@ class Fuse(Strategy):
         return request.with_messages([Message("system", note), *msgs])
 
     def _extra(
-        self, answers: list[ChatResponse], owners: list[int], failed: int
+        self, answers: list[ChatResponse], owners: list[int], failed: int, skip: list[str]
     ) -> dict[str, object]:
-        return {
+        extra: dict[str, object] = {
             "method": self.method,
             "candidates": len(answers),
             "failed": failed,
             "candidate_models": [self.candidates[o].name for o in owners],
         }
+        if skip:
+            extra["skipped"] = skip
+        return extra
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         t0 = time.perf_counter()
-        answers, owners, failed = await self._candidates(request)
-        extra = self._extra(answers, owners, failed)
+        answers, owners, failed, skip = await self._candidates(request)
+        extra = self._extra(answers, owners, failed, skip)
         if self.method == "aggregate":
             assert self.aggregator is not None
             out = await self.aggregator.complete(self.aggregate_request(request, answers))
@@ -251,11 +291,11 @@ class Fuse(Strategy):
             return
         assert self.aggregator is not None
         t0 = time.perf_counter()
-        answers, owners, failed = await self._candidates(request)
+        answers, owners, failed, skip = await self._candidates(request)
 
         def finish(out: ChatResponse) -> ChatResponse:
             out.trace.role = "aggregate"
-            extra = self._extra(answers, owners, failed)
+            extra = self._extra(answers, owners, failed, skip)
             return self.respond(
                 out.text, t0, [*answers, out], decision="aggregated", extra=extra, base=out
             )

@@ -22,6 +22,14 @@ kept (and passed on) and the stage's trace node is marked `decision="invalid"`.
 
 The answer is the last valid stage's output. When the last stage has no validator, `stream`
 streams its output.
+
+Capabilities and tools (duetto.capabilities): only the last stage shapes the answer. It alone
+gets the request's tools, tool_choice, response_format and logprobs; the stages before it get
+the conversation without them (their output is a note for the next stage, not the answer).
+So every stage must be able to read the request (images, audio, a long enough context) and
+the last one must also have what the answer needs (tools, JSON schema, log-probs); otherwise
+the request is refused before any call: MissingCapability, a 400 naming the stage. A tool
+call of the last stage is the answer (its validator checks text answers only).
 """
 
 from __future__ import annotations
@@ -33,11 +41,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from duetto.capabilities import combine
 from duetto.errors import ConfigError
 from duetto.messages import ChatRequest, ChatResponse, Message, StreamChunk, add_system_note
 from duetto.models.base import ChatModel
 from duetto.strategies._compose import distinct, relay, trace_node
 from duetto.strategies.base import Strategy
+from duetto.strategies.capable import describe, intermediate
 
 PassAs = Literal["context", "draft", "replace"]
 Validator = Callable[[str], bool]
@@ -83,7 +93,8 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _schema_ok(value: Any, schema: dict[str, Any]) -> bool:
+def schema_ok(value: Any, schema: dict[str, Any]) -> bool:
+    """Whether `value` matches `schema` (the subset in the module docstring)."""
     t = schema.get("type")
     if t is not None:
         names = [t] if isinstance(t, str) else list(t)
@@ -99,10 +110,10 @@ def _schema_ok(value: Any, schema: dict[str, Any]) -> bool:
             return False
         if schema.get("additionalProperties") is False and set(value) - set(props):
             return False
-        if not all(_schema_ok(value[k], s) for k, s in props.items() if k in value):
+        if not all(schema_ok(value[k], s) for k, s in props.items() if k in value):
             return False
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return all(_schema_ok(v, schema["items"]) for v in value)
+        return all(schema_ok(v, schema["items"]) for v in value)
     return True
 
 
@@ -119,7 +130,7 @@ def json_validator(schema: dict[str, Any] | None = None) -> Validator:
             value = json.loads(_strip_fences(text).strip())
         except ValueError:
             return False
-        return schema is None or _schema_ok(value, schema)
+        return schema is None or schema_ok(value, schema)
 
     return check
 
@@ -176,10 +187,15 @@ class Pipeline(Strategy):
         current, answer = request, None
         nodes: list[ChatResponse] = []
         invalid = 0
+        last = len(self.stages) - 1
         for i, stage in enumerate(stages):
             t0 = time.perf_counter()
-            out = await stage.model.complete(stage.request(current))
-            ok = stage.check is None or stage.check(out.text)
+            # Only the last stage shapes the answer (tools, response_format, logprobs).
+            asked = current if i == last else intermediate(current)
+            out = await stage.model.complete(stage.request(asked))
+            # A validator checks text answers; tool calls are the answer as they are.
+            ok = stage.check is None or bool(getattr(out, "tool_calls", None))
+            ok = ok or (stage.check is not None and stage.check(out.text))
             decision = "valid" if stage.check is not None and ok else None
             note = None
             if not ok:
@@ -218,8 +234,28 @@ class Pipeline(Strategy):
             t0=t0,
         )
 
+    def lacks(self, request: ChatRequest) -> list[str]:
+        """Every stage must read the request (images, audio, context); the last one must also
+        shape the answer (tools, JSON schema, log-probs)."""
+        out: list[str] = []
+        last = len(self.stages) - 1
+        for i, stage in enumerate(self.stages):
+            asked = request if i == last else intermediate(request)
+            if missing := stage.model.lacks(asked):
+                out.append(f"stage {i} ({stage.role}) {describe(stage.model, missing)}")
+        return out
+
+    def capabilities(self) -> dict[str, Any]:
+        """What every stage reads (the intersection), and what the last stage answers with."""
+        caps = combine([s.model.capabilities() for s in self.stages], "intersection")
+        final = self.stages[-1].model.capabilities()
+        for key in ("tools", "json_schema", "logprobs", "max_output_tokens"):
+            caps[key] = final[key]
+        return caps
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         t0 = time.perf_counter()
+        self.require(request)
         _, answer, nodes, invalid = await self._run_stages(request, self.stages)
         return self.respond(
             answer or "",
@@ -236,6 +272,7 @@ class Pipeline(Strategy):
                 yield chunk
             return
         t0 = time.perf_counter()
+        self.require(request)
         current, _, nodes, invalid = await self._run_stages(request, self.stages[:-1])
         t_last = time.perf_counter()
 

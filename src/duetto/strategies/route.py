@@ -6,6 +6,14 @@ strong. N models: the scorer returns one predicted quality per model and the rou
 argmax(q − λ·cost). Rules (see `rules.py`) are consulted first; a match pins the model and the
 trace records decision "rule".
 
+Capabilities (duetto.capabilities): the route chooses only among the models that can answer the
+request (tools, JSON schema, images, audio, log-probs, a context long enough). When one model
+can, it answers unscored (decision "capability"); N models: argmax over the capable ones; the
+trace's `extra["skipped"]` says who was skipped and why ("skipped slm: lacks vision"). None
+capable, or a rule pinning one that is not: MissingCapability (a 400 naming the capability).
+Tool calls need nothing more: each turn is routed on its own, so the turn after a tool result
+may be answered by another model than the one that called the tool.
+
 A scorer is anything with `score(request) -> float | np.ndarray` (an awaitable result is awaited).
 Shipped: `RouterScorer` (adapter for `duetto.scoring.routers.Router.score_texts`), `LengthScorer`,
 `TaskPriorScorer` (fixed priors) and `FittedTaskPrior` (priors fitted on labelled outcomes).
@@ -32,6 +40,7 @@ from duetto.messages import ChatRequest, ChatResponse, StreamChunk
 from duetto.models.base import ChatModel
 from duetto.strategies._compose import relay
 from duetto.strategies.base import Branches, Grade, Strategy, bounded
+from duetto.strategies.capable import pinned_refusal, reasons, refusal, skipped, sort_capable
 from duetto.strategies.rules import Rule, Rules
 
 # --- protocols --------------------------------------------------------------------------------
@@ -172,15 +181,22 @@ def choose_two(score: float, threshold: float) -> int:
     return 0 if score >= threshold else 1
 
 
-def choose_n(quality: np.ndarray, costs: Sequence[float], lam: float) -> int:
+def choose_n(
+    quality: np.ndarray, costs: Sequence[float], lam: float, allowed: Sequence[int] | None = None
+) -> int:
+    """argmax(quality - lam * cost) over the `allowed` indices (default: all)."""
     utility = np.asarray(quality, dtype=float) - lam * np.asarray(costs, dtype=float)
+    if allowed is not None:
+        masked = np.full_like(utility, -np.inf)
+        masked[list(allowed)] = utility[list(allowed)]
+        utility = masked
     return int(np.argmax(utility))
 
 
 @dataclass(slots=True)
 class Decision:
     index: int  # the model that answers
-    decision: str  # "cheap" | "strong" | "chosen" (N models) | "rule"
+    decision: str  # "cheap" | "strong" | "chosen" (N models) | "rule" | "capability"
     score: float | None = None
     threshold: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -227,15 +243,30 @@ class Route(Strategy):
         return [m.name for m in self.models].index(name)
 
     async def decide(self, request: ChatRequest) -> Decision:
-        """Which model answers, decided before any generation."""
+        """Which model answers, decided before any generation, among the models that can
+        answer the request (a rule pinning one that cannot is refused: MissingCapability)."""
+        ok, lacks = sort_capable(self.models, request)
         if self.rules is not None and (target := self.rules.match(request)) is not None:
-            return Decision(self._by_name(target), "rule", extra={"rule_target": target})
+            i = self._by_name(target)
+            if i in lacks:
+                raise pinned_refusal(self.name, self.mode, self.models[i], lacks[i])
+            return Decision(i, "rule", extra={"rule_target": target})
+        if not ok:
+            raise refusal(self.name, self.mode, reasons(self.models, lacks))
+        if len(ok) == 1:  # one capable model: nothing to score
+            return Decision(ok[0], "capability", extra={"skipped": skipped(self.models, lacks)})
+        d = await self._scored(request, ok)
+        if lacks:
+            d.extra["skipped"] = skipped(self.models, lacks)
+        return d
+
+    async def _scored(self, request: ChatRequest, ok: list[int]) -> Decision:
         s = await call_scorer(self.scorer, request)
         n = len(self.models)
         if isinstance(s, np.ndarray):
             if len(s) != n:
                 raise UserError(f"scorer of {self.name!r} gave {len(s)} qualities for {n} models")
-            i = choose_n(s, self.costs, self.lam)
+            i = choose_n(s, self.costs, self.lam, ok)
             extra = {"qualities": [round(float(q), 6) for q in s], "lam": self.lam}
             return Decision(i, "chosen", float(s[i]), extra=extra)
         if n != 2:

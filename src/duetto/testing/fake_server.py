@@ -9,6 +9,30 @@ streams) from a seeded generator or an exact queue, and records what it received
     with FakeOpenAIServer(script={"2+2?": "4"}) as server:
         model = OpenAIModel(card, server.base_url, "fake-llm")
         server.fail_next(2, status=500)   # the next two requests get a 500
+
+What it answers, beyond the script (deterministic, so a client run directly against it and
+through duetto in front of it must see the same):
+
+- tools: with `tools` and `tool_choice` other than "none", the answer is one tool call
+  (finish_reason "tool_calls"), unless the last message is a tool result: then text (the
+  script's, else "the tool returned: <result>"). The tool is the one `tool_choice` names,
+  else the first whose name is in the last user message, else the first. Its arguments are
+  `tool_arguments(name, parameters, messages)` if given, else a value valid for the tool's
+  `parameters` schema made up from the last user message (`duetto.testing.instances`:
+  "magic_function(3)" gives {"input": 3}). One call per answer, even with
+  parallel_tool_calls. Streamed as OpenAI does: id and name first, arguments in pieces.
+- response_format: `json_schema` → JSON valid for the schema; `json_object` → the script's
+  text if it is a JSON object, else an instance of the first JSON schema written in the
+  messages (instructor's JSON mode), else {"answer": text}. A plain request whose messages
+  hold a JSON schema and no scripted answer gets an instance in a ```json block (MD_JSON).
+- n: n choices (the same answer each), index 0..n-1, streamed too.
+- logprobs / top_logprobs: `logprob` for every token, and top_logprobs alternatives (the
+  token itself first, then "<token>~j" at logprob - j); streamed per delta.
+- content parts: text, image_url, input_audio, file (and refusal) are accepted, unless
+  missing from `parts` (then 400, as a text-only model answers); unknown part types: 400.
+- usage: prompt/completion/total tokens (words) and OpenAI's token details (zeros);
+  streamed as the separate usage chunk when `stream_options.include_usage` is set.
+- malformed messages, tools, n: 400 with OpenAI's error body.
 """
 
 from __future__ import annotations
@@ -25,6 +49,7 @@ from types import TracebackType
 from typing import Any
 
 from duetto import openai_wire as wire
+from duetto.messages import Choice, ToolCall, ToolCallDelta
 from duetto.testing.asgi import (
     JSON_HEADERS,
     SSE_HEADERS,
@@ -40,9 +65,12 @@ from duetto.testing.asgi import (
     send_error,
     send_json,
 )
+from duetto.testing.instances import instance_for, schema_in
 from duetto.testing.server_thread import ServerThread
 
 Script = Callable[[list[dict[str, Any]]], str] | Mapping[str, str] | str | None
+ToolArguments = Callable[[str, dict[str, Any], list[dict[str, Any]]], dict[str, Any]]
+ALL_PARTS = ("text", "image_url", "input_audio", "file", "refusal")
 
 _UVICORN: dict[str, Any] = {  # the handler must stay cheap: no logs, no lifespan, no date header
     "log_config": None,
@@ -84,7 +112,23 @@ class _Settings:
     logprob: float = -0.1
     models: tuple[str, ...] = ("fake-llm",)
     record: bool = True
+    parts: frozenset[str] = frozenset(ALL_PARTS)
     forced: deque[Fault] = field(default_factory=deque)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """One choice of an answer."""
+
+    text: str
+    finish: str
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def tokens(self) -> list[str]:
+        return _tokens(self.text) if not self.tool_calls else []
+
+    def token_count(self) -> int:
+        return len(_tokens(self.text)) + sum(len(_tokens(c.arguments)) for c in self.tool_calls)
 
 
 class FakeOpenAIServer:
@@ -107,8 +151,11 @@ class FakeOpenAIServer:
         logprob: float = -0.1,
         models: tuple[str, ...] = ("fake-llm",),
         record: bool = True,
+        tool_arguments: ToolArguments | None = None,
+        parts: tuple[str, ...] = ALL_PARTS,
     ) -> None:
         self.script = script
+        self.tool_arguments = tool_arguments
         self.settings = _Settings(
             latency_s=latency_s,
             latency_jitter_s=latency_jitter_s,
@@ -122,6 +169,7 @@ class FakeOpenAIServer:
             logprob=logprob,
             models=models,
             record=record,
+            parts=frozenset(parts),
         )
         self.rng = random.Random(seed)
         self.exchanges: list[Exchange] = []
@@ -233,6 +281,7 @@ class FakeOpenAIServer:
             messages = body["messages"]
             if not isinstance(messages, list):
                 raise TypeError("messages must be a list")
+            _check(body, self.settings.parts)
         except (ValueError, KeyError, TypeError) as exc:
             self.counts["bad_requests"] += 1
             await send_error(send, exchange, 400, f"invalid request: {exc}")
@@ -255,13 +304,13 @@ class FakeOpenAIServer:
             return
         if fault is not None and fault.kind == "timeout":
             await self._pause(s.hang_s)  # past the client's timeout
-        text, finish = self._answer(body)
+        replies = self._replies(body)
         broken = fault is not None and fault.kind == "broken"
         if body.get("stream"):
             self.counts["streams"] += 1
-            await self._send_stream(send, exchange, body, text, finish, broken)
+            await self._send_stream(send, exchange, body, replies, broken)
         else:
-            await self._send_completion(send, exchange, body, text, finish, broken)
+            await self._send_completion(send, exchange, body, replies, broken)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but end at once when stop() is called (no waiting out a 30 s hang)."""
@@ -289,21 +338,55 @@ class FakeOpenAIServer:
             return Fault("broken")
         return None
 
+    def _replies(self, body: dict[str, Any]) -> list[_Reply]:
+        """The n choices of the answer to `body` (see the module docstring)."""
+        n = body.get("n") or 1
+        messages: list[dict[str, Any]] = body["messages"]
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice")
+        last_role = messages[-1].get("role") if messages else None
+        if tools and choice != "none" and last_role not in ("tool", "function"):
+            self.counts["tool_calls"] += 1
+            reply = _Reply("", "tool_calls", (self._tool_call(messages, tools, choice),))
+        else:
+            reply = _Reply(*self._answer(body))
+        return [reply] * n
+
+    def _tool_call(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], choice: Any
+    ) -> ToolCall:
+        wanted = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+        user = _last_user(messages)
+        fns = [t["function"] for t in tools]
+        fn = next((f for f in fns if f["name"] == wanted), None) or next(
+            (f for f in fns if f["name"] in user), fns[0]
+        )
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        if self.tool_arguments is not None:
+            args = self.tool_arguments(fn["name"], params, messages)
+        else:
+            args = instance_for(params, user)
+        self._ids += 1
+        return ToolCall(f"call_fake_{self._ids}", fn["name"], json.dumps(args))
+
     def _answer(self, body: dict[str, Any]) -> tuple[str, str]:
         messages: list[dict[str, Any]] = body["messages"]
-        last_user = next(
-            (str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"),
-            "",
-        )
+        last_user = _last_user(messages)
         s = self.script
+        scripted = True
         if callable(s):
             text = s(messages)
         elif isinstance(s, str):
             text = s
         elif isinstance(s, Mapping) and last_user in s:
             text = s[last_user]
+        elif messages and messages[-1].get("role") in ("tool", "function"):
+            text = f"the tool returned: {_text(messages[-1].get('content'))}"
         else:
-            text = f"echo: {last_user}"
+            text, scripted = f"echo: {last_user}", False
+        structured = self._structured(body, text, scripted, last_user)
+        if structured is not None:
+            return structured, "stop"
         finish = "stop"
         options = wire.request_options(body)
         for stop in options.get("stop", ()):
@@ -315,33 +398,62 @@ class FakeOpenAIServer:
             text, finish = "".join(words[:max_tokens]), "length"
         return text, finish
 
+    def _structured(self, body: dict[str, Any], text: str, scripted: bool, user: str) -> str | None:
+        """JSON for a response_format (or a schema stated in the prompt), None for text."""
+        fmt = body.get("response_format") or {}
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind == "json_schema":
+            schema = (fmt.get("json_schema") or {}).get("schema") or {}
+            return json.dumps(instance_for(schema, user))
+        if kind not in (None, "text", "json_object"):
+            return None
+        if kind == "json_object" and scripted and _is_json_object(text):
+            return text
+        if kind is None and scripted:
+            return None
+        schema_ = schema_in([_text(m.get("content")) for m in body["messages"]])
+        if schema_ is None:
+            return json.dumps({"answer": text}) if kind == "json_object" else None
+        value = json.dumps(instance_for(schema_, user))
+        return value if kind == "json_object" else f"```json\n{value}\n```"
+
     def _next_id(self) -> str:
         self._ids += 1
         return f"chatcmpl-fake-{self._ids}"
 
-    def _usage(self, body: dict[str, Any], text: str) -> dict[str, int]:
-        prompt = sum(len(str(m.get("content") or "").split()) + 1 for m in body["messages"])
-        return wire.usage_block(prompt, len(_tokens(text)))
+    def _usage(self, body: dict[str, Any], replies: list[_Reply]) -> dict[str, Any]:
+        prompt = sum(len(_text(m.get("content")).split()) + 1 for m in body["messages"])
+        out = sum(r.token_count() for r in replies)
+        return wire.usage_block(prompt, out, {})
 
-    def _logprobs(self, tokens: list[str]) -> dict[str, Any]:
-        return wire.logprobs_block(tokens, [self.settings.logprob] * len(tokens))
+    def _logprobs(self, tokens: list[str], top: int = 0) -> dict[str, Any]:
+        lp = self.settings.logprob
+        alts = [
+            [(t, lp)] + [(f"{t}~{j}", lp - j) for j in range(1, top)] if top else [] for t in tokens
+        ]
+        return wire.logprobs_block(tokens, [lp] * len(tokens), alts)
 
     async def _send_completion(
         self,
         send: Send,
         exchange: Exchange,
         body: dict[str, Any],
-        text: str,
-        finish: str,
+        replies: list[_Reply],
         broken: bool,
     ) -> None:
-        payload = wire.completion(
+        want_logprobs, top = bool(body.get("logprobs")), int(body.get("top_logprobs") or 0)
+        choices = []
+        for i, reply in enumerate(replies):
+            choice = Choice(reply.text, reply.finish, reply.tool_calls)
+            block = wire.choice_block(i, choice)
+            if want_logprobs:
+                block["logprobs"] = self._logprobs(reply.tokens(), top)
+            choices.append(block)
+        payload = wire.completion_of(
             self._next_id(),
             body.get("model", self.settings.models[0]),
-            text,
-            finish,
-            self._usage(body, text),
-            logprobs=self._logprobs(_tokens(text)) if body.get("logprobs") else None,
+            choices,
+            self._usage(body, replies),
         )
         data = wire.encode(payload)
         if not broken:
@@ -359,36 +471,117 @@ class FakeOpenAIServer:
         send: Send,
         exchange: Exchange,
         body: dict[str, Any],
-        text: str,
-        finish: str,
+        replies: list[_Reply],
         broken: bool,
     ) -> None:
         include_usage = wire.wants_usage(body)
         chunks = wire.Chunks(
             self._next_id(), body.get("model", self.settings.models[0]), include_usage
         )
-        want_logprobs = bool(body.get("logprobs"))
+        want_logprobs, top = bool(body.get("logprobs")), int(body.get("top_logprobs") or 0)
 
         async def emit(data: bytes) -> None:
             # counted before sending: a client that has read the last byte must find it counted
             exchange.response_body_bytes += len(data)
             await send({"type": "http.response.body", "body": data, "more_body": True})
 
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await emit(chunks.role())
-        tokens = _tokens(text)
-        cut_at = max(1, len(tokens) // 2) if broken else -1
-        for i, token in enumerate(tokens):
-            if i == cut_at:
+        async def reply_events(index: int, reply: _Reply, cut: bool) -> None:
+            await emit(chunks.role(index))
+            for k, call in enumerate(reply.tool_calls):  # id and name, then the arguments
+                await emit(chunks.tool_calls([ToolCallDelta(k, call.id, call.name, "")], index))
+                half = len(call.arguments) // 2
+                await emit(
+                    chunks.tool_calls([ToolCallDelta(k, arguments=call.arguments[:half])], index)
+                )
+                if cut:
+                    raise CutConnection
+                await emit(
+                    chunks.tool_calls([ToolCallDelta(k, arguments=call.arguments[half:])], index)
+                )
+            tokens = reply.tokens()
+            cut_at = max(1, len(tokens) // 2) if cut else -1
+            for i, token in enumerate(tokens):
+                if i == cut_at:
+                    raise CutConnection
+                if self.settings.chunk_delay_s:
+                    await self._pause(self.settings.chunk_delay_s)
+                lp = self._logprobs([token], top) if want_logprobs else None
+                await emit(chunks.delta(token, lp, index))
+            if cut:  # an answer too short to cut in the middle: cut before the finish
                 raise CutConnection
-            if self.settings.chunk_delay_s:
-                await self._pause(self.settings.chunk_delay_s)
-            await emit(chunks.delta(token, self._logprobs([token]) if want_logprobs else None))
-        if broken:  # an answer too short to cut in the middle: cut before the finish
-            raise CutConnection
-        await emit(chunks.finish(finish, self._usage(body, text) if include_usage else None))
+
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await reply_events(0, replies[0], broken)
+        for index, reply in enumerate(replies[1:], 1):
+            await reply_events(index, reply, False)
+            await emit(chunks.choice_finish(index, reply.finish))
+        usage = self._usage(body, replies) if include_usage else None
+        await emit(chunks.finish(replies[0].finish, usage))
         await emit(wire.DONE)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _text(content: Any) -> str:
+    """The text of a message's content (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(p.get("text") or "")
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+def _last_user(messages: list[dict[str, Any]]) -> str:
+    return next(
+        (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+    )
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+def _check(body: dict[str, Any], parts: frozenset[str]) -> None:
+    """Refuse what OpenAI refuses with a 400: bad messages, parts, tools, n."""
+    for i, m in enumerate(body["messages"]):
+        if not isinstance(m, dict) or m.get("role") not in (
+            "system",
+            "developer",
+            "user",
+            "assistant",
+            "tool",
+            "function",
+        ):
+            raise ValueError(f"messages[{i}]: bad message")
+        content = m.get("content")
+        if isinstance(content, list):
+            for p in content:
+                kind = p.get("type") if isinstance(p, dict) else None
+                if kind not in ALL_PARTS:
+                    raise ValueError(f"messages[{i}]: unknown content part type {kind!r}")
+                if kind not in parts:
+                    raise ValueError(f"messages[{i}]: this model does not accept {kind} parts")
+        elif content is not None and not isinstance(content, str):
+            raise TypeError(f"messages[{i}].content must be a string or a list of parts")
+        if m.get("role") == "tool" and not m.get("tool_call_id"):
+            raise ValueError(f"messages[{i}]: a tool message needs tool_call_id")
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise TypeError("tools must be a list")
+        for t in tools:
+            fn = t.get("function") if isinstance(t, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise ValueError("each tool needs function.name")
+    n = body.get("n")
+    if n is not None and (not isinstance(n, int) or not 1 <= n <= 16):
+        raise ValueError("n must be an integer from 1 to 16")
 
 
 _QUIET = QuietCut()

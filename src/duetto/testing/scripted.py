@@ -61,7 +61,7 @@ class ScriptedModel(LeafModel):
             lp = [v] * n_out
         return RawResult(
             text=text,
-            tokens_in=sum(len(m.content.split()) for m in request.messages),
+            tokens_in=sum(len(m.text.split()) for m in request.messages),
             tokens_out=n_out,
             logprobs=lp,
         )

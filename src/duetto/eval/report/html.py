@@ -21,6 +21,11 @@ def _quality_text(s: Summary) -> str:
     return f"{fmt(q.mean)} [{fmt(q.ci_low)}, {fmt(q.ci_high)}]"
 
 
+def _tiers(counts: dict[str, int]) -> str:
+    """The privacy column by risk tier, e.g. "secret 0 · identifier 2 · contact 5 · quasi 1"."""
+    return " · ".join(f"{tier} {n}" for tier, n in counts.items())
+
+
 COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
     ("quality [95% CI]", _quality_text),
     ("LLM share", lambda s: fmt(s.llm_call_share, pct=True)),
@@ -35,6 +40,7 @@ COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
     ("energy J (est.)", lambda s: fmt(s.energy_j, 1)),
     ("J / req (est.)", lambda s: fmt(s.energy_j_per_request, 2)),
     ("PII leaks", lambda s: str(s.privacy_leaks)),
+    ("leaks by tier", lambda s: _tiers(s.privacy_leaks_by_tier)),
     ("leak rate", lambda s: fmt(s.leak_rate, pct=True)),
     ("n", lambda s: "" if s.n is None else str(s.n)),
 ]

@@ -71,6 +71,7 @@ class Summary:
     energy_j: Number = None
     energy_j_per_request: Number = None
     privacy_leaks: int = 0
+    privacy_leaks_by_tier: dict[str, int] = field(default_factory=dict)  # secret, identifier, ...
     leak_rate: Number = None
     n: int | None = None
     note: str | None = None  # e.g. the LLM share the random baseline was drawn at
@@ -79,7 +80,7 @@ class Summary:
     _KEYS = (
         "name", "mode", "quality", "llm_call_share", "cost_usd", "cost_usd_per_1k", "latency_ms",
         "ttft_ms", "remote_bytes", "remote_bytes_per_request", "energy_j", "energy_j_per_request",
-        "privacy_leaks", "leak_rate", "n",
+        "privacy_leaks", "privacy_leaks_by_tier", "leak_rate", "n",
     )  # fmt: skip
 
     @classmethod
@@ -90,6 +91,7 @@ class Summary:
         known["latency_ms"] = dict(d.get("latency_ms") or {})
         known["ttft_ms"] = dict(d.get("ttft_ms") or {})
         known["privacy_leaks"] = d.get("privacy_leaks", 0)
+        known["privacy_leaks_by_tier"] = dict(d.get("privacy_leaks_by_tier") or {})
         extra = {k: v for k, v in d.items() if k not in cls._KEYS and k != "note"}
         return cls(**known, note=d.get("note"), extra=extra)
 

@@ -66,6 +66,7 @@ function render(d) {
     "</td><td>" + fmt.num(s.energy_j) + "</td><td>" + fmt.int(s.pii_sent) + "</td><td>" + fmt.int(s.fallbacks) +
     "</td><td" + (s.errors ? " class='bad'" : "") + ">" + fmt.int(s.errors) + "</td></tr>");
   document.getElementById("strategies").innerHTML = rows.join("");
+  if (d.loop) renderLoop(d.loop);
   history.push(d);
   while (history.length > HISTORY) history.shift();
   draw("c_rate", [history.map((x) => x.rate_rps)], ["#4fc3f7"]);
@@ -74,6 +75,22 @@ function render(d) {
   draw("c_share", [history.map((x) => x.llm_share)], ["#ba68c8"]);
   set("status", "live · updated " + new Date().toLocaleTimeString() + (d.llm ? " · LLM: " + d.llm : ""));
   document.body.dataset.ready = "1";
+}
+
+// the live loop (duetto.loop): audited quality against the target, and the controller
+function renderLoop(l) {
+  const rows = Object.entries(l.strategies).map(([name, s]) => {
+    const q = s.quality || {};
+    const low = q.below_target ? " class='bad'" : "";
+    return "<tr><td>" + name.replace(/[<>&]/g, "") + "</td><td" + low + ">" + fmt.num(q.mean) +
+      "</td><td>" + fmt.num(q.ci_low) + "–" + fmt.num(q.ci_high) + "</td><td>" + fmt.num(q.target) +
+      "</td><td>" + fmt.int(q.n) + "</td><td>" + fmt.pct(s.llm_share) + "</td><td class='good'>" + fmt.pct(s.saving) +
+      "</td><td>" + fmt.num(s.threshold) + "</td><td>" + fmt.int(s.threshold_moves) + "</td></tr>";
+  });
+  document.getElementById("loop").innerHTML = rows.join("");
+  const queues = Object.entries(l.queues).map(([n, q]) => n + ": " + q.depth + "/" + q.size + ", dropped " + q.dropped);
+  set("loop_queues", "queues — " + (queues.join(" · ") || "none") + " · judge calls " + fmt.int(l.judge_calls) +
+    " · loop cost " + fmt.usd(l.loop_cost_usd) + " USD");
 }
 
 async function poll() {

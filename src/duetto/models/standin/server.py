@@ -28,6 +28,11 @@ from duetto.models.standin.fetch import STANDIN_SPECS, fetch_standin, spec_of
 if TYPE_CHECKING:
     from duetto.models.openai import OpenAIModel
 
+# Qwen2.5 speaks ChatML; llama-cpp-python's ChatML handler with function calling answers
+# `tools` requests with tool calls (a grammar forces them for "required" / a named function)
+# and plain requests as "chatml" does.
+CHAT_FORMAT = "chatml-function-calling"
+
 # A real mid-size hosted model's list prices, so cost figures of stand-in runs mean something.
 GPT4O_MINI_PRICE_IN = 0.15  # USD per million input tokens
 GPT4O_MINI_PRICE_OUT = 0.60
@@ -61,7 +66,7 @@ def standin_command(
     model_name: str = "standin",
     n_ctx: int = 4096,
     n_threads: int = 2,
-    chat_format: str = "chatml",
+    chat_format: str = CHAT_FORMAT,
 ) -> list[str]:
     """The llama-cpp-python server command line (flags of llama_cpp.server 0.3.36)."""
     return [
@@ -148,7 +153,7 @@ class StandinServer:
         port: int | None = None,
         n_ctx: int | None = 4096,
         n_threads: int = 2,
-        chat_format: str = "chatml",
+        chat_format: str = CHAT_FORMAT,
         startup_timeout_s: float = 120.0,
         cache_dir: Path | str | None = None,
     ) -> None:

@@ -1,0 +1,37 @@
+"""The NER gate: sentences that cannot hold a name are blanked before the NER, offsets kept."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("spacy")
+
+from duetto.privacy.presidio import ner_text
+
+
+def test_sentences_without_capitals_digits_or_listed_names_are_blanked() -> None:
+    text = "my card was charged twice. Please ask Dorota about it.\nthe fee is fine."
+    out = ner_text(text)
+    assert out is not None and len(out) == len(text)
+    assert "Please ask Dorota about it." in out
+    assert "charged" not in out and "fee" not in out
+    assert out.index("Please") == text.index("Please")  # offsets kept
+    assert out.count("\n") == text.count("\n")  # lines stay lines
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "please loop in gretchen on this",  # a listed given name in lower case
+        "send it to 12 rue des lilas",  # a digit: lower-case addresses and dates
+        "what is my name again",  # a naming word the name rules use
+        "we met Tuesday",  # a capital after the first word
+    ],
+)
+def test_sentences_that_may_hold_a_name_are_kept(text: str) -> None:
+    assert ner_text(text) == text
+
+
+def test_nothing_to_read_gives_none() -> None:
+    assert ner_text("the fee is fine. thanks a lot!") is None
+    assert ner_text("The fee is fine.") is None  # a sentence-initial stop word only
