@@ -125,12 +125,14 @@ async def test_embedded_defaults_refuse_an_image_naming_vision(tmp_path: Path) -
     """The embedded defaults' cards (SmolLM2 + stand-in, neither reads images), served by
     scripted models: every strategy and model answers an image request with a 400."""
     from duetto.config import load_default_config
+    from duetto.fitted import default_calibration
 
     cfg = load_default_config()
     for m in cfg.models.values():
         m.backend, m.script = "fake", "ok"
     settings = GatewaySettings(db=str(tmp_path / "gw.db"), keys=[ApiKey("k", hash_key(KEY))])
-    app = create_app(Engine(cfg), settings)
+    # scripted backends are no longer the embedded defaults: their shipped calibration is given
+    app = create_app(Engine(cfg, fitted=default_calibration()), settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
