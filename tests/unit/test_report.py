@@ -169,4 +169,4 @@ def test_print_summary_one_table(report: dict[str, Any]) -> None:
     cascade_row = next(line for line in out.splitlines() if "cascade-verify" in line)
     assert "0.80 ." in cascade_row and "40%" in cascade_row  # quality + CI, LLM share
     assert "leaks" in out  # the last column still fits in 80 columns
-    assert "Recommendation: cascade-verify" in out
+    assert "Recommendation: Use cascade-verify: quality 0.80" in out  # words, rounded

@@ -42,23 +42,28 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML config to check")
 
 def demo(
     out: Annotated[Path, typer.Option(help="Report directory")] = Path("duetto-demo"),
-    limit: Annotated[int | None, typer.Option(help="Use only the first N items")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Draw the same traffic mix from the full datasets in DIR"),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="At most N requests per phase (train, audit, test)")
+    ] = None,
     llm_url: Annotated[
         str | None, typer.Option(help="A real OpenAI-compatible LLM endpoint")
     ] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model name at --llm-url")] = None,
     llm_key_env: Annotated[str | None, typer.Option(help="Env var holding its API key")] = None,
-    target: Annotated[str, typer.Option(help="Recommendation target")] = "quality=0.95",
+    target: Annotated[str, typer.Option(help="Calibration target")] = "quality=0.95",
 ) -> None:
-    """The main job: built-in workload × every strategy × baselines, offline, zero config."""
-    from duetto.config import load_default_config
-    from duetto.eval.workload import demo_workload
+    """The main job: a staged rollout on real traffic, offline, on the embedded defaults.
 
-    items = demo_workload()
-    if limit:
-        items = _stratified_head(items, limit)
-    cfg = load_default_config()
-    _run_eval(cfg, items, out, target, "duetto demo", llm_url, llm_model, llm_key_env, 1)
+    Phase 0 the LLM serves (its answers are traces); phase 1 the SLM shadows and answers are
+    labelled (agreement, an LLM judge, a gold audit); phase 2 a student is distilled and every
+    strategy calibrated; phase 3 held-out traffic is served by every strategy and baseline."""
+    from duetto.cli.demo import run_demo
+
+    run_demo(out, data, limit, llm_url, llm_model, llm_key_env, target)
 
 
 def eval_cmd(

@@ -17,6 +17,14 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     from rich.table import Table
 
     console = console or Console()
+    if report.phases:
+        phases = Table(title="staged rollout", box=box.SIMPLE_HEAD, pad_edge=False)
+        phases.add_column("phase", no_wrap=True)
+        for col in ("requests", "LLM", "USD", "quality (CI)"):
+            phases.add_column(col, justify="right", no_wrap=True)
+        for p in report.phase_rows():
+            phases.add_row(p["name"], p["requests"], p["llm"], p["cost"], p["quality"])
+        console.print(phases)
     table = Table(title=report.title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     # Narrow enough for an 80-column terminal: the HTML report has every axis in full.
     table.add_column("strategy", min_width=12, overflow="fold")
@@ -41,4 +49,6 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         "calling the LLM · leaks: PII entities sent to untrusted models · J: estimate"
     )
     if report.recommendation:
-        console.print(f"Recommendation: {report.recommendation_headline()}")
+        console.print(f"Recommendation: {report.recommendation_headline()}", highlight=False)
+        for finding in report.recommendation.get("findings") or []:
+            console.print(f"  - {finding}", highlight=False)

@@ -89,6 +89,31 @@ def _kv_rows(d: dict[str, Any]) -> list[tuple[str, str, bool]]:
     return rows
 
 
+def _calibration_rows(calibration: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """One line per calibrated strategy, figures rounded (what `calibrate_strategy` fitted)."""
+    out = []
+    for name, c in calibration.items():
+        if not isinstance(c, dict):
+            out.append((str(name), str(c), False))
+            continue
+        parts = [f"target {c['target']}"] if c.get("target") else []
+        if "threshold" in c:
+            t = c["threshold"]
+            if t is None:  # ±inf in JSON is null: the share tells which way it goes
+                t = "+∞ (always escalates)" if c.get("calib_llm_share") == 1 else "−∞ (never)"
+            parts.append(f"threshold {t if isinstance(t, str) else fmt(t, 3)}")
+        if c.get("calib_quality") is not None:
+            parts.append(f"quality {fmt(c['calib_quality'], 2)}")
+        if c.get("calib_llm_share") is not None:
+            parts.append(f"LLM share {fmt(c['calib_llm_share'], pct=True)}")
+        if c.get("calib_cost_per_1k") is not None:
+            parts.append(f"USD/1k {fmt(c['calib_cost_per_1k'], 4)}")
+        if c.get("calib_n") is not None:
+            parts.append(f"on {c['calib_n']} requests")
+        out.append((str(name), ", ".join(parts) or json.dumps(json_safe(c)), False))
+    return out
+
+
 def _run_facts(report: Report) -> list[str]:
     """Optional facts the runner adds: the calibration/held-out split, errors, elapsed time."""
     wl, facts = report.workload, []
@@ -128,12 +153,17 @@ def render_html(report: Report, pareto_png: bytes, charts: list[tuple[str, bytes
             rows=rows,
             summary_notes=[f"{e.label}: {e.summary.note}" for e in entries if e.summary.note],
             recommendation=(
-                {"headline": report.recommendation_headline(), "rows": _kv_rows(rec)}
+                {
+                    "headline": report.recommendation_headline(),
+                    "rows": report.recommendation_rows(),
+                    "findings": [str(f) for f in rec.get("findings") or []],
+                }
                 if rec
                 else None
             ),
+            phases=report.phase_rows(),
             pareto=data_uri(pareto_png),
             charts=[(name, data_uri(png)) for name, png in charts],
-            calibration=_kv_rows(report.calibration) if report.calibration else None,
+            calibration=_calibration_rows(report.calibration) if report.calibration else None,
         )
     )

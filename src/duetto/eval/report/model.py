@@ -8,7 +8,6 @@ report.json. Keys the report does not model (e.g. the per-request "records") rid
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ __all__ = [
 BASELINE_LABELS = {
     "slm_only": "SLM only",
     "llm_only": "LLM only",
+    "best_single": "best single model",
     "random": "random (equal LLM share)",
     "oracle": "oracle",
 }
@@ -183,11 +183,14 @@ class Report:
     calibration: dict[str, Any] | None = None  # what each strategy's calibration fitted
     errors: int | None = None  # failed requests (scored 0)
     elapsed_s: float | None = None
+    # The staged rollout's phases (`duetto demo`): name, requests, llm_call_share, cost_usd,
+    # quality {mean, ci_low, ci_high}, and what each phase adds (labels, strategy, ...).
+    phases: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. records, fitted_path, cache
 
     _KEYS = frozenset(
         {"title", "created", "workload", "models", "notes", "strategies", "baselines"}
-        | {"recommendation", "calibration", "errors", "elapsed_s"}
+        | {"recommendation", "calibration", "errors", "elapsed_s", "phases"}
     )
 
     @classmethod
@@ -207,6 +210,7 @@ class Report:
             calibration=d.get("calibration"),
             errors=d.get("errors"),
             elapsed_s=d.get("elapsed_s"),
+            phases=[dict(p) for p in d.get("phases") or []],
             extra={k: v for k, v in d.items() if k not in cls._KEYS},
         )
 
@@ -225,6 +229,8 @@ class Report:
         for key in ("calibration", "errors", "elapsed_s"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.phases:
+            out["phases"] = [dict(p) for p in self.phases]
         return {**out, **self.extra}
 
     def entries(self) -> list[Entry]:
@@ -236,13 +242,95 @@ class Report:
         return out
 
     def recommendation_headline(self) -> str:
+        """The recommendation in words with rounded numbers (never raw JSON)."""
         rec = self.recommendation or {}
+        if rec.get("text"):
+            return str(rec["text"])
         name = rec.get("strategy") or rec.get("name")
-        reason = rec.get("reason") or rec.get("text") or rec.get("summary")
-        parts = [str(name)] if name else []
+        if not name:
+            return "no recommendation"
+        q = Quality.from_dict(
+            rec.get("quality") if isinstance(rec.get("quality"), Mapping) else None
+        )
+        parts: list[str] = []
+        if q.mean is not None:
+            parts.append(
+                f"quality {fmt(q.mean, 2)} (95% CI {fmt(q.ci_low, 2)}–{fmt(q.ci_high, 2)})"
+            )
+        if rec.get("llm_only_quality") is not None:
+            parts.append(f"LLM-only {fmt(rec['llm_only_quality'], 2)}")
+        if rec.get("llm_call_share") is not None:
+            parts.append(f"LLM calls on {fmt(rec['llm_call_share'], pct=True)} of requests")
+        if rec.get("cost_fraction_of_llm_only") is not None:
+            parts.append(f"{fmt(rec['cost_fraction_of_llm_only'], pct=True)} of LLM-only's cost")
+        reason = rec.get("reason") or rec.get("summary")
         if reason:
             parts.append(str(reason))
-        return " — ".join(parts) if parts else json.dumps(json_safe(rec), default=str)
+        return f"Use {name}" + (": " + ", ".join(parts) if parts else "") + "."
+
+    def phase_rows(self) -> list[dict[str, str]]:
+        """One row of rounded figures per rollout phase (console and HTML)."""
+        out = []
+        for p in self.phases:
+            q = Quality.from_dict(p.get("quality"))
+            out.append(
+                {
+                    "name": str(p.get("name", "")),
+                    "what": str(p.get("description", "")),
+                    "requests": str(p.get("requests", "")),
+                    "llm": fmt(p.get("llm_call_share"), pct=True),
+                    "cost": fmt(p.get("cost_usd"), 4),
+                    "quality": _ci_text(q.mean, q.ci_low, q.ci_high),
+                }
+            )
+        return out
+
+    def recommendation_rows(self) -> list[tuple[str, str]]:
+        """(what, rounded figure) pairs for the recommendation box."""
+        rec = self.recommendation or {}
+        if not rec:
+            return []
+        out: list[tuple[str, str]] = []
+        q = rec.get("quality")
+        if isinstance(q, Mapping):
+            out.append(
+                ("quality [95% CI]", _ci_text(q.get("mean"), q.get("ci_low"), q.get("ci_high")))
+            )
+        if rec.get("llm_only_quality") is not None:
+            out.append(("LLM-only quality", fmt(rec["llm_only_quality"], 2)))
+        delta = rec.get("quality_delta_ci")
+        if isinstance(delta, list | tuple) and len(delta) == 2:
+            out.append(
+                (
+                    "quality − LLM-only, paired 95% CI",
+                    _ci_text(rec.get("quality_delta"), delta[0], delta[1], digits=3),
+                )
+            )
+        if "non_inferior" in rec:
+            margin = rec.get("non_inferiority_margin")
+            at = f" (margin {fmt(margin, 3)})" if margin is not None else ""
+            out.append(("non-inferior to LLM-only", ("yes" if rec["non_inferior"] else "no") + at))
+        if rec.get("llm_call_share") is not None:
+            out.append(("LLM call share", fmt(rec["llm_call_share"], pct=True)))
+        if rec.get("cost_fraction_of_llm_only") is not None:
+            out.append(
+                ("cost, fraction of LLM-only", fmt(rec["cost_fraction_of_llm_only"], pct=True))
+            )
+        oos = rec.get("oos")
+        if isinstance(oos, Mapping) and oos.get("n"):
+            out.append(
+                (
+                    "out-of-scope escalated or refused",
+                    f"{fmt(oos.get('share'), pct=True)} of {oos['n']}",
+                )
+            )
+        if rec.get("chosen_on"):
+            out.append(("chosen on", str(rec["chosen_on"])))
+        return out
+
+
+def _ci_text(mean: Any, lo: Any, hi: Any, digits: int = 2) -> str:
+    return f"{fmt(mean, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
 
 
 def json_safe(x: Any) -> Any:

@@ -36,7 +36,8 @@ def _palette(n: int) -> list[Any]:
 
 def pareto_figure(report: Report) -> Figure:
     """Cost vs quality with 95% CIs; the Pareto front over the deployable points."""
-    entries = report.entries()
+    # "best single model" is one of the single-model baselines again: the same point
+    entries = [e for e in report.entries() if e.baseline != "best_single"]
     fig = _new_figure(7.5, 5.0)
     ax = fig.add_subplot()
     xs = [num(e.summary.cost_usd_per_1k) for e in entries]
