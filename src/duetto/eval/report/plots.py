@@ -84,10 +84,12 @@ def pareto_figure(report: Report) -> tuple[Figure, list[dict[str, Any]]]:
             ([], (math.nan, math.nan)) if e.is_baseline else _curve(report, e.summary.name)
         )
         if len(curve) > 1:
-            ax.plot(*zip(*curve, strict=True), "-", color=color, lw=1.1, alpha=0.55, zorder=1)
+            ax.plot(*zip(*curve, strict=True), "-", color=color, lw=1.1, alpha=0.55, zorder=1,
+                    gid=f"curve {e.summary.name}")  # fmt: skip
             drew_curve = True
         if not any(math.isnan(v) for v in calibrated):
-            ax.plot(*calibrated, "*", ms=12, color=color, mec="black", mew=0.5, zorder=3)
+            ax.plot(*calibrated, "*", ms=12, color=color, mec="black", mew=0.5, zorder=3,
+                    gid=f"calibrated {e.summary.name}")  # fmt: skip
             stars.append(calibrated)
         if math.isnan(x) or math.isnan(y):
             continue
