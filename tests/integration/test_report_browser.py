@@ -12,9 +12,8 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the report needs the `report` extra (matplotlib)")
 
-from report_sample import demo_report  # noqa: E402
-
-from duetto.eval.report import write_report  # noqa: E402
+from duetto.eval.report import write_report
+from report_sample import demo_report
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 

@@ -13,13 +13,12 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the report needs the `report` extra (matplotlib)")
 
-from report_sample import STRATEGIES, demo_report  # noqa: E402
-
-from duetto.calibrate import Operating  # noqa: E402
-from duetto.eval.report import Report, write_report  # noqa: E402
-from duetto.eval.report.labels import overlapping  # noqa: E402
-from duetto.eval.report.plots import pareto_figure  # noqa: E402
-from duetto.eval.runner import curve_points  # noqa: E402
+from duetto.calibrate import Operating
+from duetto.eval.report import Report, write_report
+from duetto.eval.report.labels import overlapping
+from duetto.eval.report.plots import pareto_figure
+from duetto.eval.runner import curve_points
+from report_sample import STRATEGIES, demo_report
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
