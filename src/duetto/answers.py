@@ -9,9 +9,8 @@ scores them. Pure functions over strings; no duetto imports.
                                  "answer is", else the last number)
     extract_boxed(text)          what the last \\boxed{...} holds
     json_object(text)            the JSON object a reply holds (bare or in a ``` fence)
-    agreement(a, b[, scorer])    do two closed-form answers agree (JSON fields, numbers, choice
-                                 letters, short labels; or by an item's scorer)? a score in
-                                 [0, 1], None if open-ended
+    agreement(a, b)              do two closed-form answers agree (JSON fields, numbers, choice
+                                 letters, short labels)? a score in [0, 1], None if open-ended
     extract_choice(text)         an option letter from free text ("(B)", "Answer: c")
     choice_index / pick_choice   which of a known list of options a reference / an output names
     parse_grade(text, top)       a judge's grade as a fraction in [0, 1]
@@ -375,21 +374,11 @@ def degenerate(text: str) -> str | None:
 SHORT_LABEL_WORDS = 6  # a reply of at most this many words can be a label (an intent, a class)
 
 
-def agreement(
-    candidate: str,
-    reference: str,
-    scorer: str | None = None,
-    choices: tuple[str, ...] | list[str] = (),
-) -> float | None:
-    """Whether `candidate` gives the same closed-form answer as `reference`.
-
-    Without `scorer`, judged by the reference's form: a JSON object (the share of its fields
-    matched), a number (boxed, after '####'/'answer is', or the whole reply), an option letter,
-    or a short label (normalised text). With an item's `scorer` ("choice" with its `choices`,
-    "numeric", "exact"), judged that way. None when the answer is open-ended (a judge must
-    say) or the reference gives no closed-form answer."""
-    if scorer is not None:
-        return _scored_agreement(candidate, reference, scorer, choices)
+def agreement(candidate: str, reference: str) -> float | None:
+    """Whether `candidate` gives the same closed-form answer as `reference`, judged by the
+    reference's form: a JSON object (the share of its fields matched), a number (boxed, after
+    '####'/'answer is', or the whole reply), an option letter, or a short label (normalised
+    text). None when the reference is open-ended: agreement cannot say, a judge must."""
     ref_json = json_object(reference)
     if ref_json is not None:
         got = json_object(candidate)
@@ -415,29 +404,4 @@ def agreement(
         # a short reply that names the label ("The intent is card arrival.")
         short = len(said.split()) <= 2 * SHORT_LABEL_WORDS
         return 1.0 if short and re.search(phrase_pattern(ref_norm), said) else 0.0
-    return None
-
-
-def _scored_agreement(
-    a: str, b: str, scorer: str, choices: tuple[str, ...] | list[str] = ()
-) -> float | None:
-    """1.0 when two answers give the same closed-form answer (the same option, the same number,
-    the same normalised text), 0.0 when they differ; None when the answer is not closed-form
-    (`scorer` "contains", "judge", "none") or when `b` (the reference side) gives none."""
-    if scorer == "choice" and choices:
-        opts = tuple(choices)
-        kb = pick_choice(b, opts, letters=False)
-        if kb is None:
-            return None
-        return 1.0 if pick_choice(a, opts, letters=False) == kb else 0.0
-    if scorer == "numeric":
-        nb = number_key(b)
-        if nb is None:
-            return None
-        return 1.0 if number_key(a) == nb else 0.0
-    if scorer == "exact":
-        tb = text_key(b)
-        if tb is None:
-            return None
-        return 1.0 if text_key(a) == tb else 0.0
     return None

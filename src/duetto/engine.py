@@ -31,12 +31,13 @@ M = TypeVar("M", bound=ChatModel)
 Wrapper = Callable[[str, ChatModel], ChatModel]
 
 
-# What each backend can do when its card does not say. local: llama.cpp in process, JSON
-# enforced by a decoding grammar, log-probs computed; openai/standin: an OpenAI-compatible
-# server that takes tools, response_format and logprobs (the stand-in is served with a
-# tool-calling chat format); replay answers recorded text only; fake (a test tool) claims all.
+# What each backend can do when its card does not say. local: llama.cpp in process, JSON and
+# forced tool calls enforced by a decoding grammar, log-probs computed; openai/standin: an
+# OpenAI-compatible server that takes tools, response_format and logprobs (the stand-in is
+# served with a tool-calling chat format); replay answers recorded text only; fake (a test
+# tool) claims all.
 BACKEND_CAPABILITIES: dict[str, frozenset[str]] = {
-    "local": frozenset({"json_schema", "logprobs"}),
+    "local": frozenset({"tools", "json_schema", "logprobs"}),
     "openai": frozenset({"tools", "json_schema", "logprobs"}),
     "standin": frozenset({"tools", "json_schema", "logprobs"}),
     "replay": frozenset(),

@@ -175,10 +175,10 @@ class MissingCapability(Rejected):
         self.strategy, self.mode, self.capability = strategy, mode, capability
         self.reasons = list(reasons or [])
         detail = f" ({'; '.join(self.reasons)})" if self.reasons else ""
-        what = f"{mode} {strategy!r}" if mode else f"model {strategy!r}"
+        what = f"no model of {mode} {strategy!r} offers" if mode else f"model {strategy!r} lacks"
         super().__init__(
             400,
-            f"This request needs {capability}, which no model of {what} offers{detail}",
+            f"This request needs {capability}, which {what}{detail}",
             "invalid_request_error",
             "missing_capability",
         )

@@ -192,3 +192,13 @@ async def test_n_choices_logprobs_and_tool_history(smollm2: LlamaCppModel) -> No
     )
     answer = await smollm2.complete(history)  # tool_choice unset = auto: text is fine
     assert answer.text or answer.tool_calls
+
+
+@pytest.mark.local_model
+async def test_unset_options_get_the_models_own_defaults(smollm2: LlamaCppModel) -> None:
+    unset = ChatRequest.of("Say hi.", max_tokens=None, temperature=None, seed=None)
+    prepared = smollm2._prepared(unset)
+    assert (prepared.temperature, prepared.max_tokens) == (0.0, 512)
+    small = LlamaCppModel(smollm2.card, smollm2.model_path, n_ctx=2048, max_tokens=3)
+    r = await small.complete(unset)
+    assert r.usage.tokens_out <= 3

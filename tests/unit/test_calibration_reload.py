@@ -318,3 +318,24 @@ async def test_the_loop_controller_steers_the_promoted_strategies(tmp_path: Path
         assert (await promote(client, {"calibration": REMOTE})).status_code == 200
         served = app.state.gateway.engine.strategies["route"]
         assert controller.strategies["route"] is served and served.threshold == math.inf
+
+
+async def test_a_promotion_replaces_the_controllers_stored_move(tmp_path: Path) -> None:
+    """A threshold the audit controller moved and stored must not outlive a promotion (a restart
+    would otherwise re-apply the old move over the promoted calibration)."""
+    import asyncio
+
+    from duetto.config import AuditConfig
+
+    async with gateway(str(tmp_path / "g.db"), audit=AuditConfig(share=0.0)) as (app, client):
+        controller = app.state.loop.controller
+        key = controller.key("route")
+        moved = {"threshold": 0.3, "moves": 1, "moved_at": 0.0, "reason": "audit"}
+        assert await controller.store.put_state(key, moved, None)
+        assert (await promote(client, {"calibration": REMOTE})).status_code == 200
+        for _ in range(100):
+            row = await controller.store.get_state(key)
+            if row is not None and row[1]["threshold"] == math.inf:
+                break
+            await asyncio.sleep(0.02)
+        assert row is not None and row[1]["threshold"] == math.inf and row[1]["moves"] == 0

@@ -161,7 +161,7 @@ def test_config_cards_default_per_backend_and_context_from_n_ctx() -> None:
     assert (s.json_schema, s.logprobs, s.tools, s.vision, s.context_size) == (
         True,
         True,
-        False,
+        True,
         False,
         2048,
     )
@@ -176,8 +176,8 @@ def test_embedded_defaults_say_what_each_model_can_do() -> None:
     cfg = load_default_config()
     s, big = make_card("slm", cfg.models["slm"]), make_card("llm", cfg.models["llm"])
     assert s.json_schema and not s.vision and not s.audio and s.context_size == 2048
-    assert big.json_schema and big.logprobs and not big.vision
-    assert not big.tools  # not until the stand-in is served with a tool-calling chat format
+    assert big.tools and big.json_schema and big.logprobs and not big.vision
+    assert s.tools  # forced tool calls by grammar
     assert big.context_size == cfg.models["llm"].n_ctx
 
 

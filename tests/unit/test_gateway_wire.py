@@ -23,7 +23,17 @@ pytestmark = pytest.mark.timeout(60)
 
 KEY = "sk-test-wire"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-CARD = ModelCard("upstream", location="remote", trusted=True)
+# the fake upstream takes everything: its card says so (routing respects capabilities)
+CARD = ModelCard(
+    "upstream",
+    location="remote",
+    trusted=True,
+    tools=True,
+    json_schema=True,
+    vision=True,
+    audio=True,
+    logprobs=True,
+)
 MAGIC = {
     "type": "function",
     "function": {
@@ -276,3 +286,22 @@ async def test_the_openai_client_round_trip(gw: httpx.AsyncClient) -> None:
         await client.chat.completions.create(
             model="llm", messages=[{"role": "user", "content": "x"}], n=0
         )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "tool", "content": "5", "tool_call_id": None},
+        {"role": "tool", "content": "5", "tool_call_id": ""},
+        {"role": "function", "content": "5"},  # legacy: a function message without its name
+    ],
+)
+async def test_a_message_the_core_types_refuse_is_a_400_not_a_500(
+    gw: httpx.AsyncClient, message: dict[str, Any]
+) -> None:
+    """The fuzz suite found a legacy function message the schema admitted and Message.from_dict
+    refused: a 500. Whatever the core types refuse is the client's error."""
+    body = {"model": "llm", "messages": [{"role": "user", "content": "hi"}, message]}
+    r = await gw.post("/v1/chat/completions", headers=AUTH, json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["type"] == "invalid_request_error"

@@ -24,6 +24,7 @@ EXPECTED = {
     "DuettoError", "UserError", "ConfigError", "UnknownModel", "DataError", "ModelError",
     "ModelUnavailable", "CircuitOpen", "ModelTimeout", "UpstreamError", "RateLimited",
     "BrokenStream", "FallbackFailed", "GatewayError", "Rejected", "OverBudget", "GatewayFailure",
+    "MissingCapability",
 }  # fmt: skip
 
 

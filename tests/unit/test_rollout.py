@@ -228,15 +228,15 @@ async def test_student_model_answers_among_the_options_only() -> None:
 
 
 def test_agreement_labels_closed_form_answers_only() -> None:
-    from duetto.answers import agreement
+    from duetto.eval.rollout import _agree
 
     opts = ("card_lost", "balance")
-    assert agreement("It is balance.", "balance", "choice", opts) == 1.0
-    assert agreement("card_lost", "balance", "choice", opts) == 0.0
-    assert agreement("x", "no option here", "choice", opts) is None  # the reference gives none
-    assert agreement("so 12 apples", "The answer is 12", "numeric") == 1.0
-    assert agreement("Ann Lee", "ann lee.", "exact") == 1.0
-    assert agreement("a summary", "another", "contains") is None  # open-ended: the judge's
+    assert _agree("It is balance.", "balance", opts) == 1.0
+    assert _agree("card_lost", "balance", opts) == 0.0
+    assert _agree("x", "no option here", opts) is None  # the reference names no option
+    assert _agree("so 12 apples", "The answer is 12", ()) == 1.0
+    long = "The customer asks to change the name on the account to the one they gave us today."
+    assert _agree("a summary", long, ()) is None  # open-ended: the judge's, not agreement's
 
 
 def test_progress_is_one_line_per_phase_without_a_terminal() -> None:
@@ -298,3 +298,12 @@ def test_student_cascade_never_answers_a_task_it_has_no_student_for(
         r for r in report["records"] if r["strategy"] == "cascade-student" and r["task"] == "math"
     ]
     assert math_rows and all(r["llm_calls"] == 1 for r in math_rows)  # pinned to the LLM
+
+
+def test_student_cascades_get_the_out_of_scope_floor(report: dict[str, Any]) -> None:
+    for name in ("cascade-student", "cascade-student-route"):
+        cal = report["calibration"][name]
+        assert "oos_floor" in cal
+        assert cal["threshold"] is None or cal["threshold"] >= cal["oos_floor"]
+    for est in report["promotion"]["audit_estimates"].values():
+        assert {"n", "share", "met"} <= set(est["oos"])

@@ -238,3 +238,15 @@ async def test_openai_model_tools_n_logprobs_details(fake: FakeOpenAIServer, str
         assert sent["n"] == 3 and sent["top_logprobs"] == 2
     finally:
         await model.aclose()
+
+
+def test_standin_tool_choice_dialect() -> None:
+    from duetto.models.standin.server import standin_tool_choice
+
+    one = {"tools": [TOOL]}
+    assert standin_tool_choice(one)["tool_choice"] == "auto"  # OpenAI's default with tools
+    named = standin_tool_choice({**one, "tool_choice": "required"})["tool_choice"]
+    assert named == {"type": "function", "function": {"name": "add"}}
+    two = {"tools": [TOOL, TOOL], "tool_choice": "required"}
+    assert standin_tool_choice(two)["tool_choice"] == "auto"
+    assert standin_tool_choice({"messages": []}) == {"messages": []}

@@ -17,7 +17,13 @@ from duetto.cli._errors import fail
 from duetto.eval.rollout import Progress
 
 # Requests per phase: train (phase 0 traces), audit (phase 1 gold), test (phase 3 held out).
-DEMO_SIZES = {"train": 90, "audit": 60, "test": 84}
+# Measured under load (load average ~4): --limit 12 took 537 s, of which phase 3 375 s (the
+# assist-hints' summed latency was 278 s, mostly the LLM writing five 256-token hints); the
+# lead re-times on a quiet machine.
+DEMO_SIZES = {"train": 48, "audit": 30, "test": 30}
+# The LLM's task hints (assist-hints, once per task type) are capped too: 256 tokens each took
+# most of phase 3 on a short run.
+HINT_MAX_TOKENS = 96
 # Answer length caps per task, for time: GSM8K is the hard tail nobody gets right here (the
 # 0.5B stand-in: 0/10 within 200 tokens, 1/6 within 400, ~22 s each), and its long answers
 # would take most of the ten minutes. The shipped rows cap it at 200.
@@ -150,6 +156,11 @@ def run_demo(
         progress.phase("starting models", 0)
         await engine.start()
         progress.done("start", "SLM in process, LLM stand-in over loopback HTTP")
+        from duetto.strategies.assist import HintAssist
+
+        for strat in engine.strategies.values():
+            if isinstance(strat, HintAssist):
+                strat.teacher_max_tokens = min(strat.teacher_max_tokens, HINT_MAX_TOKENS)
         try:
             plan = RolloutPlan(
                 slm=engine.slm,
@@ -165,9 +176,9 @@ def run_demo(
             report = await run_rollout(plan, progress)
             # what calibration fitted, for `duetto serve --calibration` (duetto.fitted): the
             # configured strategies only (the student ones need the student, not in a config)
-            from duetto.fitted import export_fitted, save_fitted
+            from duetto.fitted import export_fitted, save_fitted, stamp
 
-            fitted = export_fitted(engine.strategies, target)
+            fitted = stamp(export_fitted(engine.strategies, target), " ".join(sys.argv))
             if fitted["strategies"]:
                 report["fitted_path"] = str(save_fitted(fitted, out / "calibration.json"))
             report["models"] = [m.card.to_dict() for m in engine.models.values()]
@@ -187,7 +198,8 @@ def run_demo(
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     caps = ", ".join(f"{t} {n}" for t, n in TASK_MAX_TOKENS.items())
     report["notes"] = [f"{m['name']}: {m['label']}" for m in report["models"] if m.get("label")] + [
-        f"answers capped at max_tokens ({caps}) so that the demo runs in ten minutes",
+        f"answers capped at max_tokens ({caps}; the LLM's task hints {HINT_MAX_TOKENS}) so that "
+        "the demo runs in ten minutes",
         "energy figures are estimates (see each model card's source)",
     ]
     paths = write_report(report, out)

@@ -104,19 +104,6 @@ def eval_cmd(
     )
 
 
-def _stratified_head(items: list[Any], n: int) -> list[Any]:
-    """The first N items taken round-robin across tasks, so a small demo still mixes tiers."""
-    by_task: dict[str, list[Any]] = {}
-    for it in items:
-        by_task.setdefault(it.task or "", []).append(it)
-    out: list[Any] = []
-    while len(out) < n and any(by_task.values()):
-        for task in list(by_task):
-            if by_task[task] and len(out) < n:
-                out.append(by_task[task].pop(0))
-    return out
-
-
 def _run_eval(
     cfg: Any,
     items: list[Any],

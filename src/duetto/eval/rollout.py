@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from duetto.answers import agreement
+from duetto.answers import agreement, pick_choice
 from duetto.calibrate import Target
 from duetto.distill.served import DistilledStudent, StudentModel
 from duetto.eval.aggregate import summarize, summarize_strategy
@@ -37,7 +37,15 @@ from duetto.eval.runner import (
     run_items,
 )
 from duetto.eval.scorers import JudgeScorer
-from duetto.eval.verdict import findings, headroom, non_inferior, paired_delta, recommend
+from duetto.eval.verdict import (
+    OOS_TARGET,
+    findings,
+    headroom,
+    non_inferior,
+    oos_handling,
+    paired_delta,
+    recommend,
+)
 from duetto.eval.workload import WorkItem
 from duetto.models.base import ChatModel
 from duetto.strategies.base import Strategy, Tunable
@@ -192,7 +200,7 @@ class Rollout:
         for lo, s in zip(llm, slm, strict=True):
             if lo.response is None or s.response is None:
                 continue
-            label = agreement(s.response.text, lo.response.text, lo.item.scorer, lo.item.choices)
+            label = _agree(s.response.text, lo.response.text, lo.item.choices)
             if label is not None:
                 out.append({"item_id": lo.item.id, "source": "agreement", "label": label})
         return out
@@ -290,6 +298,8 @@ class Rollout:
         self.strategies.update(own)
         targets = dict(plan.targets)
         targets.update({n: plan.target for n, s in own.items() if isinstance(s, Tunable)})
+        from duetto.strategies.cascade import Cascade
+
         order = [n for n in self.strategies if n in targets]
         # a nested strategy is calibrated before the one that calls it
         order.sort(key=lambda n: n == "cascade-student-route")
@@ -301,7 +311,31 @@ class Rollout:
             calibration[name] = await calibrate_strategy(
                 strat, self.audit, targets[name], plan.concurrency, p.advance, f"calibrate {name}"
             )
+            if name in own and isinstance(strat, Cascade) and strat.levels[0] is student:
+                calibration[name]["oos_floor"] = self._oos_floor(strat, student)
+                calibration[name]["threshold"] = strat.threshold
         return calibration
+
+    def _oos_floor(self, cascade: Any, student: StudentModel) -> float:
+        """A policy floor on the student cascade's threshold: at least OOS_TARGET of the audit's
+        out-of-scope queries (gold) escalate or are refused (duetto.distill.decide.oos_floor).
+        The quality target alone need not care where the LLM, too, is wrong on them."""
+        import numpy as np
+
+        from duetto.distill.decide import oos_floor
+        from duetto.scoring.verifiers import is_fitted
+
+        oos = [it for it in self.audit if "oos" in it.tags]
+        scores = []
+        for it in oos:
+            label, conf = student.predict(it.request)
+            cal = cascade.calibrator
+            prob = cal(conf) if cal is not None and is_fitted(cal) else conf
+            scores.append(-1.0 if label == OUT_OF_SCOPE else prob)  # refused: fine anywhere
+        floor = oos_floor(np.array(scores), np.ones(len(scores), dtype=bool), OOS_TARGET)
+        if cascade.threshold is None or cascade.threshold < floor:
+            cascade.threshold = floor
+        return floor
 
     async def choose(self, llm_audit: list[Outcome]) -> tuple[str | None, dict[str, Any]]:
         """Promotion: the cheapest candidate whose audit quality meets the target (LLM-only's
@@ -320,8 +354,11 @@ class Rollout:
             _, lo, hi, _ = paired_delta(recs, base)
             s["quality_delta_ci"] = [lo, hi]
             s["non_inferior"] = non_inferior(lo, llm_q)
+            s["oos"] = oos_handling(recs)
             estimates[name] = s
         ok = [s for s in estimates.values() if (s["quality"]["mean"] or 0.0) >= floor - 1e-12]
+        # out-of-scope queries must escalate or be refused: a policy floor, not a trade-off
+        ok = [s for s in ok if not s["oos"]["n"] or s["oos"]["met"]]
         ok = [s for s in ok if s["non_inferior"]] or ok
         best = min(ok, key=lambda s: (s["cost_usd"], -(s["quality"]["mean"] or 0.0)), default=None)
         return (best["name"] if best else None), estimates
@@ -473,9 +510,15 @@ def _mean(xs: Sequence[float]) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
-def _picked(text: str, choices: Sequence[str]) -> str | None:
-    from duetto.answers import pick_choice
+def _agree(candidate: str, reference: str, choices: Sequence[str]) -> float | None:
+    """Agreement label (duetto.answers.agreement); with known options, the option each names."""
+    if not choices:
+        return agreement(candidate, reference)
+    want = _picked(reference, choices)
+    return None if want is None else float(_picked(candidate, choices) == want)
 
+
+def _picked(text: str, choices: Sequence[str]) -> str | None:
     i = pick_choice(text, tuple(choices), letters=False)
     return None if i is None else choices[i]
 

@@ -8,6 +8,7 @@ refused (the running one is kept; the message says why).
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures.
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 from duetto.errors import ConfigError
@@ -26,12 +27,19 @@ def install_admin(app: "FastAPI", gw: "Gateway", loop: Any = None) -> None:
     from fastapi.responses import JSONResponse
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+    pending: set[asyncio.Task[None]] = set()
+
     def follow(built: dict[str, Any]) -> None:
         controller = getattr(loop, "controller", None)
         if controller is not None:
             for name in controller.strategies:
                 if name in built:
                     controller.strategies[name] = built[name]
+                    # the promoted threshold replaces a moved one in the store too, else a
+                    # restart would re-apply the controller's old move over the promotion
+                    task = asyncio.get_running_loop().create_task(controller.forget(name))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
 
     gw.calibrations.on_change.append(follow)
     bearer = HTTPBearer(auto_error=False, description="An admin API key")

@@ -200,7 +200,11 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         body: ChatCompletionRequest, request: Request, who: Annotated[Any, Depends(caller)]
     ) -> Response:
         t0 = time.perf_counter()
-        chat_request = to_chat_request(body)  # unset options stay unset
+        try:
+            chat_request = to_chat_request(body)  # unset options stay unset
+        except ValueError as exc:  # a message the schema admits but the core types refuse
+            metrics.rejected.labels("invalid").inc()
+            raise ApiError(error(400, str(exc), "invalid_request_error", None, "messages")) from exc
         session = request.headers.get(SESSION_HEADER) or body.user
         stored = {
             "messages": [m.to_dict() for m in chat_request.messages],

@@ -58,14 +58,14 @@ class BadInput(ValueError):
 def texts_of(body: EmbeddingRequest) -> list[str]:
     """The input as a list of texts; BadInput for token arrays, empty or too many inputs."""
     raw = body.input
-    items: list[object] = [raw] if isinstance(raw, str) else list(raw)
+    items: list[Any] = [raw] if isinstance(raw, str) else list(raw)
     if not items:
         raise BadInput("`input` is empty")
-    texts = [t for t in items if isinstance(t, str)]
-    if len(texts) != len(items):
+    if not all(isinstance(t, str) for t in items):
         raise BadInput(
             "token-id arrays are not supported (MiniLM has its own tokenizer): send text"
         )
+    texts: list[str] = items
     if len(texts) > MAX_INPUTS:
         raise BadInput(f"at most {MAX_INPUTS} inputs per request, got {len(texts)}")
     for i, t in enumerate(texts):

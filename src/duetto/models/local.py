@@ -191,6 +191,7 @@ class LlamaCppModel(LeafModel):
         n_ctx: int | None = None,
         n_threads: int = 2,
         temperature: float = 0.0,
+        max_tokens: int | None = 512,
     ) -> None:
         if card.location != "local":
             raise ConfigError(f"LlamaCppModel runs in process: card {card.name!r} must be local")
@@ -198,7 +199,11 @@ class LlamaCppModel(LeafModel):
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx or card.context_size
         self.n_threads = n_threads
-        self.temperature = temperature  # for requests that set none (greedy by default)
+        # This model's own defaults for requests that set none (the gateway leaves them unset):
+        # greedy decoding, and an answer cap so a small model cannot loop to the end of its
+        # context (None: up to the context, as OpenAI).
+        self.temperature = temperature
+        self.max_tokens = max_tokens
 
     @classmethod
     def smollm2(cls, *, n_ctx: int | None = None, n_threads: int = 2) -> LlamaCppModel:
@@ -222,6 +227,8 @@ class LlamaCppModel(LeafModel):
         """The request with this model's defaults for what it leaves unset."""
         if request.temperature is None:
             request = replace(request, temperature=self.temperature)
+        if request.max_tokens is None and self.max_tokens is not None:
+            request = replace(request, max_tokens=self.max_tokens)
         return request
 
     async def _call(self, request: ChatRequest) -> RawResult:

@@ -82,6 +82,25 @@ def standin_command(
     ]  # fmt: skip
 
 
+def standin_tool_choice(body: dict[str, Any]) -> dict[str, Any]:
+    """llama-cpp-python's chatml-function-calling handler reads a missing `tool_choice` as
+    "none" and fails on "required"; OpenAI reads a missing one as "auto" when tools are given.
+    Say so explicitly: unset → "auto", "required" with one tool → that tool by name (its
+    grammar forces the call), "required" with several → "auto" (the closest it offers)."""
+    tools = body.get("tools")
+    if not tools:
+        return body
+    choice = body.get("tool_choice")
+    if choice is None:
+        return {**body, "tool_choice": "auto"}
+    if choice == "required":
+        if len(tools) == 1:
+            name = tools[0]["function"]["name"]
+            return {**body, "tool_choice": {"type": "function", "function": {"name": name}}}
+        return {**body, "tool_choice": "auto"}
+    return body
+
+
 def _server_env() -> dict[str, str]:
     """The environment without variables the server would read as settings.
 
@@ -182,10 +201,15 @@ class StandinServer:
         return standin_card(self.spec.size, context_size=self.n_ctx)
 
     def model(self, **kwargs: Any) -> OpenAIModel:
-        """An `OpenAIModel` pointed at this server (keyword arguments go to OpenAIModel)."""
+        """An `OpenAIModel` pointed at this server (keyword arguments go to OpenAIModel), with
+        `tool_choice` in the dialect of the server's handler (`standin_tool_choice`)."""
         from duetto.models.openai import OpenAIModel
 
-        return OpenAIModel(self.card(), self.base_url, self.model_name, **kwargs)
+        class StandinModel(OpenAIModel):
+            def _payload(self, request: Any, stream: bool) -> dict[str, Any]:
+                return standin_tool_choice(super()._payload(request, stream))
+
+        return StandinModel(self.card(), self.base_url, self.model_name, **kwargs)
 
     async def __aenter__(self) -> StandinServer:
         await self.start()
