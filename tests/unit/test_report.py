@@ -93,7 +93,7 @@ def report() -> dict[str, Any]:
 def test_write_report_files_and_json(tmp_path: Path, report: dict[str, Any]) -> None:
     report["strategies"][0]["energy_j"] = float("nan")  # NaN must not break JSON
     paths = write_report(report, tmp_path / "out")
-    assert set(paths) == {"json", "pareto", "html"}
+    assert set(paths) == {"json", "pareto", "labels", "html"}
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
     assert paths["pareto"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(paths["json"].read_text())  # strict JSON: NaN became null

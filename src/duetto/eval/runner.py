@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from duetto.calibrate import Target, choose_threshold
+from duetto.calibrate import Operating, Target, choose_threshold, sweep
 from duetto.errors import DuettoError, UserError
 from duetto.eval.aggregate import summarize
 from duetto.eval.scorers import score
@@ -169,7 +169,28 @@ async def calibrate_strategy(
         "calib_llm_share": op.llm_share,
         "calib_cost_per_1k": op.cost_per_1k,
         "calib_n": len(items),
+        # the strategy's operating points over its thresholds on this split (the report's
+        # cost-quality curve); ±inf thresholds become null in JSON
+        "curve": curve_points(sweep(*rows.T), op),
     }
+
+
+def curve_points(
+    points: list[Operating], chosen: Operating, limit: int = 40
+) -> list[dict[str, Any]]:
+    """At most `limit` operating points, evenly spread over the sweep, both ends and the
+    chosen one always kept (a curve to draw, not a table to calibrate from)."""
+    keep = set(np.linspace(0, len(points) - 1, min(limit, len(points))).round().astype(int))
+    picked = [p for k, p in enumerate(points) if k in keep or p == chosen]
+    return [
+        {
+            "threshold": p.threshold,
+            "quality": p.quality,
+            "llm_share": p.llm_share,
+            "cost_per_1k": p.cost_per_1k,
+        }
+        for p in picked
+    ]
 
 
 def oracle_records(slm: list[Outcome], llm: list[Outcome]) -> list[dict[str, Any]]:

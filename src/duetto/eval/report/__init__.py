@@ -27,9 +27,10 @@ def _as_report(report: Report | Mapping[str, Any]) -> Report:
 
 
 def write_report(report: Report | Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write report.json, pareto.png and report.html into `out_dir`; return their paths."""
+    """Write report.json, pareto.png (with pareto.labels.json: its label boxes), phases.png
+    (a staged rollout only) and report.html into `out_dir`; return their paths."""
     from duetto.eval.report.html import render_html as _render
-    from duetto.eval.report.plots import axis_figures, pareto_figure, png
+    from duetto.eval.report.plots import axis_figures, pareto_figure, phases_figure, png
 
     r = _as_report(report)
     out_dir = Path(out_dir)
@@ -37,14 +38,29 @@ def write_report(report: Report | Mapping[str, Any], out_dir: Path) -> dict[str,
     paths = {
         "json": out_dir / "report.json",
         "pareto": out_dir / "pareto.png",
+        "labels": out_dir / "pareto.labels.json",
         "html": out_dir / "report.html",
     }
     text = json.dumps(json_safe(r.to_dict()), indent=2, default=str)
     paths["json"].write_text(text + "\n", encoding="utf-8")
-    pareto_png = png(pareto_figure(r))
+    fig, labels = pareto_figure(r)
+    pareto_png = png(fig, tight=False)  # not cropped: the label boxes are this PNG's pixels
     paths["pareto"].write_bytes(pareto_png)
+    sidecar = {
+        "image": paths["pareto"].name,
+        "size": [round(fig.bbox.width), round(fig.bbox.height)],
+        "coordinates": "pixels of the image, origin top left: [x0, y0, x1, y1]",
+        "labels": [{"text": d["text"], "box": [round(v, 1) for v in d["box"]]} for d in labels],
+    }
+    paths["labels"].write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
+    phases_fig = phases_figure(r)
+    phases_png = png(phases_fig) if phases_fig is not None else None
+    if phases_png is not None:
+        paths["phases"] = out_dir / "phases.png"
+        paths["phases"].write_bytes(phases_png)
     charts = [(title, png(fig)) for title, fig in axis_figures(r)]
-    paths["html"].write_text(_render(r, pareto_png, charts), encoding="utf-8")
+    html = _render(r, pareto_png, charts, phases_png)
+    paths["html"].write_text(html, encoding="utf-8")
     return paths
 
 
@@ -56,9 +72,12 @@ def print_summary(report: Report | Mapping[str, Any], console: Console | None = 
 
 
 def render_html(
-    report: Report | Mapping[str, Any], pareto_png: bytes, charts: list[tuple[str, bytes]]
+    report: Report | Mapping[str, Any],
+    pareto_png: bytes,
+    charts: list[tuple[str, bytes]],
+    phases_png: bytes | None = None,
 ) -> str:
     """The whole report as one HTML string with every image inline."""
     from duetto.eval.report.html import render_html as _render
 
-    return _render(_as_report(report), pareto_png, charts)
+    return _render(_as_report(report), pareto_png, charts, phases_png)

@@ -5,12 +5,11 @@ template holds the page."""
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from duetto.eval.report.model import Report, Summary, fmt, json_safe
+from duetto.eval.report.model import Report, Summary, fmt
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -29,7 +28,7 @@ def _tiers(counts: dict[str, int]) -> str:
 COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
     ("quality [95% CI]", _quality_text),
     ("LLM share", lambda s: fmt(s.llm_call_share, pct=True)),
-    ("cost USD", lambda s: fmt(s.cost_usd, 5)),
+    ("cost USD", lambda s: fmt(s.cost_usd, 4)),
     ("USD / 1k req", lambda s: fmt(s.cost_usd_per_1k, 4)),
     ("latency p50 ms", lambda s: fmt(s.latency_ms.get("p50"), 0)),
     ("latency p95 ms", lambda s: fmt(s.latency_ms.get("p95"), 0)),
@@ -79,22 +78,13 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _kv_rows(d: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """(key, text, as a <pre> block) for a small table of settings."""
-    rows = []
-    for k, v in d.items():
-        block = isinstance(v, dict | list)
-        text = json.dumps(json_safe(v), indent=1, default=str) if block else str(v)
-        rows.append((str(k), text, block))
-    return rows
-
-
-def _calibration_rows(calibration: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """One line per calibrated strategy, figures rounded (what `calibrate_strategy` fitted)."""
+def _calibration_rows(calibration: dict[str, Any]) -> list[tuple[str, str]]:
+    """One line per calibrated strategy, figures rounded (what `calibrate_strategy` fitted;
+    its curve is drawn in the cost-quality plot, not printed)."""
     out = []
     for name, c in calibration.items():
         if not isinstance(c, dict):
-            out.append((str(name), str(c), False))
+            out.append((str(name), _plain(c)))
             continue
         parts = [f"target {c['target']}"] if c.get("target") else []
         if "threshold" in c:
@@ -110,8 +100,17 @@ def _calibration_rows(calibration: dict[str, Any]) -> list[tuple[str, str, bool]
             parts.append(f"USD/1k {fmt(c['calib_cost_per_1k'], 4)}")
         if c.get("calib_n") is not None:
             parts.append(f"on {c['calib_n']} requests")
-        out.append((str(name), ", ".join(parts) or json.dumps(json_safe(c)), False))
+        if c.get("curve"):
+            parts.append(f"{len(c['curve'])} operating points drawn")
+        out.append((str(name), ", ".join(parts) or "no threshold fitted"))
     return out
+
+
+def _plain(value: Any) -> str:
+    """A value as words: a number rounded, anything else its text (never a JSON dump)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return fmt(value, 3)
 
 
 def _run_facts(report: Report) -> list[str]:
@@ -122,11 +121,16 @@ def _run_facts(report: Report) -> list[str]:
     if report.errors:
         facts.append(f"{report.errors} failed requests (scored 0)")
     if report.elapsed_s is not None:
-        facts.append(f"{report.elapsed_s} s")
+        facts.append(f"{fmt(report.elapsed_s, 0)} s")
     return facts
 
 
-def render_html(report: Report, pareto_png: bytes, charts: list[tuple[str, bytes]]) -> str:
+def render_html(
+    report: Report,
+    pareto_png: bytes,
+    charts: list[tuple[str, bytes]],
+    phases_png: bytes | None = None,
+) -> str:
     """The whole report as one HTML string with every image inline."""
     entries = report.entries()
     rows = [
@@ -162,6 +166,7 @@ def render_html(report: Report, pareto_png: bytes, charts: list[tuple[str, bytes
                 else None
             ),
             phases=report.phase_rows(),
+            phases_plot=data_uri(phases_png) if phases_png else None,
             pareto=data_uri(pareto_png),
             charts=[(name, data_uri(png)) for name, png in charts],
             calibration=_calibration_rows(report.calibration) if report.calibration else None,
