@@ -335,9 +335,9 @@ _default: PresidioDetector | None = None
 
 def freeze_loaded_objects() -> None:
     """Move every object alive now (spaCy's vocabulary and weights, the name lists, Presidio's
-    registry: ~470k objects) out of the cyclic collector's reach. They live as long as the
+    registry: ~440k objects) out of the cyclic collector's reach. They live as long as the
     process; without this a full collection that falls inside a request walks all of them
-    (a 56 ms outlier in 300 requests of `benchmarks/pii_latency.py`, under load)."""
+    (about 200 ms of CPU under load; see docs/privacy.md, Latency)."""
     gc.collect()
     gc.freeze()
 
