@@ -9,15 +9,19 @@ warm-up, one at a time. Timed per request: wall time (`perf_counter`, the latenc
 and the detecting thread's CPU time (`thread_time`, what the detector itself burns; it moves
 less when other jobs share the cores). Reported: mean, p50, p95, p99, max.
 
-Detectors: `presidio` (the default `PresidioDetector`: Presidio's recognizers + spaCy NER +
-duetto's rules), `presidio_blis` (the same with thinc's default blis matrix products, for
-comparison), `presidio_ungated` (the same with the NER reading every sentence,
-`ner_gate=False`), `patterns_only` (`ner=False`), `rules` (`duetto.privacy.rules.rules_detect`:
-every dependency-free rule incl. identifiers, labelled fields and secrets; the default without
-the privacy extra) and `regex` (`duetto.scoring.pii.regex_detect`, the seam's minimal one). The
-breakdown times each stage of the default detector alone on the same texts (CPU time). The JSON
-also records the load average before and after, the CPU and the library versions.
-`--prose N` also times the default detector with and without its NER gate on N requests
+Detectors: `presidio` (the default `PresidioDetector`: Presidio's recognizers + spaCy NER on
+word windows around name candidates, the rules' detections blanked + duetto's rules),
+`presidio_blis` (the same with thinc's default blis matrix products, for comparison),
+`presidio_sentence_gate` (the earlier gate: whole sentences that may hold a name, nothing
+blanked: `ner_window=None, ner_skips_found=False`), `presidio_ungated` (the NER reading all
+the text, `ner_gate=False`), `patterns_only` (`ner=False`), `rules`
+(`duetto.privacy.rules.rules_detect`: every dependency-free rule incl. identifiers, labelled
+fields and secrets; the default without the privacy extra) and `regex`
+(`duetto.scoring.pii.regex_detect`, the seam's minimal one). The breakdown times each stage
+of the default detector alone on the same texts (CPU time). The JSON also records the load
+average before and after, the CPU and the library versions. Objects loaded by the detectors
+are frozen out of the garbage collector, as `duetto.privacy.presidio.install` does.
+`--prose N` also times the default detector and the sentence gate on N requests
 joined from banking77's test queries (lower-case prose with few names, unlike the synthetic
 sentences). `--model-pass N` adds the optional local-model pass (`duetto.privacy.model_pass`,
 the embedded SmolLM2) on N texts of generated_large.json: PERSON recall/precision with and
@@ -101,13 +105,16 @@ def breakdown(detector: Any, texts: list[str]) -> dict[str, Any]:
     from duetto.privacy.fields import fields
     from duetto.privacy.identifiers import identifiers
     from duetto.privacy.names import person_names
-    from duetto.privacy.presidio import ner_entities, ner_text
+    from duetto.privacy.presidio import ner_entities
     from duetto.privacy.recognizers import phone_numbers, street_addresses
+    from duetto.privacy.rules import rule_entities
     from duetto.privacy.secrets import find_secrets
     from duetto.scoring.pii import card_numbers
 
+    found = {t: detector.presidio_patterns(t) + rule_entities(t, seam=False) for t in texts}
+
     def gated(text: str) -> str:
-        return (ner_text(text) or "") if detector.ner_gate else text
+        return detector.ner_input(text, found[text]) or ""
 
     def spacy_ner(text: str) -> Any:
         with detector._blas_limit():
@@ -225,7 +232,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from duetto.privacy.presidio import PresidioDetector
+    from duetto.privacy.presidio import PresidioDetector, freeze_loaded_objects
 
     load_before = os.getloadavg()
     texts, source = make_requests(args.requests, args.chars, args.seed)
@@ -237,6 +244,9 @@ def main() -> None:
     blis.load()
     ungated = PresidioDetector(ner_gate=False)
     ungated.load()
+    sentences = PresidioDetector(ner_window=None, ner_skips_found=False)
+    sentences.load()
+    freeze_loaded_objects()  # as `duetto.privacy.presidio.install` does
     result: dict[str, Any] = {
         "source": source,
         "requests": len(texts),
@@ -245,6 +255,7 @@ def main() -> None:
         "load_s": round(load_s, 2),
         "presidio": time_detector(detector, texts),
         "presidio_blis": time_detector(blis, texts),
+        "presidio_sentence_gate": time_detector(sentences, texts),
         "presidio_ungated": time_detector(ungated, texts),
         "patterns_only": time_detector(_patterns_only(), texts),
         "rules": time_detector(rules_detect, texts),
@@ -256,6 +267,7 @@ def main() -> None:
         result["prose"] = {
             "source": "banking77 test queries",
             "presidio": time_detector(detector, prose),
+            "presidio_sentence_gate": time_detector(sentences, prose),
             "presidio_ungated": time_detector(ungated, prose),
         }
     if not args.no_breakdown:
@@ -275,6 +287,7 @@ def main() -> None:
     for key, label in [
         ("presidio", "presidio+spaCy+rules"),
         ("presidio_blis", "  same, blis gemm"),
+        ("presidio_sentence_gate", "  same, sentence gate"),
         ("presidio_ungated", "  same, NER on all"),
         ("patterns_only", "patterns, no NER"),
         ("rules", "rules (no Presidio)"),

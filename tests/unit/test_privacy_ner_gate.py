@@ -35,3 +35,33 @@ def test_sentences_that_may_hold_a_name_are_kept(text: str) -> None:
 def test_nothing_to_read_gives_none() -> None:
     assert ner_text("the fee is fine. thanks a lot!") is None
     assert ner_text("The fee is fine.") is None  # a sentence-initial stop word only
+
+
+def test_windows_keep_only_words_near_a_candidate() -> None:
+    from duetto.privacy.ner_gate import ner_windows
+
+    text = "the fee was charged twice on my account last week so please ask Dorota about it"
+    out = ner_windows(text, window=2)
+    assert out is not None and len(out) == len(text)
+    assert "please ask Dorota about it" in out  # the candidate and two words each side
+    assert "charged" not in out and "fee" not in out
+    assert out.index("Dorota") == text.index("Dorota")
+
+
+def test_windows_skip_sentence_initial_stop_words_and_the_pronoun_i() -> None:
+    from duetto.privacy.ner_gate import ner_windows
+
+    assert ner_windows("The fee is fine. I think so. When is it due?") is None
+    assert ner_windows("we met Tuesday", window=1) == "   met Tuesday"
+    text = "first line here\nSarah called"
+    assert ner_windows(text, window=0) == "               \nSarah called"
+
+
+def test_blank_spans_keeps_offsets_and_newlines() -> None:
+    from duetto.privacy.ner_gate import blank_spans
+    from duetto.scoring.pii import Entity
+
+    text = "mail ana@x.org\nnow"
+    out = blank_spans(text, [Entity("EMAIL_ADDRESS", 5, 16, text[5:16], 1.0)])
+    assert out == "mail " + " " * 9 + "\n" + " ow"  # the span crosses the line end
+    assert blank_spans(text, []) == text

@@ -21,6 +21,7 @@ and is replaced by `duetto.privacy.recognizers.phone_numbers`. See docs/privacy.
 
 from __future__ import annotations
 
+import gc
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -29,8 +30,8 @@ from typing import Any
 
 from duetto.errors import ConfigError
 from duetto.privacy.language import looks_english
-from duetto.privacy.name_lists import given_names, surnames
 from duetto.privacy.names import person_names
+from duetto.privacy.ner_gate import DEFAULT_WINDOW, blank_spans, ner_text, ner_windows
 from duetto.privacy.recognizers import resolve_overlaps
 from duetto.privacy.rules import rule_entities
 from duetto.scoring.pii import Entity, set_detector
@@ -86,8 +87,11 @@ class PresidioDetector:
     `english_only` (default) skips the English NER on text whose function words are mostly
     another language's (`duetto.privacy.language`): on Spanish clinical reports it tagged
     capitalised Spanish words as PERSON with precision 0.11; the rules still run.
-    `ner_gate` (default) runs the NER only on the sentences that may hold a name
-    (`ner_text`): the rest are blanked, offsets kept, so the model reads fewer tokens.
+    `ner_gate` (default) runs the NER only on the words that may hold a name and
+    `ner_window` words around them (`duetto.privacy.ner_gate.ner_windows`); the rest are
+    blanked, offsets kept, so the model reads fewer tokens. `ner_window=None` keeps whole
+    sentences instead (`ner_text`, the earlier gate). `ner_skips_found` (default, with the
+    gate) blanks what the rules and patterns already detected before the NER reads the text.
     """
 
     def __init__(
@@ -102,8 +106,12 @@ class PresidioDetector:
         organizations: bool = False,
         english_only: bool = True,
         ner_gate: bool = True,
+        ner_window: int | None = DEFAULT_WINDOW,
+        ner_skips_found: bool = True,
     ) -> None:
+        self.ner_skips_found = ner_skips_found
         self.ner_gate = ner_gate
+        self.ner_window = ner_window
         self.organizations = organizations
         self.english_only = english_only
         self.spacy_model = spacy_model
@@ -124,19 +132,42 @@ class PresidioDetector:
         if not text:
             return []
         self.load()
-        found = self.presidio_patterns(text)
+        found = self.presidio_patterns(text) + rule_entities(text, seam=False)
         if self.ner and (not self.english_only or looks_english(text)):
-            scanned = ner_text(text) if self.ner_gate else text
+            scanned = self.ner_input(text, found)
             if scanned is not None:
                 with self._blas_limit():
                     doc = self._nlp(scanned)
                 found += ner_entities(doc) + person_names(doc)
-        found += rule_entities(text, seam=False)
         if not self.organizations:
             found = [e for e in found if e.type != "ORGANIZATION"]
         if self.entities is not None:
             found = [e for e in found if e.type in self.entities]
         return resolve_overlaps(found, self.min_score)
+
+    def ner_input(self, text: str, found: Iterable[Entity] = ()) -> str | None:
+        """What the NER reads for `text` (None: nothing), after the gate.
+
+        With the gate on, the spans of `found` (the rules' and patterns' detections) that the
+        detector will report are blanked first: they are redacted whatever the NER says, and
+        each blanked run costs the NER one whitespace token instead of its words.
+        """
+        if not self.ner_gate:
+            return text
+        if self.ner_skips_found:
+            text = blank_spans(
+                text,
+                (
+                    e
+                    for e in found
+                    if e.score >= self.min_score
+                    and (self.entities is None or e.type in self.entities)
+                    and (self.organizations or e.type != "ORGANIZATION")
+                ),
+            )
+        if self.ner_window is None:
+            return ner_text(text)
+        return ner_windows(text, self.ner_window)
 
     def presidio_patterns(self, text: str) -> list[Entity]:
         """Presidio's pattern/checksum recognizers, each called directly, scores >= min_score."""
@@ -217,55 +248,6 @@ def url_candidates(text: str) -> str:
     return _NO_URL_TOKEN.sub(lambda m: " " * (m.end() - m.start()), text)
 
 
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?\n]*")
-_WORD = re.compile(r"[^\W\d_][^\W_]*(?:['’][^\W\d_]+)?")
-_DIGIT = re.compile(r"\d")
-_NOT_NEWLINE = re.compile(r"[^\n]")
-
-
-def ner_text(text: str) -> str | None:
-    """`text` with the sentences that cannot hold a name blanked (offsets kept), or None.
-
-    A sentence is kept when it holds a digit (lower-case addresses and dates, which the NER
-    tags), or a word in it is capitalised (besides a sentence-initial stop
-    word: "The", "When"), or is a listed given name or surname in lower case ("follow up
-    with patricia"), or is a naming word ("name", "call", "named", ...: the person-name rules'
-    cues). The NER costs about its number of tokens; sentences without any of these are
-    plain prose where it found nothing the rules and the other recognizers need (it may tag
-    "two days ago" as a date: a quasi-identifier, and a common false alarm on bank queries).
-    """
-    from spacy.lang.en.stop_words import STOP_WORDS
-
-    given, family = given_names(), surnames()
-    parts: list[str] = []
-    pos = 0
-    kept = False
-    for sentence in _SENTENCE.finditer(text):
-        s = sentence.group()
-        keep = _DIGIT.search(s) is not None  # addresses, dates: the NER tags them in any case
-        for i, w in enumerate(() if keep else _WORD.finditer(s)):
-            word = w.group()
-            low = word.lower()
-            if word[0].isupper():
-                if i > 0 or low not in STOP_WORDS:
-                    keep = True
-                    break
-            elif low in given or low in family or low in _NAMING_WORDS:
-                keep = True
-                break
-        kept |= keep
-        parts.append(text[pos : sentence.start()])  # punctuation between sentences
-        parts.append(s if keep else _NOT_NEWLINE.sub(" ", s))  # lines stay lines
-        pos = sentence.end()
-    if not kept:
-        return None
-    parts.append(text[pos:])
-    return "".join(parts)
-
-
-_NAMING_WORDS = frozenset(("name", "named", "call", "calls", "called", "i'm", "im"))
-
-
 def ner_entities(doc: Any) -> list[Entity]:
     """spaCy's entities mapped to Presidio types (what Presidio's SpacyRecognizer reports)."""
     text: str = doc.text
@@ -287,13 +269,12 @@ def _numpy_gemm_single_thread(nlp: Any) -> Callable[[], AbstractContextManager[A
 
     thinc's default CPU ops multiply with blis, whose x86-64 build picks its generic reference
     kernel on CPUs it does not recognise (AMD Zen 3 here: about 4x slower than OpenBLAS on
-    the NER's 100x300 products). `NumpyOps(use_blis=False)` uses numpy's BLAS instead; one
+    the NER's 100x300 products). `NumpyOps(use_blis=False)` uses numpy's BLAS instead (with the
+    weights as the tall operand: `_tall_products_ops`); one
     thread, because a second thread on a busy 2-core machine costs far more than it saves on
     matrices this small. Without threadpoolctl the products run on numpy's default threads.
     """
-    from thinc.api import NumpyOps
-
-    ops = NumpyOps(use_blis=False)
+    ops = _tall_products_ops()
     for _, pipe in nlp.pipeline:
         model = getattr(pipe, "model", None)
         if model is not None:
@@ -305,6 +286,37 @@ def _numpy_gemm_single_thread(nlp: Any) -> Callable[[], AbstractContextManager[A
         return nullcontext
     one_thread = _OneBlasThread(ThreadpoolController().select(user_api="blas"))
     return lambda: one_thread
+
+
+def _tall_products_ops() -> Any:
+    """thinc's NumpyOps with `X @ W.T` computed as `(W @ X.T).T`.
+
+    The NER's products are a few dozen token rows times 288x288 weights; OpenBLAS is much
+    slower per flop with so few rows (its kernels block on the first operand's rows), so
+    letting the weights be the tall operand saves about 0.9 ms CPU per 500-character request
+    (in-process alternation, docs/privacy.md, Latency). Same entities on the benchmark texts.
+    """
+    import numpy as np
+    from thinc.api import NumpyOps
+
+    class TallProductsOps(NumpyOps):  # type: ignore[misc]
+        def gemm(
+            self,
+            x: Any,
+            y: Any,
+            out: Any = None,
+            trans1: bool = False,
+            trans2: bool = False,
+        ) -> Any:
+            if not trans2 or trans1:
+                return super().gemm(x, y, out=out, trans1=trans1, trans2=trans2)
+            product = np.dot(y, x.T).T
+            if out is None:
+                return np.ascontiguousarray(product)
+            out[...] = product
+            return out
+
+    return TallProductsOps(use_blis=False)
 
 
 class _OneBlasThread:
@@ -351,11 +363,21 @@ def _offline_email_recognizer() -> Any:
 _default: PresidioDetector | None = None
 
 
+def freeze_loaded_objects() -> None:
+    """Move every object alive now (spaCy's vocabulary and weights, the name lists, Presidio's
+    registry: ~440k objects) out of the cyclic collector's reach. They live as long as the
+    process; without this a full collection that falls inside a request walks all of them
+    (about 200 ms of CPU under load; see docs/privacy.md, Latency)."""
+    gc.collect()
+    gc.freeze()
+
+
 def install(detector: PresidioDetector | None = None) -> PresidioDetector:
     """Load the detector and make it the process-wide one (`duetto.scoring.pii.detect`)."""
     global _default
     det = detector or _default or PresidioDetector()
     det.load()
+    freeze_loaded_objects()
     _default = det
     set_detector(det)
     return det
