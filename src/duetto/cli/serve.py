@@ -31,6 +31,15 @@ def serve(
             "without CONFIG: the shipped one; a calibration promoted in the store wins)"
         ),
     ] = None,
+    store_before_answer: Annotated[
+        bool,
+        typer.Option(
+            "--store-before-answer/--answer-first",
+            help="commit each request's record before the client gets the end of its answer "
+            "(a kill -9 never loses an answered request), or answer first and store right "
+            "after (less latency; a crash in between loses those records)",
+        ),
+    ] = True,
 ) -> None:
     """Serve the config's strategies and models behind an OpenAI-compatible API."""
     import logging
@@ -58,6 +67,7 @@ def serve(
             check_fitted(fitted, cfg.strategies)
         # the serve defaults (detector, the embedded config's SLM fallback) live in settings
         settings = GatewaySettings.from_config(cfg, db=db)
+        settings.store_before_answer = store_before_answer
         from duetto.gateway.serving import shadow_candidates
 
         missing = [n for n in uncalibrated(cfg, fitted) if n not in shadow_candidates(settings)]

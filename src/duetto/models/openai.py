@@ -188,12 +188,11 @@ class OpenAIModel(LeafModel):
             "POST",
             self._post_url,
             headers=self._post_headers,
+            # an upstream that set a cookie (a sticky load balancer) gets it back
+            cookies=client.cookies or None,
             content=content,
             extensions=self._post_timeout,
         )
-        jar = client.cookies
-        if jar:  # an upstream that set a cookie (a sticky load balancer) gets it back
-            jar.set_cookie_header(http_request)
         tally.attempts += 1
         try:
             response = await self._send(client, http_request)
