@@ -15,7 +15,8 @@ minus direct), requests/s, and the CPU each target spent per request (psutil, it
 Targets of the issue: p50 added ≤ 2 ms; throughput ≥ LiteLLM's.
 duetto runs with the default privacy settings (policy `allow`, detector `auto`: Presidio when
 the privacy extra is installed; leaks counted inline by the rules, 5% re-scanned by the
-detector off the request path) unless `--detector regex|presidio`. The JSON says which, and the
+detector off the request path) unless `--detector regex|presidio`, and commits each record
+before answering unless `--answer-first` (then right after). The JSON says which, and the
 load average before and after: figures taken on a busy machine are not figures to publish.
 """
 
@@ -74,7 +75,7 @@ def wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 120) -> No
 
 
 def start_duetto(
-    work: Path, upstream: str, detector: str | None = None
+    work: Path, upstream: str, detector: str | None = None, answer_first: bool = False
 ) -> tuple[subprocess.Popen[Any], str]:
     from duetto.gateway.auth import hash_key
 
@@ -113,6 +114,7 @@ def start_duetto(
             str(work / "traces.db"),
             "--log-level",
             "warning",
+            "--answer-first" if answer_first else "--store-before-answer",
         ],
         stdout=(work / "duetto.log").open("w"),
         stderr=subprocess.STDOUT,
@@ -165,6 +167,15 @@ def start_litellm(work: Path, upstream: str, exe: str) -> tuple[subprocess.Popen
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health/liveliness", proc, timeout=180)
     return proc, url + "/v1"
+
+
+def served_with(log: Path) -> str:
+    """uvicorn's loop and HTTP parser as `duetto serve` announced them ("uvloop + httptools")."""
+    import re
+
+    text = log.read_text() if log.exists() else ""  # rich may wrap the line
+    found = re.search(r",\s+(\w+)\s+\+\s+(\w+)\)", text)
+    return f"{found.group(1)} + {found.group(2)}" if found else "unknown"
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -230,6 +241,11 @@ def main() -> None:
     ap.add_argument("--litellm", default=shutil.which("litellm") or "/tmp/litellm-venv/bin/litellm")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--detector", choices=["regex", "presidio"], help="default: the config's")
+    ap.add_argument(
+        "--answer-first",
+        action="store_true",
+        help="duetto answers before its record is committed (default: committed first)",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="duetto-overhead-"))
     up = subprocess.Popen(
@@ -242,7 +258,7 @@ def main() -> None:
     notes: list[str] = []
     try:
         load_before = os.getloadavg()
-        proc, url = start_duetto(work, upstream, args.detector)
+        proc, url = start_duetto(work, upstream, args.detector, args.answer_first)
         procs.append(proc)
         targets["duetto"] = (url, "llm", proc.pid)
         if Path(args.litellm).exists():
@@ -264,6 +280,8 @@ def main() -> None:
         summary: dict[str, Any] = {
             "requests": args.requests,
             "detector": args.detector or "default (auto)",
+            "store": "answer first" if args.answer_first else "committed before the answer",
+            "duetto_io": served_with(work / "duetto.log"),
             "loadavg_before_after": [load_before[0], os.getloadavg()[0]],
             "results": results,
         }

@@ -246,7 +246,10 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
         except GatewayFailure as exc:
             await gw.finish(call, None, status="error", http_status=exc.status, error=str(exc))
             return error(exc.status, str(exc), "upstream_error", "upstream_failed", headers=headers)
-        await gw.finish(call, answer)
+        if gw.settings.store_before_answer:
+            await gw.finish(call, answer)
+        else:
+            gw.finish_later(call, answer)
         extra = duetto_block(call.trace_id, answer.response, answer.answered_by, answer.fallback)
         return JSONResponse(
             completion(
@@ -285,7 +288,10 @@ def create_app(engine: Engine, settings: GatewaySettings | None = None) -> "Fast
                 yield writer.role()
                 while True:
                     if isinstance(item, Answer):
-                        await gw.finish(call, item)  # stored before the client sees the end
+                        if gw.settings.store_before_answer:  # stored before the client sees the end
+                            await gw.finish(call, item)
+                        else:
+                            gw.finish_later(call, item)
                         r = item.response
                         extra = duetto_block(call.trace_id, r, item.answered_by, item.fallback)
                         yield writer.finish(r, extra) + ChunkWriter.DONE

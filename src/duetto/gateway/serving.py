@@ -8,7 +8,8 @@
               stream cut mid-way is continued), and the trace says so; redacted answers are
               restored (streams too)
     finish    settle (actual cost) or release the reservation, metrics, and exactly one record
-              in the store (committed before the client gets the end of the answer)
+              in the store (committed before the client gets the end of the answer, unless
+              `store_before_answer` is off: then right after, from a task of its own)
 
 The HTTP layer (app.py) calls these in order and only shapes bytes. The parts live apart:
 callers and rate limits in auth.py, budgets in billing.py, session pins in affinity.py, the
@@ -21,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from duetto.errors import (
@@ -455,11 +456,20 @@ class Gateway:
         cancelled and cannot await)."""
         if call.finished:
             return
-        task = asyncio.get_running_loop().create_task(
+        self._spawn(
             self.finish(
                 call, None, status="cancelled", http_status=499, error="client disconnected"
             )
         )
+
+    def finish_later(self, call: Call, answer: Answer) -> None:
+        """`store_before_answer: false`: finish (store, settle, metrics, hooks) in a task of
+        its own while the client gets its answer. The record is still written once; shutdown
+        waits for it (aclose); only a crash in the milliseconds between loses it."""
+        self._spawn(self.finish(call, answer))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

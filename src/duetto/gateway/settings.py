@@ -49,6 +49,10 @@ class GatewaySettings(GatewayConfig):
     leak_rescan_queue: int = Field(64, ge=1)  # full: a sampled re-scan is dropped (and counted)
     admin_keys: list[str] = Field(default_factory=list)  # names of the keys with `admin: true`
     calibration_poll_s: float = Field(5.0, ge=0)  # replicas check for a promoted calibration
+    # True: a request's record is committed before the client gets the end of its answer (a
+    # kill -9 never loses an answered request). False: answer first, store right after (the
+    # commit leaves the latency path; a crash in between loses those records)
+    store_before_answer: bool = True
 
     @classmethod
     def from_config(cls, cfg: Config, *, db: str | None = None) -> GatewaySettings:

@@ -129,6 +129,11 @@ class OpenAIModel(LeafModel):
         self._rng = random.Random()
         self._http: httpx.AsyncClient | None = None
         self._http_loop: asyncio.AbstractEventLoop | None = None
+        # set with each client (_new_client)
+        self._post_url = httpx.URL(self.base_url)
+        self._post_headers = httpx.Headers()
+        self._post_timeout: dict[str, Any] = {}
+        self._direct: httpx.AsyncBaseTransport | None = None
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIModel({self.card.name!r}, {self.base_url!r}, {self.model!r})"
@@ -140,19 +145,35 @@ class OpenAIModel(LeafModel):
         # `complete_sync` (a fresh loop per call) keeps working.
         loop = asyncio.get_running_loop()
         if self._http is None or self._http_loop is not loop:
-            self._http = httpx.AsyncClient(
-                base_url=self.base_url,
-                headers=self._headers,
-                timeout=self.timeout,
-                transport=self._transport,
-                limits=self._limits,
-            )
+            self._http = self._new_client()
             self._http_loop = loop
         return self._http
 
+    def _new_client(self) -> httpx.AsyncClient:
+        """The pooled keep-alive client, and what every POST to it shares, computed once: the
+        URL, the merged headers, the timeout, and the transport to call directly."""
+        transport = self._transport or httpx.AsyncHTTPTransport(limits=self._limits)
+        client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self._headers,
+            timeout=self.timeout,
+            transport=transport,
+            limits=self._limits,
+        )
+        self._post_url = client.build_request("POST", "chat/completions").url
+        self._post_headers = httpx.Headers(client.headers)
+        self._post_headers["Content-Type"] = "application/json"
+        self._post_timeout = {"timeout": self.timeout.as_dict()}
+        # Direct to the pool: `client.send` would re-merge the URL and headers, run the auth and
+        # redirect machinery and parse cookies on every call (about half the client's CPU per
+        # call, docs/gateway.md). Same request bytes; through the client when a proxy from the
+        # environment may apply (the client mounts it).
+        self._direct = None if _proxy_env() else transport
+        return client
+
     async def aclose(self) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.aclose()  # and its transport
             self._http = None
 
     def _payload(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
@@ -163,15 +184,18 @@ class OpenAIModel(LeafModel):
     async def _open(self, content: bytes, tally: _Tally) -> httpx.Response:
         """Send one attempt and return a streaming response with a 2xx status."""
         client = self._client()
-        http_request = client.build_request(
+        http_request = httpx.Request(
             "POST",
-            "chat/completions",
+            self._post_url,
+            headers=self._post_headers,
+            # an upstream that set a cookie (a sticky load balancer) gets it back
+            cookies=client.cookies or None,
             content=content,
-            headers={"Content-Type": "application/json"},
+            extensions=self._post_timeout,
         )
         tally.attempts += 1
         try:
-            response = await client.send(http_request, stream=True)
+            response = await self._send(client, http_request)
         except httpx.UnsupportedProtocol as exc:
             raise UserError(f"model {self.card.name!r}: bad base_url {self.base_url!r}") from exc
         except httpx.HTTPError as exc:
@@ -191,6 +215,15 @@ class OpenAIModel(LeafModel):
             await response.aclose()
             tally.count_response(response)
         raise _AttemptFailed(self._status_error(response, body), _retry_after(response))
+
+    async def _send(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+        if self._direct is None:
+            return await client.send(request, stream=True)
+        response = await self._direct.handle_async_request(request)
+        response.request = request
+        if "set-cookie" in response.headers:
+            client.cookies.extract_cookies(response)
+        return response
 
     def _status_error(self, response: httpx.Response, body: str) -> UpstreamError:
         status = response.status_code
@@ -380,6 +413,12 @@ class OpenAIModel(LeafModel):
             extra=extra,
             usage_details=details,
         )
+
+
+def _proxy_env() -> bool:
+    """Whether httpx's client would mount a proxy from the environment (trust_env)."""
+    names = ("http_proxy", "https_proxy", "all_proxy")
+    return any(k.lower() in names and v for k, v in os.environ.items())
 
 
 def _index(choice: Any) -> int:
