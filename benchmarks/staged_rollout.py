@@ -94,8 +94,11 @@ def mix_of(items: Sequence[WorkItem]) -> dict[str, Any]:
         name = name or ("banking77" if "banking77" in it.tags else "clinc150")
         counts[name] = counts.get(name, 0) + 1
     n = max(len(items), 1)
-    return {"requests": len(items), "by_source": counts,
-            "share": {k: round(v / n, 3) for k, v in counts.items()}}
+    return {
+        "requests": len(items),
+        "by_source": counts,
+        "share": {k: round(v / n, 3) for k, v in counts.items()},
+    }
 
 
 def body_of(item: WorkItem, model: str) -> dict[str, Any]:
@@ -135,8 +138,11 @@ class Phase:
 def subprocess_cli(argv: Sequence[str]) -> tuple[int, str]:
     """`duetto …` as a separate process (the store is a SQLite file both open)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "duetto.cli.main", *argv], capture_output=True, text=True,
-        env=os.environ.copy(), check=False,
+        [sys.executable, "-m", "duetto.cli.main", *argv],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        check=False,
     )
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -145,8 +151,15 @@ class Rollout:
     """The phases against one running gateway (`app` served by `server`, a ServerThread)."""
 
     def __init__(
-        self, app: Any, server: Any, db: str, workdir: Path, *, cli: Cli = subprocess_cli,
-        config: Path | None = None, log: Callable[[str], None] = print,
+        self,
+        app: Any,
+        server: Any,
+        db: str,
+        workdir: Path,
+        *,
+        cli: Cli = subprocess_cli,
+        config: Path | None = None,
+        log: Callable[[str], None] = print,
     ) -> None:
         self.app = app
         self.server = server
@@ -199,9 +212,15 @@ class Rollout:
         data = r.json()
         extra = data.get("duetto", {})
         text = data["choices"][0]["message"].get("content") or ""
-        s = Served(item, extra.get("trace_id") or r.headers["x-duetto-trace-id"], text,
-                   extra.get("answered_by", ""), int(extra.get("llm_calls") or 0),
-                   float(extra.get("cost_usd") or 0.0), ms)
+        s = Served(
+            item,
+            extra.get("trace_id") or r.headers["x-duetto-trace-id"],
+            text,
+            extra.get("answered_by", ""),
+            int(extra.get("llm_calls") or 0),
+            float(extra.get("cost_usd") or 0.0),
+            ms,
+        )
         s.score = score(item, text)
         return s
 
@@ -229,17 +248,24 @@ class Rollout:
         s.llm_text = text
         s.llm_score = score(s.item, text)
 
-    def serve(self, phase: Phase, items: Sequence[WorkItem], model: str,
-              track: bool = False) -> None:
+    def serve(
+        self, phase: Phase, items: Sequence[WorkItem], model: str, track: bool = False
+    ) -> None:
         phase.loop_before = self.loop_state()
         for i, item in enumerate(items):
             phase.served.append(self.ask(item, model))
             if track:  # the live estimate as a user of /v1/loop sees it after each request
                 self.refresh()
                 q = (self.loop_state()["strategies"].get(model) or {}).get("quality") or {}
-                phase.estimates.append({"request": i + 1, **q,
-                                        "threshold": (self.loop_state()["strategies"]
-                                                      .get(model, {}).get("threshold"))})
+                phase.estimates.append(
+                    {
+                        "request": i + 1,
+                        **q,
+                        "threshold": (
+                            self.loop_state()["strategies"].get(model, {}).get("threshold")
+                        ),
+                    }
+                )
             if (i + 1) % 10 == 0:
                 self.log(f"  {phase.name}: {i + 1}/{len(items)}")
         self.drain()
@@ -281,8 +307,11 @@ class Rollout:
             argv += ["--config", str(self.config)]
         rc, text = self.cli(argv)
         self.log(f"duetto fit: exit {rc}\n{text.strip()[-800:]}")
-        fit: dict[str, Any] = {"command": "duetto " + " ".join(argv), "exit": rc,
-                               "output": text.strip()[-1500:]}
+        fit: dict[str, Any] = {
+            "command": "duetto " + " ".join(argv),
+            "exit": rc,
+            "output": text.strip()[-1500:],
+        }
         path = out / "calibration.json"
         if not path.is_file():
             fit["promoted"] = False
@@ -299,9 +328,11 @@ class Rollout:
         fit["version"] = calibration.get("version", {}).get("hash")
         fit["threshold"] = calibration.get("strategies", {}).get(STRATEGY, {}).get("threshold")
         if rc == 2:
-            fit["note"] = ("duetto fit said the held-out evidence does not support the target "
-                           "(exit 2): promoted anyway so the later phases run; an operator would "
-                           "wait for more data")
+            fit["note"] = (
+                "duetto fit said the held-out evidence does not support the target "
+                "(exit 2): promoted anyway so the later phases run; an operator would "
+                "wait for more data"
+            )
         self.fit = fit
         return fit
 
@@ -363,8 +394,9 @@ def summarise(rollout: Rollout, phase: Phase, model: str, target: float) -> dict
         "mix": mix_of([s.item for s in served]),
         "llm_call_share": 1.0 - sum(local) / max(len(local), 1),
         "cost_usd": float(sum(s.cost_usd for s in served)),
-        "llm_only_cost_usd": _delta(phase.loop_after, phase.loop_before, model,
-                                    "llm_only_cost_usd"),
+        "llm_only_cost_usd": _delta(
+            phase.loop_after, phase.loop_before, model, "llm_only_cost_usd"
+        ),
         "loop_cost_usd": float(phase.loop_after.get("loop_cost_usd", 0.0))
         - float(phase.loop_before.get("loop_cost_usd", 0.0)),
         "quality": quality,
@@ -372,20 +404,32 @@ def summarise(rollout: Rollout, phase: Phase, model: str, target: float) -> dict
         "quality_delta_ci": [float(lo), float(hi)],
         "non_inferiority_floor": -0.05 * llm_only_quality if llm_only_quality else None,
         "audit_estimate": (
-            {"mean": _num(est.mean), "ci_low": _num(est.ci_low), "ci_high": _num(est.ci_high),
-             "audits": est.n, "audit_mean": _num(est.audit_mean), "target": target}
-            if phase.name != "shadow" else None
+            {
+                "mean": _num(est.mean),
+                "ci_low": _num(est.ci_low),
+                "ci_high": _num(est.ci_high),
+                "audits": est.n,
+                "audit_mean": _num(est.audit_mean),
+                "target": target,
+            }
+            if phase.name != "shadow"
+            else None
         ),
         "audit_estimate_live": live,
         "gold_quality_ratio": gold_ratio,
         "oos_requests": len(oos),
         "oos_escalated": (len(esc) + len(refused)) / len(oos) if oos else None,
-        "oos_detail": {"escalated": len(esc), "refused_locally": len(refused),
-                       "answered_locally_otherwise": len(oos) - len(esc) - len(refused)},
+        "oos_detail": {
+            "escalated": len(esc),
+            "refused_locally": len(refused),
+            "answered_locally_otherwise": len(oos) - len(esc) - len(refused),
+        },
         "user_latency_p50_ms": _p50([s.latency_ms for s in served]),
         "user_latency_p50_ms_without_loop": _p50(phase.without_loop_ms),
-        "latency_sample": {"requests": len(phase.without_loop_ms),
-                           "p50_ms_with_loop_same_sample": _p50(phase.with_loop_sample_ms)},
+        "latency_sample": {
+            "requests": len(phase.without_loop_ms),
+            "p50_ms_with_loop_same_sample": _p50(phase.with_loop_sample_ms),
+        },
         "notes": phase.notes,
     }
     if phase.name == "drift":
@@ -401,8 +445,7 @@ def _num(x: float) -> float | None:
 def requests_to_recover(estimates: Sequence[dict[str, Any]], target: float) -> int | None:
     """Requests of the drift phase until the live estimate is back at or above the target after
     it last fell below: 0 when it never fell below, None when it is still below at the end."""
-    below = [i for i, e in enumerate(estimates) if e.get("mean") is not None
-             and e["mean"] < target]
+    below = [i for i, e in enumerate(estimates) if e.get("mean") is not None and e["mean"] < target]
     if not below:
         return 0
     last = below[-1]
@@ -424,36 +467,55 @@ def checks(phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
     floor = p3.get("non_inferiority_floor")
     return {
         "phase3_llm_share_le_50pct": p3.get("llm_call_share", 1.0) <= 0.5,
-        "phase3_non_inferior": (None if floor is None
-                                else p3["quality_delta_ci"][0] >= floor),
-        "phase3_oos_escalated_ge_90pct": (None if p3.get("oos_escalated") is None
-                                          else p3["oos_escalated"] >= 0.9),
+        "phase3_non_inferior": (None if floor is None else p3["quality_delta_ci"][0] >= floor),
+        "phase3_oos_escalated_ge_90pct": (
+            None if p3.get("oos_escalated") is None else p3["oos_escalated"] >= 0.9
+        ),
         "audit_within_0.05_phase3": audit_ok(p3),
         "audit_within_0.05_phase4": audit_ok(p4),
-        "drift_recovered_within_500": (None if not p4 else
-                                       p4.get("requests_to_recover") is not None
-                                       and p4["requests_to_recover"] <= 500),
+        "drift_recovered_within_500": (
+            None
+            if not p4
+            else p4.get("requests_to_recover") is not None and p4["requests_to_recover"] <= 500
+        ),
         "latency_overhead_le_5pct": {n: latency_ok(p) for n, p in phases.items()},
     }
 
 
 def table(result: dict[str, Any]) -> str:
-    head = (f"{'phase':<9}{'n':>4}{'LLM%':>6}{'quality [CI]':>22}{'LLM-only':>9}"
-            f"{'delta CI':>17}{'audit est':>10}{'gold ratio':>11}{'OOS esc':>8}"
-            f"{'p50 ms':>9}{'no-loop':>9}")
-    lines = [head]
+    cols = (
+        "phase",
+        "n",
+        "LLM%",
+        "quality [95% CI]",
+        "LLM-only",
+        "delta CI",
+        "audit est",
+        "gold ratio",
+        "OOS esc",
+        "p50 ms",
+        "no-loop",
+    )
+    rows = [cols]
     for p in result["phases"]:
-        q = p["quality"]
-        a = (p.get("audit_estimate") or {}).get("mean")
-        lines.append(
-            f"{p['name']:<9}{p['requests']:>4}{100 * p['llm_call_share']:>6.0f}"
-            f"{_f(q['mean'])} [{_f(q['ci_low'])},{_f(q['ci_high'])}]".rjust(0)
-            + f"{_f(p['llm_only_quality']):>9}"
-            + f"  [{p['quality_delta_ci'][0]:+.3f},{p['quality_delta_ci'][1]:+.3f}]"
-            + f"{_f(a):>10}{_f(p['gold_quality_ratio']):>11}{_f(p['oos_escalated']):>8}"
-            + f"{_f(p['user_latency_p50_ms'], 0):>9}{_f(p['user_latency_p50_ms_without_loop'], 0):>9}"
+        q, d = p["quality"], p["quality_delta_ci"]
+        rows.append(
+            (
+                p["name"],
+                str(p["requests"]),
+                f"{100 * p['llm_call_share']:.0f}",
+                f"{_f(q['mean'])} [{_f(q['ci_low'])}, {_f(q['ci_high'])}]",
+                _f(p["llm_only_quality"]),
+                f"[{d[0]:+.3f}, {d[1]:+.3f}]",
+                _f((p.get("audit_estimate") or {}).get("mean")),
+                _f(p["gold_quality_ratio"]),
+                _f(p["oos_escalated"], 2),
+                _f(p["user_latency_p50_ms"], 0),
+                _f(p["user_latency_p50_ms_without_loop"], 0),
+            )
         )
-    return "\n".join(lines)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
 def _f(x: float | None, nd: int = 3) -> str:
@@ -464,9 +526,18 @@ def _f(x: float | None, nd: int = 3) -> str:
 
 
 def run(
-    app: Any, server: Any, db: str, workdir: Path, shadow_items: Sequence[WorkItem],
-    promoted_items: Sequence[WorkItem], drift_items: Sequence[WorkItem], *,
-    latency_sample: int, target: float, cli: Cli = subprocess_cli, config: Path | None = None,
+    app: Any,
+    server: Any,
+    db: str,
+    workdir: Path,
+    shadow_items: Sequence[WorkItem],
+    promoted_items: Sequence[WorkItem],
+    drift_items: Sequence[WorkItem],
+    *,
+    latency_sample: int,
+    target: float,
+    cli: Cli = subprocess_cli,
+    config: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """The four phases against a running gateway; the JSON of the benchmark."""
@@ -510,8 +581,9 @@ def run(
         "phases": phases,
         "fit": fit,
         "gold_audit_items": min(len(shadow_items), GOLD_MAX),
-        "loop_final": {k: final.get(k) for k in ("queues", "sampled", "labels", "judge_calls",
-                                                 "loop_cost_usd")},
+        "loop_final": {
+            k: final.get(k) for k in ("queues", "sampled", "labels", "judge_calls", "loop_cost_usd")
+        },
         "seconds": round(time.time() - t0, 1),
     }
     result["checks"] = checks({p["name"]: p for p in phases})
@@ -523,21 +595,34 @@ def settings_for(cfg: Any, db: str, audit_share: float, min_labels: int) -> Any:
     from duetto.gateway import GatewaySettings
 
     base = GatewaySettings.from_config(cfg, db=db)
-    return base.model_copy(update={
-        "shadow": {SERVED_LLM: ShadowConfig(candidate="slm", share=1.0, judge_share=0.0,
-                                            queue=1024)},
-        "audit": AuditConfig(share=audit_share, judge_share=0.0, queue=1024, window=500,
-                             min_labels=min_labels, refresh_s=1.0),
-        "calibration_poll_s": 0.0,
-    })
+    return base.model_copy(
+        update={
+            "shadow": {
+                SERVED_LLM: ShadowConfig(candidate="slm", share=1.0, judge_share=0.0, queue=1024)
+            },
+            "audit": AuditConfig(
+                share=audit_share,
+                judge_share=0.0,
+                queue=1024,
+                window=500,
+                min_labels=min_labels,
+                refresh_s=1.0,
+            ),
+            "calibration_poll_s": 0.0,
+        }
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--json", required=True)
     ap.add_argument("--requests-per-phase", type=int, default=40)
-    ap.add_argument("--shadow-requests", type=int, default=None,
-                    help="phase 1 size (default: max(N, 60); duetto fit needs 40 labelled rows)")
+    ap.add_argument(
+        "--shadow-requests",
+        type=int,
+        default=None,
+        help="phase 1 size (default: max(N, 60); duetto fit needs 40 labelled rows)",
+    )
     ap.add_argument("--data", default=None, help="draw from the full datasets (../shared/datasets)")
     ap.add_argument("--audit-share", type=float, default=1.0)
     ap.add_argument("--min-labels", type=int, default=10, help="controller: audits per move")
@@ -552,8 +637,11 @@ def main() -> int:
     n = a.requests_per_phase
     n_shadow = a.shadow_requests or max(n, 60)
     data = Path(a.data) if a.data else None
-    sizes = None if data is None else {"train": max(480, 2 * n_shadow), "audit": 150,
-                                       "test": max(360, 12 * n)}
+    sizes = (
+        None
+        if data is None
+        else {"train": max(480, 2 * n_shadow), "audit": 150, "test": max(360, 12 * n)}
+    )
     train = rollout_items(load_traffic("train", data, sizes=sizes))
     test = rollout_items(load_traffic("test", data, sizes=sizes))
     shadow_items, promoted_items = train[:n_shadow], test[:n]
@@ -565,8 +653,17 @@ def main() -> int:
         app = create_app(Engine(cfg), settings_for(cfg, db, a.audit_share, a.min_labels))
         load0 = os.getloadavg()
         with ServerThread(app, start_timeout_s=600) as server:
-            result = run(app, server, db, Path(tmp), shadow_items, promoted_items, drift_items,
-                         latency_sample=a.latency_sample, target=target)
+            result = run(
+                app,
+                server,
+                db,
+                Path(tmp),
+                shadow_items,
+                promoted_items,
+                drift_items,
+                latency_sample=a.latency_sample,
+                target=target,
+            )
     result["config"] = {
         "command": "python benchmarks/staged_rollout.py " + " ".join(sys.argv[1:]),
         "traffic": "shipped sample (duetto/data/traffic)" if data is None else f"drawn from {data}",
@@ -588,4 +685,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -100,8 +100,9 @@ def scripted(items: Sequence[Any]) -> dict[str, ChatModel]:
     return {
         "slm": ScriptedModel(ModelCard(name="slm"), slm, logprob=slm_logprob),
         "llm": ScriptedModel(
-            ModelCard(name="llm", location="remote", price_in_per_mtok=0.15,
-                      price_out_per_mtok=0.6),
+            ModelCard(
+                name="llm", location="remote", price_in_per_mtok=0.15, price_out_per_mtok=0.6
+            ),
             llm,
             logprob=-0.05,
         ),
@@ -120,7 +121,8 @@ def test_the_rollout_phases_write_the_issue_schema(tmp_path: Path) -> None:
     cfg = parse_config(CFG)
     engine = Engine(cfg, fitted=START, wrap=lambda name, _m: models[name])
     db = str(tmp_path / "g.db")
-    app = create_app(engine, mod.settings_for(cfg, db, audit_share=1.0, min_labels=10))
+    settings = mod.settings_for(cfg, db, audit_share=1.0, min_labels=10)
+    app = create_app(engine, settings.model_copy(update={"detector": "regex"}))
     runner = CliRunner()
 
     def cli(argv: Sequence[str]) -> tuple[int, str]:
@@ -128,21 +130,44 @@ def test_the_rollout_phases_write_the_issue_schema(tmp_path: Path) -> None:
         return r.exit_code, r.output
 
     with ServerThread(app) as server:
-        result = mod.run(app, server, db, tmp_path, shadow, promoted, drift, latency_sample=5,
-                         target=0.95, cli=cli, config=config, log=lambda _s: None)
+        result = mod.run(
+            app,
+            server,
+            db,
+            tmp_path,
+            shadow,
+            promoted,
+            drift,
+            latency_sample=5,
+            target=0.95,
+            cli=cli,
+            config=config,
+            log=lambda _s: None,
+        )
     names = [p["name"] for p in result["phases"]]
     assert names == ["shadow", "promoted", "drift"]
     for p in result["phases"]:
-        for key in ("requests", "llm_call_share", "cost_usd", "llm_only_cost_usd", "quality",
-                    "llm_only_quality", "quality_delta_ci", "audit_estimate", "oos_escalated",
-                    "user_latency_p50_ms", "user_latency_p50_ms_without_loop"):
+        for key in (
+            "requests",
+            "llm_call_share",
+            "cost_usd",
+            "llm_only_cost_usd",
+            "quality",
+            "llm_only_quality",
+            "quality_delta_ci",
+            "audit_estimate",
+            "oos_escalated",
+            "user_latency_p50_ms",
+            "user_latency_p50_ms_without_loop",
+        ):
             assert key in p, key
         assert set(p["quality"]) == {"mean", "ci_low", "ci_high"}
     shadow_p, promoted_p, drift_p = result["phases"]
     assert "requests_to_recover" in drift_p
-    assert result["mix"]["drift"]["by_source"]["gsm8k"] > result["mix"]["promoted"]["by_source"][
-        "gsm8k"
-    ]
+    assert (
+        result["mix"]["drift"]["by_source"]["gsm8k"]
+        > result["mix"]["promoted"]["by_source"]["gsm8k"]
+    )
     # phase 1: the LLM served everything, its answers are gold; the gold audit went in
     assert shadow_p["llm_call_share"] == 1.0 and shadow_p["quality"]["mean"] == 1.0
     assert '"matched": 60' in shadow_p["notes"][0]
