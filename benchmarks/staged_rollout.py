@@ -371,6 +371,33 @@ def audit_scores(rollout: Rollout, phase: Phase) -> list[float]:
     return out
 
 
+def by_stream(rollout: Rollout, phase: Phase) -> dict[str, Any]:
+    """Per stream (intent, oos, math): requests, local share, duetto and LLM-only quality and,
+    in the shadow phase, the quality of the SLM's background answers (the headroom)."""
+    out: dict[str, Any] = {}
+    for name in ("intent", "oos", "math"):
+        rows = [s for s in phase.served if stream_of(s.item) == name]
+        if not rows:
+            continue
+        entry: dict[str, Any] = {
+            "requests": len(rows),
+            "local_share": sum(s.llm_calls == 0 for s in rows) / len(rows),
+            "quality": float(np.mean([s.score for s in rows])),
+            "llm_only_quality": float(np.mean([s.llm_score for s in rows])),
+        }
+        if phase.name == "shadow":
+            slm = []
+            for s in rows:
+                shadows = (rollout.trace(s.trace_id).get("loop") or {}).get("shadows", [])
+                texts = [sh["text"] for sh in shadows if sh["kind"] == "shadow" and sh["text"]]
+                if texts:
+                    slm.append(score(s.item, texts[0]))
+            entry["slm_shadow_quality"] = float(np.mean(slm)) if slm else None
+            entry["slm_shadow_answers"] = len(slm)
+        out[name] = entry
+    return out
+
+
 def summarise(rollout: Rollout, phase: Phase, model: str, target: float) -> dict[str, Any]:
     served = phase.served
     q = np.array([s.score for s in served], dtype=np.float64)
@@ -430,6 +457,7 @@ def summarise(rollout: Rollout, phase: Phase, model: str, target: float) -> dict
             "requests": len(phase.without_loop_ms),
             "p50_ms_with_loop_same_sample": _p50(phase.with_loop_sample_ms),
         },
+        "by_stream": by_stream(rollout, phase),
         "notes": phase.notes,
     }
     if phase.name == "drift":

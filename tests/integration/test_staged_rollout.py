@@ -171,6 +171,8 @@ def test_the_rollout_phases_write_the_issue_schema(tmp_path: Path) -> None:
     # phase 1: the LLM served everything, its answers are gold; the gold audit went in
     assert shadow_p["llm_call_share"] == 1.0 and shadow_p["quality"]["mean"] == 1.0
     assert '"matched": 60' in shadow_p["notes"][0]
+    assert shadow_p["by_stream"]["intent"]["slm_shadow_quality"] == 1.0
+    assert shadow_p["by_stream"]["math"]["slm_shadow_quality"] == 0.0
     # phase 2: fitted on the shadow answers and promoted without a restart
     assert result["fit"]["promoted"], result["fit"]
     assert math.isfinite(float(result["fit"]["threshold"]))
