@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -51,6 +53,7 @@ import numpy as np
 from duetto.eval.scorers import score
 from duetto.eval.workload import WorkItem
 from duetto.loop.audit import estimate
+from duetto.messages import ChatRequest
 from duetto.stats import bootstrap
 
 STRATEGY = "cascade-logprob"
@@ -101,11 +104,20 @@ def mix_of(items: Sequence[WorkItem]) -> dict[str, Any]:
     }
 
 
-def body_of(item: WorkItem, model: str) -> dict[str, Any]:
-    messages = [{"role": m.role, "content": m.text} for m in item.request.messages]
+def capped(item: WorkItem, cap: int | None) -> ChatRequest:
+    """The item's request with max_tokens at most `cap` (a small run's budget), else as is."""
+    req = item.request
+    if cap is None:
+        return req
+    return dataclasses.replace(req, max_tokens=min(req.max_tokens or cap, cap))
+
+
+def body_of(item: WorkItem, model: str, cap: int | None = None) -> dict[str, Any]:
+    req = capped(item, cap)
+    messages = [{"role": m.role, "content": m.text} for m in req.messages]
     body: dict[str, Any] = {"model": model, "messages": messages, "temperature": 0}
-    if item.request.max_tokens:
-        body["max_tokens"] = item.request.max_tokens
+    if req.max_tokens:
+        body["max_tokens"] = req.max_tokens
     return body
 
 
@@ -160,6 +172,7 @@ class Rollout:
         cli: Cli = subprocess_cli,
         config: Path | None = None,
         log: Callable[[str], None] = print,
+        max_tokens: int | None = None,
     ) -> None:
         self.app = app
         self.server = server
@@ -168,6 +181,7 @@ class Rollout:
         self.cli = cli
         self.config = config
         self.log = log
+        self.max_tokens = max_tokens
         self.client = httpx.Client(base_url=server.url, timeout=600.0)
         self.llm_cache: dict[str, str] = {}  # item id → the LLM's answer (called once)
         self.fit: dict[str, Any] = {}
@@ -205,7 +219,7 @@ class Rollout:
 
     def ask(self, item: WorkItem, model: str) -> Served:
         t0 = time.perf_counter()
-        r = self.client.post("/v1/chat/completions", json=body_of(item, model))
+        r = self.client.post("/v1/chat/completions", json=body_of(item, model, self.max_tokens))
         ms = (time.perf_counter() - t0) * 1000
         if r.status_code != 200:
             raise RuntimeError(f"{item.id}: {r.status_code} {r.text[:300]}")
@@ -243,7 +257,7 @@ class Rollout:
                     text = sh["text"]
         if text is None:
             engine = self.app.state.gateway.engine
-            text = self._on_server(engine.llm.complete(s.item.request)).text
+            text = self._on_server(engine.llm.complete(capped(s.item, self.max_tokens))).text
         self.llm_cache[s.item.id] = text
         s.llm_text = text
         s.llm_score = score(s.item, text)
@@ -567,9 +581,10 @@ def run(
     cli: Cli = subprocess_cli,
     config: Path | None = None,
     log: Callable[[str], None] = print,
+    max_tokens: int | None = None,
 ) -> dict[str, Any]:
     """The four phases against a running gateway; the JSON of the benchmark."""
-    ro = Rollout(app, server, db, workdir, cli=cli, config=config, log=log)
+    ro = Rollout(app, server, db, workdir, cli=cli, config=config, log=log, max_tokens=max_tokens)
     llm_name = app.state.gateway.engine.llm.name
     try:
         t0 = time.time()
@@ -618,7 +633,9 @@ def run(
     return result
 
 
-def settings_for(cfg: Any, db: str, audit_share: float, min_labels: int) -> Any:
+def settings_for(
+    cfg: Any, db: str, audit_share: float, min_labels: int, judge: str | None = None
+) -> Any:
     from duetto.config import AuditConfig, ShadowConfig
     from duetto.gateway import GatewaySettings
 
@@ -629,6 +646,7 @@ def settings_for(cfg: Any, db: str, audit_share: float, min_labels: int) -> Any:
                 SERVED_LLM: ShadowConfig(candidate="slm", share=1.0, judge_share=0.0, queue=1024)
             },
             "audit": AuditConfig(
+                judge=judge,
                 share=audit_share,
                 judge_share=0.0,
                 queue=1024,
@@ -655,7 +673,17 @@ def main() -> int:
     ap.add_argument("--audit-share", type=float, default=1.0)
     ap.add_argument("--min-labels", type=int, default=10, help="controller: audits per move")
     ap.add_argument("--latency-sample", type=int, default=10)
+    ap.add_argument(
+        "--max-tokens", type=int, default=None, help="cap every request's max_tokens (time)"
+    )
+    ap.add_argument(
+        "--judge",
+        default=None,
+        help="judge of pairs agreement cannot label (default: the LLM; `slm`: local, cheap)",
+    )
     a = ap.parse_args()
+    # a kill ends the run through the context managers, so the stand-in server stops with it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from duetto.config import load_default_config
     from duetto.engine import Engine
     from duetto.eval.traffic import load_traffic
@@ -678,7 +706,7 @@ def main() -> int:
     target = 0.95
     with tempfile.TemporaryDirectory(prefix="rollout-") as tmp:
         db = str(Path(tmp) / "gateway.db")
-        app = create_app(Engine(cfg), settings_for(cfg, db, a.audit_share, a.min_labels))
+        app = create_app(Engine(cfg), settings_for(cfg, db, a.audit_share, a.min_labels, a.judge))
         load0 = os.getloadavg()
         with ServerThread(app, start_timeout_s=600) as server:
             result = run(
@@ -691,11 +719,14 @@ def main() -> int:
                 drift_items,
                 latency_sample=a.latency_sample,
                 target=target,
+                max_tokens=a.max_tokens,
             )
     result["config"] = {
         "command": "python benchmarks/staged_rollout.py " + " ".join(sys.argv[1:]),
         "traffic": "shipped sample (duetto/data/traffic)" if data is None else f"drawn from {data}",
         "shadow": "gateway.shadow.llm: candidate slm, share 1.0, judge_share 0 (agreement only)",
+        "max_tokens_cap": a.max_tokens,
+        "judge": a.judge or "the LLM (only pairs agreement cannot label: judge_share 0)",
         "audit": f"gateway.audit: share {a.audit_share}, judge_share 0, min_labels "
         f"{a.min_labels}, step 0.05, target {target} (quality=0.95 of the defaults)",
         "latency_sample": f"first {a.latency_sample} requests of each phase replayed with "

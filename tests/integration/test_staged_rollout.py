@@ -143,6 +143,7 @@ def test_the_rollout_phases_write_the_issue_schema(tmp_path: Path) -> None:
             cli=cli,
             config=config,
             log=lambda _s: None,
+            max_tokens=64,
         )
     names = [p["name"] for p in result["phases"]]
     assert names == ["shadow", "promoted", "drift"]
