@@ -582,36 +582,13 @@ def run(
     config: Path | None = None,
     log: Callable[[str], None] = print,
     max_tokens: int | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """The four phases against a running gateway; the JSON of the benchmark."""
+    """The four phases against a running gateway; the JSON of the benchmark, also handed to
+    `checkpoint` after each phase (a run cut short keeps the phases it finished)."""
     ro = Rollout(app, server, db, workdir, cli=cli, config=config, log=log, max_tokens=max_tokens)
     llm_name = app.state.gateway.engine.llm.name
-    try:
-        t0 = time.time()
-        log(f"phase 1 shadow: {len(shadow_items)} requests to {SERVED_LLM}")
-        p1 = ro.shadow(shadow_items)
-        ro.without_loop(p1, SERVED_LLM, latency_sample)
-        log("phase 2: duetto fit + promote")
-        fit = ro.fit_and_promote()
-        log(f"phase 3 promoted: {len(promoted_items)} requests to {STRATEGY}")
-        p3 = Phase("promoted")
-        ro.serve(p3, promoted_items, STRATEGY)
-        ro.without_loop(p3, STRATEGY, latency_sample)
-        log(f"phase 4 drift: {len(drift_items)} requests to {STRATEGY}")
-        p4 = Phase("drift")
-        ro.serve(p4, drift_items, STRATEGY, track=True)
-        ro.without_loop(p4, STRATEGY, latency_sample)
-        for phase in (p1, p3, p4):
-            for s in phase.served:
-                ro.llm_only(s, llm_name)
-        phases = [
-            summarise(ro, p1, SERVED_LLM, target),
-            summarise(ro, p3, STRATEGY, target),
-            summarise(ro, p4, STRATEGY, target),
-        ]
-        final = ro.loop_state()
-    finally:
-        ro.close()
+    t0 = time.time()
     result: dict[str, Any] = {
         "mix": {
             "shadow": mix_of(shadow_items),
@@ -621,15 +598,43 @@ def run(
             "majority, GSM8K as the hard tail; drift: "
             + ", ".join(f"{k} {v:.0%}" for k, v in DRIFT_MIX.items()),
         },
-        "phases": phases,
-        "fit": fit,
+        "phases": [],
+        "fit": None,
         "gold_audit_items": min(len(shadow_items), GOLD_MAX),
-        "loop_final": {
-            k: final.get(k) for k in ("queues", "sampled", "labels", "judge_calls", "loop_cost_usd")
-        },
-        "seconds": round(time.time() - t0, 1),
     }
-    result["checks"] = checks({p["name"]: p for p in phases})
+
+    def done(phase: Phase, model: str) -> None:
+        for s in phase.served:  # LLM-only answers, between phases (no user request waits)
+            ro.llm_only(s, llm_name)
+        result["phases"].append(summarise(ro, phase, model, target))
+        final = ro.loop_state()
+        result["loop_final"] = {
+            k: final.get(k) for k in ("queues", "sampled", "labels", "judge_calls", "loop_cost_usd")
+        }
+        result["seconds"] = round(time.time() - t0, 1)
+        result["checks"] = checks({p["name"]: p for p in result["phases"]})
+        if checkpoint is not None:
+            checkpoint(result)
+
+    try:
+        log(f"phase 1 shadow: {len(shadow_items)} requests to {SERVED_LLM}")
+        p1 = ro.shadow(shadow_items)
+        ro.without_loop(p1, SERVED_LLM, latency_sample)
+        done(p1, SERVED_LLM)
+        log("phase 2: duetto fit + promote")
+        result["fit"] = ro.fit_and_promote()
+        log(f"phase 3 promoted: {len(promoted_items)} requests to {STRATEGY}")
+        p3 = Phase("promoted")
+        ro.serve(p3, promoted_items, STRATEGY)
+        ro.without_loop(p3, STRATEGY, latency_sample)
+        done(p3, STRATEGY)
+        log(f"phase 4 drift: {len(drift_items)} requests to {STRATEGY}")
+        p4 = Phase("drift")
+        ro.serve(p4, drift_items, STRATEGY, track=True)
+        ro.without_loop(p4, STRATEGY, latency_sample)
+        done(p4, STRATEGY)
+    finally:
+        ro.close()
     return result
 
 
@@ -704,10 +709,30 @@ def main() -> int:
     drift_items = drifted(test[n:], n, DRIFT_MIX)
     cfg = load_default_config()
     target = 0.95
+    load0 = os.getloadavg()
+    config = {
+        "command": "python benchmarks/staged_rollout.py " + " ".join(sys.argv[1:]),
+        "traffic": "shipped sample (duetto/data/traffic)" if data is None else f"drawn from {data}",
+        "shadow": "gateway.shadow.llm: candidate slm, share 1.0, judge_share 0 (agreement only)",
+        "max_tokens_cap": a.max_tokens,
+        "judge": a.judge or "the LLM (only pairs agreement cannot label: judge_share 0)",
+        "audit": f"gateway.audit: share {a.audit_share}, judge_share 0, min_labels "
+        f"{a.min_labels}, step 0.05, target {target} (quality=0.95 of the defaults)",
+        "latency_sample": f"first {a.latency_sample} requests of each phase replayed with "
+        "shadow/audit sampling off (after a drain)",
+        "loadavg_before": load0,
+    }
+    out = Path(a.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(result: dict[str, Any]) -> None:
+        result["config"] = {**config, "loadavg_after": os.getloadavg()}
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(table(result), flush=True)
+
     with tempfile.TemporaryDirectory(prefix="rollout-") as tmp:
         db = str(Path(tmp) / "gateway.db")
         app = create_app(Engine(cfg), settings_for(cfg, db, a.audit_share, a.min_labels, a.judge))
-        load0 = os.getloadavg()
         with ServerThread(app, start_timeout_s=600) as server:
             result = run(
                 app,
@@ -720,23 +745,8 @@ def main() -> int:
                 latency_sample=a.latency_sample,
                 target=target,
                 max_tokens=a.max_tokens,
+                checkpoint=write,
             )
-    result["config"] = {
-        "command": "python benchmarks/staged_rollout.py " + " ".join(sys.argv[1:]),
-        "traffic": "shipped sample (duetto/data/traffic)" if data is None else f"drawn from {data}",
-        "shadow": "gateway.shadow.llm: candidate slm, share 1.0, judge_share 0 (agreement only)",
-        "max_tokens_cap": a.max_tokens,
-        "judge": a.judge or "the LLM (only pairs agreement cannot label: judge_share 0)",
-        "audit": f"gateway.audit: share {a.audit_share}, judge_share 0, min_labels "
-        f"{a.min_labels}, step 0.05, target {target} (quality=0.95 of the defaults)",
-        "latency_sample": f"first {a.latency_sample} requests of each phase replayed with "
-        "shadow/audit sampling off (after a drain)",
-        "loadavg_before": load0,
-        "loadavg_after": os.getloadavg(),
-    }
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(table(result))
     print(json.dumps(result["checks"], indent=2))
     print(f"wrote {a.json}")
     return 0

@@ -129,6 +129,7 @@ def test_the_rollout_phases_write_the_issue_schema(tmp_path: Path) -> None:
         r = runner.invoke(cli_app, list(argv))
         return r.exit_code, r.output
 
+    seen: list[int] = []
     with ServerThread(app) as server:
         result = mod.run(
             app,
@@ -144,7 +145,9 @@ def test_the_rollout_phases_write_the_issue_schema(tmp_path: Path) -> None:
             config=config,
             log=lambda _s: None,
             max_tokens=64,
+            checkpoint=lambda r: seen.append(len(r["phases"])),
         )
+    assert seen == [1, 2, 3]  # a run cut short keeps the phases it finished
     names = [p["name"] for p in result["phases"]]
     assert names == ["shadow", "promoted", "drift"]
     for p in result["phases"]:
