@@ -303,8 +303,10 @@ class Rollout:
     def shadow(self, items: Sequence[WorkItem]) -> Phase:
         phase = Phase("shadow")
         self.serve(phase, items, SERVED_LLM)
+        llm = self.app.state.gateway.engine.llm.name
         for s in phase.served:  # the LLM served: its answers are the LLM-only answers
-            self.llm_cache[s.item.id] = s.text
+            if s.llm_calls > 0 and s.answered_by == llm:  # not the fallback's
+                self.llm_cache[s.item.id] = s.text
         gold = self.workdir / "gold.jsonl"
         with gold.open("w") as f:
             for s in phase.served[:GOLD_MAX]:
