@@ -8,12 +8,12 @@ pool keeps the traffic mix (duetto.eval.traffic), so a smaller demo is the same 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from duetto.cli._errors import fail
+from duetto.cli._report import finish_report
 from duetto.eval.rollout import Progress
 
 # Requests per phase: train (phase 0 traces), audit (phase 1 gold), test (phase 3 held out).
@@ -126,7 +126,6 @@ def run_demo(
     from duetto.config import load_default_config
     from duetto.engine import Engine
     from duetto.errors import UserError
-    from duetto.eval.report import print_summary, write_report
     from duetto.eval.rollout import RolloutPlan, run_rollout
     from duetto.eval.traffic import load_traffic
 
@@ -151,7 +150,7 @@ def run_demo(
     )
     print(intro, flush=True) if not progress.tty else console.print(intro, highlight=False)
 
-    async def go() -> dict[str, Any]:
+    async def go() -> tuple[dict[str, Any], Engine]:
         engine = Engine(cfg, cache=True)
         progress.phase("starting models", 0)
         await engine.start()
@@ -173,36 +172,28 @@ def run_demo(
                 student_factory=_student_factory,
                 target=tgt,
             )
-            report = await run_rollout(plan, progress)
-            # what calibration fitted, for `duetto serve --calibration` (duetto.fitted): the
-            # configured strategies only (the student ones need the student, not in a config)
-            from duetto.fitted import export_fitted, save_fitted, stamp
-
-            fitted = stamp(export_fitted(engine.strategies, target), " ".join(sys.argv))
-            if fitted["strategies"]:
-                report["fitted_path"] = str(save_fitted(fitted, out / "calibration.json"))
-            report["models"] = [m.card.to_dict() for m in engine.models.values()]
-            report["cache"] = engine.cache_stats()
-            return report
+            return await run_rollout(plan, progress), engine
         finally:
             await engine.aclose()
 
     try:
-        report = asyncio.run(go())
+        report, engine = asyncio.run(go())
     except UserError as exc:
         fail(exc)
         return
-    report["title"] = "duetto demo: staged rollout on real traffic"
-    report["workload"]["name"] = source
-    report["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    report["elapsed_s"] = round(time.perf_counter() - started, 1)
     caps = ", ".join(f"{t} {n}" for t, n in TASK_MAX_TOKENS.items())
-    report["notes"] = [f"{m['name']}: {m['label']}" for m in report["models"] if m.get("label")] + [
+    cap_note = (
         f"answers capped at max_tokens ({caps}; the LLM's task hints {HINT_MAX_TOKENS}) so that "
-        "the demo runs in ten minutes",
-        "energy figures are estimates (see each model card's source)",
-    ]
-    paths = write_report(report, out)
-    print_summary(report, console)
-    console.print(f"report: {', '.join(str(p) for p in paths.values())}  ({report['elapsed_s']} s)")
-    sys.stdout.flush()
+        "the demo runs in ten minutes"
+    )
+    finish_report(
+        report,
+        engine,
+        out=out,
+        target=target,
+        title="duetto demo: staged rollout on real traffic",
+        workload=source,
+        started=started,
+        console=console,
+        notes=[cap_note],
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from duetto.cli._errors import fail
+from duetto.cli._report import finish_report
 
 
 def register(app: typer.Typer) -> None:
@@ -121,9 +121,7 @@ def _run_eval(
     from duetto.calibrate import Target
     from duetto.engine import Engine
     from duetto.errors import UserError
-    from duetto.eval.report import print_summary, write_report
     from duetto.eval.runner import EvalPlan, evaluate
-    from duetto.fitted import export_fitted, save_fitted, stamp
 
     console = Console()
     try:
@@ -135,7 +133,7 @@ def _run_eval(
         return
     started = time.perf_counter()
 
-    async def go() -> dict[str, Any]:
+    async def go() -> tuple[dict[str, Any], Engine]:
         with console.status("starting models (the stand-in LLM server takes a few seconds)…"):
             engine = Engine(cfg, cache=True)
             await engine.start()
@@ -162,29 +160,22 @@ def _run_eval(
                         tasks[label] = bar.add_task(label, total=None)
                     bar.advance(tasks[label], n)
 
-                report = await evaluate(plan, items, progress)
-            # what calibration fitted, for `duetto serve --calibration` (duetto.fitted)
-            fitted = stamp(export_fitted(engine.strategies, target), " ".join(sys.argv))
-            if fitted["strategies"]:
-                report["fitted_path"] = str(save_fitted(fitted, out / "calibration.json"))
-            report["models"] = [m.card.to_dict() for m in engine.models.values()]
-            report["cache"] = engine.cache_stats()
-            return report
+                return await evaluate(plan, items, progress), engine
         finally:
             await engine.aclose()
 
     try:
-        report = asyncio.run(go())
+        report, engine = asyncio.run(go())
     except UserError as exc:
         fail(exc)
         return
-    report["title"] = "duetto report"
-    report["workload"]["name"] = workload_name
-    report["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    report["elapsed_s"] = round(time.perf_counter() - started, 1)
-    report["notes"] = [f"{m['name']}: {m['label']}" for m in report["models"] if m.get("label")] + [
-        "energy figures are estimates (see each model card's source)"
-    ]
-    paths = write_report(report, out)
-    print_summary(report, console)
-    console.print(f"report: {', '.join(str(p) for p in paths.values())}  ({report['elapsed_s']} s)")
+    finish_report(
+        report,
+        engine,
+        out=out,
+        target=target,
+        title="duetto report",
+        workload=workload_name,
+        started=started,
+        console=console,
+    )
