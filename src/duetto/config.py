@@ -151,7 +151,7 @@ class ShadowConfig(_Strict):
     share: float = Field(0.2, ge=0, le=1)
     queue: int = Field(256, ge=1)
     workers: int = Field(1, ge=1)
-    judge_share: float = Field(0.1, ge=0, le=1)  # of pairs agreement can label, also judged
+    judge_share: float = Field(0.1, ge=0, le=1)  # of the pairs, judged too (LLM calls)
     timeout_s: float = Field(120.0, gt=0)
 
 

@@ -91,7 +91,7 @@ async def test_open_ended_pairs_go_to_the_judge_billed(tmp_path: Path) -> None:
     essay = "A long open-ended answer about the history of the Roman empire and its roads."
     llm = ScriptedModel(LLM_CARD, judge_or(essay))
     engine = TinyEngine({"slm": ScriptedModel("slm-card", "Rome built roads."), "llm": llm})
-    shadow = {"llm": ShadowConfig(candidate="slm", share=1.0)}
+    shadow = {"llm": ShadowConfig(candidate="slm", share=1.0, judge_share=1.0)}
     async with gateway(engine, tmp_path, shadow=shadow) as (app, c):
         r = await c.post("/v1/chat/completions", json=chat("llm", "Tell me of Rome"), headers=AUTH)
         await app.state.loop.drain()
@@ -102,6 +102,23 @@ async def test_open_ended_pairs_go_to_the_judge_billed(tmp_path: Path) -> None:
         assert metric(m, "duetto_loop_judge_calls_total") == 1.0
         assert (metric(m, "duetto_loop_judge_cost_usd_total") or 0) > 0
         assert metric(m, "duetto_loop_labels_total", source="judge") == 1.0
+
+
+async def test_no_judge_beyond_its_share_even_on_open_ended_pairs(tmp_path: Path) -> None:
+    # the judge is an LLM call on the background path: a share of 0 means none at all
+    essay = "A long open-ended answer about the history of the Roman empire and its roads."
+    llm = ScriptedModel(LLM_CARD, judge_or(essay))
+    engine = TinyEngine({"slm": ScriptedModel("slm-card", "Rome built roads."), "llm": llm})
+    shadow = {"llm": ShadowConfig(candidate="slm", share=1.0, judge_share=0.0)}
+    async with gateway(engine, tmp_path, shadow=shadow) as (app, c):
+        for q in ("Tell me of Rome", "And of Carthage"):
+            r = await c.post("/v1/chat/completions", json=chat("llm", q), headers=AUTH)
+            assert r.status_code == 200
+        await app.state.loop.drain()
+        assert len(await app.state.loop.store.shadows()) == 2  # both pairs were shadowed
+        assert await app.state.loop.store.labels() == []  # open-ended, and nobody judged them
+        assert len(llm.calls) == 2  # the two served answers, no judge call
+        assert app.state.loop.stats.judge_calls == 0
 
 
 async def test_a_burst_of_200_clients_with_a_full_shadow_queue(tmp_path: Path) -> None:

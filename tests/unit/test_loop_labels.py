@@ -64,8 +64,8 @@ def test_agreement_and_judge_labels() -> None:
     assert lb.detail == {"reference_by": "llm"}
     open_ended = agreement_label("t", "slm", "x", "a long essay " * 5, strategy="s", kind="audit")
     assert open_ended is None
-    assert wants_judge(None, 0.0, 0.99)  # open-ended pairs are always judged
-    assert wants_judge(lb, 0.1, 0.05) and not wants_judge(lb, 0.1, 0.5)
+    # the judge share alone decides (an open-ended pair is not judged beyond it)
+    assert wants_judge(0.1, 0.05) and not wants_judge(0.1, 0.5) and not wants_judge(0.0, 0.0)
 
     req = judge_request(ChatRequest.of("What is 2+2?"), "5", "4")
     assert "Reference answer:\n4" in req.last_user and "Answer to grade:\n5" in req.last_user

@@ -3,7 +3,8 @@
     agreement   two closed-form answers agree (duetto.answers.agreement: JSON fields, numbers,
                 option letters, short labels); free, so every pair that has a closed form gets one
     judge       an LLM grades the candidate's answer against the served one, pairwise ("is it
-                as good?"), on open-ended pairs and a sampled share of the others; billed
+                as good?"), on a sampled share of the pairs (the only label of an open-ended
+                one); billed
     feedback    the client's score of the answer it got (POST /v1/feedback)
     gold        a human-labelled audit file: a gold answer (scored like agreement) or a score
 
@@ -58,10 +59,11 @@ def agreement_label(
     )
 
 
-def wants_judge(agreed: Label | None, judge_share: float, draw: float) -> bool:
-    """Judge every open-ended pair and a `judge_share` sample (`draw` uniform in [0, 1)) of
-    the pairs agreement labelled, which measures how far agreement tracks the judge."""
-    return agreed is None or draw < judge_share
+def wants_judge(judge_share: float, draw: float) -> bool:
+    """Judge a `judge_share` sample (`draw` uniform in [0, 1)) of the pairs, open-ended or
+    not: each judgement is an LLM call on the background path, so the share bounds them (on
+    the pairs agreement labelled it also measures how far agreement tracks the judge)."""
+    return draw < judge_share
 
 
 def judge_request(request: ChatRequest, candidate_text: str, reference_text: str) -> ChatRequest:

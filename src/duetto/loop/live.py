@@ -4,7 +4,7 @@
               when it was answered locally, for an audit; each sampled job goes to a bounded
               queue (dropped and counted when full)
     workers   answer with the candidate (shadow) or the LLM (audit), store the answer and its
-              labels (agreement, and the pairwise judge on open-ended and sampled pairs)
+              labels (agreement, and the pairwise judge on a sampled share of the pairs)
     refresh   every `refresh_s`: the live estimate per audited strategy from the shared labels,
               and the controller's step (duetto.loop.controller)
 
@@ -272,7 +272,7 @@ class Loop:
         if (
             judge is not None
             and (s.remote_ok or not judge.card.is_remote)
-            and wants_judge(agreed, job.judge_share, self.rng.random())
+            and wants_judge(job.judge_share, self.rng.random())
         ):
             async with asyncio.timeout(job.timeout_s):
                 reply = await judge.complete(judge_request(s.request, text, ref))
