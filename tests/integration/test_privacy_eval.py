@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -150,7 +151,7 @@ async def test_installed_detector_feeds_the_privacy_axis_and_policy(
     text = "Please forward this to Mrs. Diana Usamov, she lives at 90 Whitchurch Road."
     assert any(e.type == "PERSON" for e in pii.detect(text))
     remote = ScriptedModel(ModelCard("big", location="remote", trusted=False), "fine")
-    remote.pii_counter = pii.count_pii  # what the Engine gives every leaf it builds
+    remote.pii_counter = partial(pii.count_pii, detector=installed)
     response = await remote.complete(ChatRequest.of(text))
     assert response.usage.pii_sent == len(pii.detect(text)) >= 2
     decision = PrivacyPolicy("local_only").decide(pii.detect(text), remote.card)

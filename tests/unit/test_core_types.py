@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import fields
+from functools import partial
 
 import pytest
 
@@ -208,7 +209,7 @@ async def test_leaf_accounting_for_remote_untrusted_card() -> None:
     model = ScriptedModel(card, "four words of answer")
     request = ChatRequest.of("mail me at jane.doe@example.com or call +1 415-555-0100")
     assert (await model.complete(request)).usage.pii_sent == 0  # no counter given: not counted
-    model.pii_counter = count_pii  # what the Engine gives every leaf it builds
+    model.pii_counter = partial(count_pii, detector=regex_detect)  # as the Engine gives leaves
     r = await model.complete(request)
     u = r.usage
     assert u.calls == 1 and u.remote_calls == 1
@@ -218,7 +219,7 @@ async def test_leaf_accounting_for_remote_untrusted_card() -> None:
     assert u.pii_sent == 2
     assert r.trace.name == "llm" and r.trace.usage is u and r.trace.latency_ms == u.latency_ms
     trusted_model = ScriptedModel("slm", "x")
-    trusted_model.pii_counter = count_pii
+    trusted_model.pii_counter = partial(count_pii, detector=regex_detect)
     trusted = await trusted_model.complete(request)
     assert trusted.usage.pii_sent == 0 and trusted.usage.remote_calls == 0
 

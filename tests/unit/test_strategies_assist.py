@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_stream_restorer_holds_back_only_possible_placeholders() -> None:
 
 async def test_redact_assist_never_sends_pii_and_restores_the_answer() -> None:
     llm = ScriptedModel(REMOTE, lambda req: "I will write to <EMAIL_ADDRESS_1> today.")
-    llm.pii_counter = count_pii
+    llm.pii_counter = partial(count_pii, detector=regex_detect)
     ra = RedactAssist("ra", llm)
     req = ChatRequest.of("Please email ann@example.com about card 4111 1111 1111 1111.")
     r = await ra.complete(req)

@@ -165,9 +165,8 @@ def test_demo_size_mix_and_fields(demo: list[WorkItem]) -> None:
 
 
 def test_demo_pii_tags_match_the_detector(demo: list[WorkItem]) -> None:
-    # Tagged items carry entities the dependency-free rules find; the others carry none. The
-    # rules, not `count_pii`: that one uses whichever detector a previous test installed
-    # process-wide (Presidio+NER also flags dates, places and first names in the logic items).
+    # Tagged items carry entities the dependency-free rules find; the others carry none (the
+    # rules: Presidio+NER also flags dates, places and first names in the logic items).
     for item in demo:
         assert (len(regex_detect(item.request.text)) > 0) == ("pii" in item.tags), item.id
 

@@ -161,7 +161,8 @@ class LeafModel(ChatModel):
 
     `pii_counter` counts the PII in a request sent to an untrusted card (`Usage.pii_sent`);
     None: not counted (0). The Engine sets it on every leaf it builds; set it yourself
-    (`model.pii_counter = count_pii`) on a leaf built by hand."""
+    (`model.pii_counter = partial(count_pii, detector=regex_detect)`, duetto.scoring.pii) on a
+    leaf built by hand."""
 
     pii_counter: PiiCounter | None = None
 
