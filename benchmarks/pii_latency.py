@@ -232,7 +232,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from duetto.privacy.presidio import PresidioDetector, freeze_loaded_objects
+    from duetto.cli.serve import freeze_loaded_objects
+    from duetto.privacy.presidio import PresidioDetector
 
     load_before = os.getloadavg()
     texts, source = make_requests(args.requests, args.chars, args.seed)
@@ -246,7 +247,7 @@ def main() -> None:
     ungated.load()
     sentences = PresidioDetector(ner_window=None, ner_skips_found=False)
     sentences.load()
-    freeze_loaded_objects()  # as `duetto.privacy.presidio.install` does
+    freeze_loaded_objects()  # as `duetto serve` does once started
     result: dict[str, Any] = {
         "source": source,
         "requests": len(texts),

@@ -21,7 +21,6 @@ and is replaced by `duetto.privacy.recognizers.phone_numbers`. See docs/privacy.
 
 from __future__ import annotations
 
-import gc
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -363,21 +362,11 @@ def _offline_email_recognizer() -> Any:
 _default: PresidioDetector | None = None
 
 
-def freeze_loaded_objects() -> None:
-    """Move every object alive now (spaCy's vocabulary and weights, the name lists, Presidio's
-    registry: ~440k objects) out of the cyclic collector's reach. They live as long as the
-    process; without this a full collection that falls inside a request walks all of them
-    (about 200 ms of CPU under load; see docs/privacy.md, Latency)."""
-    gc.collect()
-    gc.freeze()
-
-
 def install(detector: PresidioDetector | None = None) -> PresidioDetector:
     """Load the detector and make it the process-wide one (`duetto.scoring.pii.detect`)."""
     global _default
     det = detector or _default or PresidioDetector()
     det.load()
-    freeze_loaded_objects()
     _default = det
     set_detector(det)
     return det
