@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -41,6 +46,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    with contextlib.suppress(OSError):  # a zombie (dead, not yet reaped) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 
@@ -197,6 +204,58 @@ async def test_fetch_of_real_weights_is_cached_and_checked(standin_gguf: Path) -
     assert fetch_standin("0.5b") == path and path.stat().st_mtime_ns == mtime
     assert path.stat().st_size == STANDIN_SPECS["0.5b"].n_bytes
     assert cached_standin("0.5b", verify=True) == path  # full sha256 of 491 MB
+
+
+# A parent that starts the stand-in, has it write a long answer, and is then killed by SIGTERM
+# (Python's default: no finally, no atexit) before the answer is done.
+_PARENT = """
+import asyncio, sys
+from duetto.messages import ChatRequest
+from duetto.models.standin import StandinServer
+
+async def main():
+    async with StandinServer(sys.argv[1]) as srv:
+        model = srv.model(timeout=600, retries=0)
+        print(srv.process.pid, flush=True)
+        await model.complete(ChatRequest.of("Write a long story about a dragon.", max_tokens=2000))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.standin
+@pytest.mark.slow
+@needs_server
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_server_dies_with_a_parent_killed_mid_answer(
+    standin_gguf: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(_PARENT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(standin_gguf)], stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()  # after the server answered GET /models
+        assert line.strip().isdigit(), line
+        child = int(line)
+        time.sleep(2.0)  # the answer is being generated
+        assert _pid_alive(child)
+        parent.send_signal(sig)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 5.0
+        while _pid_alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        gone = not _pid_alive(child)
+        if not gone:
+            os.kill(child, signal.SIGKILL)
+        assert gone, "the stand-in server outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
 
 
 @pytest.mark.standin

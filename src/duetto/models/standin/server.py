@@ -1,7 +1,7 @@
 """Serving the stand-in LLM: llama-cpp-python's OpenAI-compatible server in a subprocess.
 
-`StandinServer` picks a free loopback port, starts the server (which dies with its parent on
-Linux, and is reaped at exit otherwise), waits until it answers, and hands out an `OpenAIModel`
+`StandinServer` picks a free loopback port, starts the server (killed when its parent dies, on
+Linux, and reaped at exit otherwise), waits until it answers, and hands out an `OpenAIModel`
 pointed at it, carrying the stand-in's card: remote, untrusted, priced like a real hosted model.
 """
 
@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -123,12 +124,33 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the server gets SIGTERM if the process that started it dies without cleaning up."""
-    with contextlib.suppress(Exception):
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Linux: a `preexec_fn` after which the server gets SIGKILL when the thread that started
+    it dies (a SIGTERM or Ctrl-C of `duetto demo`/`eval` that skipped the clean stop included).
+
+    SIGKILL, not SIGTERM: on SIGTERM the server's uvicorn shuts down gracefully, i.e. only after
+    the answer it is generating, which for a long one kept it running minutes after its parent.
+    The stand-in holds no state worth a clean exit. libc is loaded here, in the parent: the
+    child between fork and exec must not import."""
+    if sys.platform != "linux":
+        return None
+    try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:  # pragma: no cover - runs in the child between fork and exec
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # the parent died before prctl: no signal will come
+            os._exit(1)
+
+    return in_child
 
 
 _LIVE: set[subprocess.Popen[bytes]] = set()
@@ -251,7 +273,7 @@ class StandinServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent(),
         )
         _LIVE.add(self.process)
 
