@@ -13,7 +13,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -22,11 +21,12 @@ from duetto.distill.students import load_student
 from duetto.distill.synthetic import synthetic
 from duetto.gateway import GatewaySettings, create_app
 from duetto.messages import ChatRequest
-from duetto.models.base import ChatModel, ModelCard
+from duetto.models.base import ModelCard
 from duetto.scoring import pii
 from duetto.scoring.verifiers import LogprobVerifier
 from duetto.strategies.cascade import Cascade
 from duetto.testing.scripted import ScriptedModel
+from gateway_kit import TinyEngine, asgi_client
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,27 +34,6 @@ SLM_CARD = ModelCard("slm-card")
 LLM_CARD = ModelCard("llm-card", location="remote", trusted=False, price_in_per_mtok=1.0)
 SYSTEM = "Reply with the intent label of the customer's query."
 EMAIL = "ana.lopez@example.org"
-
-
-class SmallEngine:
-    """The slice of Engine the gateway uses, over hand-built models and one strategy."""
-
-    def __init__(self, models: dict[str, ChatModel], strategies: dict[str, ChatModel]) -> None:
-        self.models, self.strategies = models, strategies
-        self.model_wrappers: list[Any] = []
-
-    async def start(self) -> SmallEngine:
-        return self
-
-    async def aclose(self) -> None:
-        pass
-
-    def get(self, name: str) -> ChatModel:
-        return {**self.models, **self.strategies}[name]
-
-    @property
-    def llm(self) -> ChatModel:
-        return self.models["llm"]
 
 
 def confident(text: str) -> bool:
@@ -83,23 +62,21 @@ async def serve(db: Path, rows: list[tuple[str, str, str]]) -> None:
     )
     llm = ScriptedModel(LLM_CARD, lambda r: answers.get(_unredacted(r), "joke"))
     cascade = Cascade("intent", [slm, llm], LogprobVerifier(), threshold=0.5)
-    engine = SmallEngine({"slm": slm, "llm": llm}, {"intent": cascade})
+    engine = TinyEngine({"slm": slm, "llm": llm}, {"intent": cascade})
     app = create_app(engine, GatewaySettings(db=str(db), redact_store=True))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            for model, text, _ in rows:
-                r = await client.post(
-                    "/v1/chat/completions",
-                    json={
-                        "model": model,
-                        "messages": [
-                            {"role": "system", "content": SYSTEM},
-                            {"role": "user", "content": text},
-                        ],
-                    },
-                )
-                assert r.status_code == 200, r.text
+    async with asgi_client(app) as client:
+        for model, text, _ in rows:
+            r = await client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": model,
+                    "messages": [
+                        {"role": "system", "content": SYSTEM},
+                        {"role": "user", "content": text},
+                    ],
+                },
+            )
+            assert r.status_code == 200, r.text
 
 
 def _unredacted(request: ChatRequest) -> str:

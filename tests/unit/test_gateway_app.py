@@ -16,11 +16,12 @@ import pytest
 from duetto.config import parse_config
 from duetto.engine import Engine
 from duetto.errors import BrokenStream, ConfigError
-from duetto.gateway import ApiKey, GatewaySettings, create_app
+from duetto.gateway import ApiKey, create_app
 from duetto.gateway.auth import hash_key
 from duetto.messages import ChatRequest
 from duetto.models.base import ChatModel, LeafModel, ModelCard, RawResult
 from duetto.testing.scripted import ScriptedModel
+from gateway_kit import TinyEngine, asgi_client, gateway_settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,29 +31,6 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 LLM_CARD = ModelCard(
     "llm-card", location="remote", trusted=False, price_in_per_mtok=100.0, price_out_per_mtok=400.0
 )
-
-
-class TinyEngine:
-    """The slice of Engine the gateway uses, over hand-built models."""
-
-    def __init__(self, models: dict[str, ChatModel], llm: str = "llm") -> None:
-        self.models = models
-        self.strategies: dict[str, ChatModel] = {}
-        self.model_wrappers: list[Any] = []
-        self._llm = llm
-
-    async def start(self) -> TinyEngine:
-        return self
-
-    async def aclose(self) -> None:
-        pass
-
-    def get(self, name: str) -> ChatModel:
-        return self.models[name]
-
-    @property
-    def llm(self) -> ChatModel:
-        return self.models[self._llm]
 
 
 class CutStream(LeafModel):
@@ -74,13 +52,10 @@ def chat(model: str = "llm", content: str = "hello", **kw: Any) -> dict[str, Any
 async def gateway(
     engine: Any, tmp_path: Path, **kw: Any
 ) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    keys = kw.pop("keys", [ApiKey("alpha", hash_key(KEY)), ApiKey("beta", hash_key(OTHER))])
-    settings = GatewaySettings(db=str(tmp_path / "gw.db"), keys=keys, **kw)
-    app = create_app(engine, settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            yield app, client
+    keys = kw.pop("keys", {"alpha": KEY, "beta": OTHER})
+    app = create_app(engine, gateway_settings(tmp_path, keys, **kw))
+    async with asgi_client(app) as client:
+        yield app, client
 
 
 def models(llm: ChatModel | None = None) -> dict[str, ChatModel]:

@@ -13,8 +13,8 @@ import pytest
 
 from duetto.config import parse_config
 from duetto.engine import Engine
-from duetto.gateway import ApiKey, GatewaySettings, create_app
-from duetto.gateway.auth import hash_key
+from duetto.gateway import create_app
+from gateway_kit import asgi_client, gateway_settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,12 +51,10 @@ CONFIG: dict[str, Any] = {
 
 @contextlib.asynccontextmanager
 async def gateway(tmp_path: Path) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    settings = GatewaySettings(db=str(tmp_path / "gw.db"), keys=[ApiKey("k", hash_key(KEY))])
+    settings = gateway_settings(tmp_path, {"k": KEY})
     app = create_app(Engine(parse_config(CONFIG)), settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            yield app, client
+    async with asgi_client(app) as client:
+        yield app, client
 
 
 def chat(model: str, content: str, **kw: Any) -> dict[str, Any]:
@@ -130,16 +128,14 @@ async def test_embedded_defaults_refuse_an_image_naming_vision(tmp_path: Path) -
     cfg = load_default_config()
     for m in cfg.models.values():
         m.backend, m.script = "fake", "ok"
-    settings = GatewaySettings(db=str(tmp_path / "gw.db"), keys=[ApiKey("k", hash_key(KEY))])
+    settings = gateway_settings(tmp_path, {"k": KEY})
     # scripted backends are no longer the embedded defaults: their shipped calibration is given
     app = create_app(Engine(cfg, fitted=default_calibration()), settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
-            for name in [*cfg.strategies, *cfg.models]:
-                body = {"model": name, "messages": [{"role": "user", "content": IMAGE}]}
-                r = await c.post("/v1/chat/completions", json=body, headers=AUTH)
-                assert r.status_code == 400, name
-                err = r.json()["error"]
-                assert err["code"] == "missing_capability" and "needs vision" in err["message"]
-                assert name in err["message"] or cfg.models.get(name) is not None
+    async with asgi_client(app) as c:
+        for name in [*cfg.strategies, *cfg.models]:
+            body = {"model": name, "messages": [{"role": "user", "content": IMAGE}]}
+            r = await c.post("/v1/chat/completions", json=body, headers=AUTH)
+            assert r.status_code == 400, name
+            err = r.json()["error"]
+            assert err["code"] == "missing_capability" and "needs vision" in err["message"]
+            assert name in err["message"] or cfg.models.get(name) is not None

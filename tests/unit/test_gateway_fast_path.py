@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from duetto.cli.serve import fast_io
-from duetto.gateway import ApiKey, GatewaySettings, create_app
-from duetto.gateway.auth import hash_key
+from duetto.gateway import create_app
 from duetto.messages import ChatRequest
 from duetto.models.base import ModelCard
 from duetto.models.openai import OpenAIModel
 from duetto.store import TraceStore
 from duetto.testing.scripted import ScriptedModel
+from gateway_kit import TinyEngine, asgi_client, gateway_settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,46 +84,23 @@ async def test_proxy_from_the_environment_goes_through_the_client(
     assert model._direct is not None
 
 
-def _settings(tmp_path: Path, **kw: Any) -> GatewaySettings:
-    return GatewaySettings(db=str(tmp_path / "gw.db"), keys=[ApiKey("k", hash_key(KEY))], **kw)
-
-
-class _Engine:
-    def __init__(self) -> None:
-        self.models = {"llm": ScriptedModel(CARD, "remote answer")}
-        self.strategies: dict[str, Any] = {}
-
-    async def start(self) -> _Engine:
-        return self
-
-    async def aclose(self) -> None:
-        pass
-
-    def get(self, name: str) -> Any:
-        return self.models[name]
-
-    @property
-    def llm(self) -> Any:
-        return self.models["llm"]
-
-
 @pytest.mark.parametrize("before", [True, False])
 async def test_every_answer_is_stored_once_either_way(tmp_path: Path, before: bool) -> None:
-    app = create_app(_Engine(), _settings(tmp_path, store_before_answer=before))  # type: ignore[arg-type]
+    engine = TinyEngine({"llm": ScriptedModel(CARD, "remote answer")})
+    settings = gateway_settings(tmp_path, {"k": KEY}, store_before_answer=before)
+    app = create_app(engine, settings)  # type: ignore[arg-type]
     ids: list[str] = []
     body = {"model": "llm", "messages": [{"role": "user", "content": "hi"}]}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        auth = {"Authorization": f"Bearer {KEY}"}
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
-            for i in range(6):
-                r = await c.post(
-                    "/v1/chat/completions", json={**body, "stream": i % 2 == 1}, headers=auth
-                )
-                assert r.status_code == 200 and "remote answer" in r.text
-                ids.append(r.headers["x-duetto-trace-id"])
-            if before:  # committed before the answer ended
-                assert all([await app.state.store.get(t) for t in ids])
+    auth = {"Authorization": f"Bearer {KEY}"}
+    async with asgi_client(app) as c:
+        for i in range(6):
+            r = await c.post(
+                "/v1/chat/completions", json={**body, "stream": i % 2 == 1}, headers=auth
+            )
+            assert r.status_code == 200 and "remote answer" in r.text
+            ids.append(r.headers["x-duetto-trace-id"])
+        if before:  # committed before the answer ended
+            assert all([await app.state.store.get(t) for t in ids])
     store = await TraceStore(str(tmp_path / "gw.db")).start()  # after shutdown: all there
     try:
         assert sorted(await store.ids()) == sorted(ids)

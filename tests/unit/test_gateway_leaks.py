@@ -15,15 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from duetto.gateway import ApiKey, GatewaySettings, create_app
-from duetto.gateway.auth import hash_key
+from duetto.gateway import create_app
 from duetto.messages import ChatRequest, Message
-from duetto.models.base import ChatModel, ModelCard
+from duetto.models.base import ModelCard
 from duetto.privacy.leaks import by_tier, residual, sent_entities
 from duetto.privacy.rules import rules_detect
 from duetto.scoring import pii
 from duetto.scoring.pii import Entity
 from duetto.testing.scripted import ScriptedModel
+from gateway_kit import TinyEngine, asgi_client, gateway_settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,25 +42,6 @@ def regex_detector(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pii, "_detector", pii.regex_detect)
 
 
-class TinyEngine:
-    def __init__(self, models: dict[str, ChatModel]) -> None:
-        self.models = models
-        self.strategies: dict[str, ChatModel] = {}
-
-    async def start(self) -> TinyEngine:
-        return self
-
-    async def aclose(self) -> None:
-        pass
-
-    def get(self, name: str) -> ChatModel:
-        return self.models[name]
-
-    @property
-    def llm(self) -> ChatModel:
-        return self.models["llm"]
-
-
 @contextlib.asynccontextmanager
 async def gateway(
     tmp_path: Path, second_opinion: Any = None, **kw: Any
@@ -68,15 +49,10 @@ async def gateway(
     engine = TinyEngine(
         {"slm": ScriptedModel("slm-card", "local"), "llm": ScriptedModel(UNTRUSTED, "remote")}
     )
-    settings = GatewaySettings(
-        db=str(tmp_path / "gw.db"), keys=[ApiKey("alpha", hash_key(KEY))], **kw
-    )
-    app = create_app(engine, settings)  # type: ignore[arg-type]
+    app = create_app(engine, gateway_settings(tmp_path, {"alpha": KEY}, **kw))  # type: ignore[arg-type]
     app.state.gateway.leaks.second_opinion = second_opinion
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            yield app, client
+    async with asgi_client(app) as client:
+        yield app, client
 
 
 def body(model: str = "llm", **kw: Any) -> dict[str, Any]:

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from duetto.gateway import ApiKey, GatewaySettings, create_app
-from duetto.gateway.auth import hash_key
-from duetto.models.base import ChatModel, ModelCard
+from duetto.gateway import create_app
+from duetto.models.base import ModelCard
 from duetto.models.openai import OpenAIModel
 from duetto.testing import FakeOpenAIServer
+from gateway_kit import TinyEngine, asgi_client, gateway_settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,25 +52,6 @@ IMAGE = (
 )
 
 
-class _Engine:
-    def __init__(self, model: ChatModel) -> None:
-        self.models = {"llm": model}
-        self.strategies: dict[str, ChatModel] = {}
-
-    async def start(self) -> _Engine:
-        return self
-
-    async def aclose(self) -> None:
-        pass
-
-    def get(self, name: str) -> ChatModel:
-        return self.models[name]
-
-    @property
-    def llm(self) -> ChatModel:
-        return self.models["llm"]
-
-
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as server:
@@ -81,12 +62,9 @@ def upstream() -> Iterator[FakeOpenAIServer]:
 async def gw(upstream: FakeOpenAIServer, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     upstream.reset()
     model = OpenAIModel(CARD, upstream.base_url, "fake-llm", retries=0)
-    settings = GatewaySettings(db=str(tmp_path / "gw.db"), keys=[ApiKey("a", hash_key(KEY))])
-    app = create_app(_Engine(model), settings)  # type: ignore[arg-type]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            yield client
+    app = create_app(TinyEngine({"llm": model}), gateway_settings(tmp_path, {"a": KEY}))  # type: ignore[arg-type]
+    async with asgi_client(app) as client:
+        yield client
     await model.aclose()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_gateway_app import AUTH, KEY, LLM_CARD, OTHER, TinyEngine, chat, gateway
+from test_gateway_app import AUTH, KEY, LLM_CARD, OTHER, chat, gateway
 from test_gateway_store import PG_URL, require_pg
 from typer.testing import CliRunner
 
@@ -27,6 +27,7 @@ from duetto.gateway import ApiKey, GatewaySettings, create_app
 from duetto.gateway.auth import hash_key
 from duetto.messages import ChatRequest
 from duetto.testing.scripted import ScriptedModel
+from gateway_kit import TinyEngine, asgi_client, gateway_settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -220,10 +221,8 @@ KEYS = [ApiKey("alpha", hash_key(KEY))]
 async def replica(db: str, prefix: str = "duetto_") -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     settings = GatewaySettings(db=db, store_prefix=prefix, keys=KEYS, audit=AUDIT)
     app = create_app(Engine(route_config()), settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            yield app, client
+    async with asgi_client(app) as client:
+        yield app, client
 
 
 async def ask(c: httpx.AsyncClient, n: int) -> list[httpx.Response]:
@@ -371,17 +370,14 @@ async def test_a_raw_local_model_is_audited_and_estimated(tmp_path: Path) -> Non
 
 async def test_first_stage_shadows_a_strategy_with_its_first_model(tmp_path: Path) -> None:
     shadow = {"route": ShadowConfig(candidate="first_stage", share=1.0, judge_share=0.0)}
-    settings = GatewaySettings(db=str(tmp_path / "gw.db"), keys=KEYS, shadow=shadow)
-    app = create_app(Engine(route_config()), settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
-            long = "a long question " * 100  # routed to the LLM
-            r = await c.post("/v1/chat/completions", json=chat("route", long), headers=AUTH)
-            assert r.json()["choices"][0]["message"]["content"] == "large"
-            await app.state.loop.drain()
-            [s] = await app.state.loop.store.shadows()
-            assert (s.candidate, s.text) == ("slm-card", "small")
+    app = create_app(Engine(route_config()), gateway_settings(tmp_path, KEYS, shadow=shadow))
+    async with asgi_client(app) as c:
+        long = "a long question " * 100  # routed to the LLM
+        r = await c.post("/v1/chat/completions", json=chat("route", long), headers=AUTH)
+        assert r.json()["choices"][0]["message"]["content"] == "large"
+        await app.state.loop.drain()
+        [s] = await app.state.loop.store.shadows()
+        assert (s.candidate, s.text) == ("slm-card", "small")
     bad = GatewaySettings(
         db=str(tmp_path / "gw2.db"), shadow={"slm": ShadowConfig(candidate="first_stage")}
     )

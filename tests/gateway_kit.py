@@ -1,0 +1,63 @@
+"""Set-up shared by the gateway tests (unit and integration; tests/ is on the path through its
+conftest): the slice of Engine the gateway uses over hand-built models, settings with API
+keys, and an in-process client (ASGI, the app's lifespan run, no socket)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from duetto.gateway import ApiKey, GatewaySettings
+from duetto.gateway.auth import hash_key
+from duetto.models.base import ChatModel
+
+
+class TinyEngine:
+    """The slice of Engine the gateway uses, over hand-built models (and strategies)."""
+
+    def __init__(
+        self,
+        models: dict[str, ChatModel],
+        strategies: dict[str, ChatModel] | None = None,
+        llm: str = "llm",
+    ) -> None:
+        self.models = models
+        self.strategies: dict[str, ChatModel] = dict(strategies or {})
+        self.model_wrappers: list[Any] = []
+        self._llm = llm
+
+    async def start(self) -> TinyEngine:
+        return self
+
+    async def aclose(self) -> None:
+        pass
+
+    def get(self, name: str) -> ChatModel:
+        return self.strategies[name] if name in self.strategies else self.models[name]
+
+    @property
+    def llm(self) -> ChatModel:
+        return self.models[self._llm]
+
+
+def gateway_settings(
+    tmp_path: Path, keys: Mapping[str, str] | list[ApiKey], **kw: Any
+) -> GatewaySettings:
+    """Settings with a SQLite store in `tmp_path` and API keys: `{tenant: plaintext key}`, or
+    ApiKeys (with budgets, rate limits)."""
+    if isinstance(keys, Mapping):
+        keys = [ApiKey(name, hash_key(key)) for name, key in keys.items()]
+    return GatewaySettings(db=str(tmp_path / "gw.db"), keys=keys, **kw)
+
+
+@contextlib.asynccontextmanager
+async def asgi_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `app` in process, inside its lifespan (the store and models started)."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            yield client
