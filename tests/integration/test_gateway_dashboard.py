@@ -3,12 +3,12 @@ LLM share and savings. Needs selenium and Debian's chromium + chromium-driver; s
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
+from browser_kit import headless_chromium, require_chromium
 from duetto.config import parse_config
 from duetto.engine import Engine
 from duetto.gateway import GatewaySettings, create_app
@@ -16,17 +16,9 @@ from duetto.testing import ServerThread
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-
 
 def test_dashboard_shows_traffic_in_headless_chromium(tmp_path: Path) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not (CHROMIUM and DRIVER):
-        pytest.skip(
-            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
-        )
-    from selenium.webdriver.chrome.service import Service
+    require_chromium()  # before any work: skips without a browser
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -64,18 +56,7 @@ def test_dashboard_shows_traffic_in_headless_chromium(tmp_path: Path) -> None:
                 json={"model": "route", "messages": [{"role": "user", "content": prompt}]},
             )
             assert r.status_code == 200
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for arg in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--window-size=1400,1000",
-        ):
-            options.add_argument(arg)
-        driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-        try:
+        with headless_chromium() as driver:
             driver.get(gw.url + "/dashboard")
             WebDriverWait(driver, 20).until(
                 lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
@@ -87,8 +68,6 @@ def test_dashboard_shows_traffic_in_headless_chromium(tmp_path: Path) -> None:
                 for k in ("requests", "llm_share", "saved", "cost", "latency")
             }
             rows = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#strategies tr")]
-        finally:
-            driver.quit()
     assert shot.stat().st_size > 10_000  # a real rendered page, not a blank
     assert values["requests"] == "30"
     assert values["llm_share"] == "33.3%"

@@ -5,10 +5,11 @@ Debian's chromium + chromium-driver; skips otherwise."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
+
+from browser_kit import headless_chromium, require_chromium
 
 pytest.importorskip("matplotlib", reason="the report needs the `report` extra (matplotlib)")
 
@@ -17,37 +18,19 @@ from report_sample import demo_report
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
 LONG_FLOAT = re.compile(
     r"(?<![\w.:])\d+\.\d{5,}"
 )  # a figure nobody rounded (not "arXiv:2310.03003")
 
 
 def test_report_reads_rounded_in_headless_chromium(tmp_path: Path) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not (CHROMIUM and DRIVER):
-        pytest.skip(
-            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
-        )
-    from selenium.webdriver.chrome.service import Service
+    require_chromium()  # before any work: skips without a browser
     from selenium.webdriver.common.by import By
 
     report = demo_report()
     rec = report["recommendation"]
     paths = write_report(report, tmp_path)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    try:
+    with headless_chromium() as driver:
         driver.get(paths["html"].resolve().as_uri())
         shot = tmp_path / "report.png"
         assert driver.save_screenshot(str(shot))
@@ -59,8 +42,6 @@ def test_report_reads_rounded_in_headless_chromium(tmp_path: Path) -> None:
         images = driver.find_elements(By.TAG_NAME, "img")
         widths = [driver.execute_script("return arguments[0].naturalWidth", i) for i in images]
         ids = {i.get_attribute("id") for i in images}
-    finally:
-        driver.quit()
     assert {"phases-plot", "pareto-plot"} <= ids
     assert len(widths) >= 9 and all(w > 100 for w in widths)
     # the recommendation in words, its figures rounded as a reader wants them
