@@ -1,10 +1,12 @@
-"""Set-up shared by the gateway tests (unit and integration; tests/ is on the path through its
-conftest): the slice of Engine the gateway uses over hand-built models, settings with API
-keys, and an in-process client (ASGI, the app's lifespan run, no socket)."""
+"""Set-up shared by the gateway and wire tests (unit and integration; tests/ is on the path
+through its conftest): the slice of Engine the gateway uses over hand-built models, settings
+with API keys, an in-process client (ASGI, the app's lifespan run, no socket), and the events
+of a streamed body."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -61,3 +63,13 @@ async def asgi_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             yield client
+
+
+def sse_events(text: str) -> list[Any]:
+    """The data of each `data: ` line of a server-sent-events body: JSON decoded, "[DONE]"
+    kept as the string."""
+    return [
+        line[6:] if line[6:] == "[DONE]" else json.loads(line[6:])
+        for line in text.splitlines()
+        if line.startswith("data: ")
+    ]

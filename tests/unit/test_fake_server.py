@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
 from typing import Any
@@ -16,21 +15,13 @@ from duetto.models.base import ModelCard
 from duetto.models.openai import OpenAIModel
 from duetto.testing import FakeOpenAIServer, RemoteNetworkBlocked, blocked_attempts
 from duetto.testing.guard import is_loopback_host, no_remote_network
+from gateway_kit import sse_events
 
 pytestmark = pytest.mark.timeout(20)
 
 
 def chat(content: str, **kw: Any) -> dict[str, Any]:
     return {"model": "fake-llm", "messages": [{"role": "user", "content": content}], **kw}
-
-
-def sse_events(text: str) -> list[Any]:
-    out: list[Any] = []
-    for line in text.splitlines():
-        if line.startswith("data: "):
-            data = line[len("data: ") :]
-            out.append(data if data == "[DONE]" else json.loads(data))
-    return out
 
 
 def test_models_and_completion_shapes(fake_openai: FakeOpenAIServer) -> None:

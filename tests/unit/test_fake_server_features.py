@@ -12,6 +12,7 @@ import pytest
 
 from duetto.testing import FakeOpenAIServer
 from duetto.testing.instances import instance_for, schema_in
+from gateway_kit import sse_events
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -46,15 +47,6 @@ MAGIC = {
 
 def chat(content: Any, **kw: Any) -> dict[str, Any]:
     return {"model": "fake-llm", "messages": [{"role": "user", "content": content}], **kw}
-
-
-def events(text: str) -> list[Any]:
-    out: list[Any] = []
-    for line in text.splitlines():
-        if line.startswith("data: "):
-            data = line[len("data: ") :]
-            out.append(data if data == "[DONE]" else json.loads(data))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +162,7 @@ def test_streamed_tool_call_logprobs_and_choices(client: httpx.Client) -> None:
             stream_options={"include_usage": True},
         ),
     )
-    chunks = events(r.text)
+    chunks = sse_events(r.text)
     assert chunks[-1] == "[DONE]" and chunks[-2]["usage"]["completion_tokens"] > 0
     pieces = [
         tc for c in chunks[:-1] for ch in c["choices"] for tc in ch["delta"].get("tool_calls") or ()
@@ -182,7 +174,7 @@ def test_streamed_tool_call_logprobs_and_choices(client: httpx.Client) -> None:
     finishes = [ch["finish_reason"] for c in chunks[:-1] for ch in c["choices"]]
     assert "tool_calls" in finishes
     r = client.post("/chat/completions", json=chat("x y", stream=True, n=2, logprobs=True))
-    chunks = events(r.text)
+    chunks = sse_events(r.text)
     by_index: dict[int, str] = {}
     lps = 0
     for c in chunks[:-1]:

@@ -21,7 +21,7 @@ from duetto.gateway.auth import hash_key
 from duetto.messages import ChatRequest
 from duetto.models.base import ChatModel, LeafModel, ModelCard, RawResult
 from duetto.testing.scripted import ScriptedModel
-from gateway_kit import TinyEngine, asgi_client, gateway_settings
+from gateway_kit import TinyEngine, asgi_client, gateway_settings, sse_events
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -63,14 +63,6 @@ def models(llm: ChatModel | None = None) -> dict[str, ChatModel]:
         "slm": ScriptedModel("slm-card", "local answer"),
         "llm": llm or ScriptedModel(LLM_CARD, "remote answer"),
     }
-
-
-def sse(text: str) -> list[Any]:
-    out = []
-    for line in text.splitlines():
-        if line.startswith("data: "):
-            out.append(line[6:] if line[6:] == "[DONE]" else json.loads(line[6:]))
-    return out
 
 
 async def test_auth_validation_and_models(tmp_path: Path) -> None:
@@ -174,7 +166,7 @@ async def test_a_stream_cut_mid_way_is_continued_by_the_fallback(tmp_path: Path)
     engine = TinyEngine({"slm": fallback, "llm": cut})
     async with gateway(engine, tmp_path, fallback="slm") as (app, c):
         r = await c.post("/v1/chat/completions", json=chat(stream=True), headers=AUTH)
-        events = sse(r.text)
+        events = sse_events(r.text)
         text = "".join(
             e["choices"][0]["delta"].get("content", "")
             for e in events[:-1]

@@ -17,7 +17,7 @@ from duetto.gateway import create_app
 from duetto.models.base import ModelCard
 from duetto.models.openai import OpenAIModel
 from duetto.testing import FakeOpenAIServer
-from gateway_kit import TinyEngine, asgi_client, gateway_settings
+from gateway_kit import TinyEngine, asgi_client, gateway_settings, sse_events
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,14 +70,6 @@ async def gw(upstream: FakeOpenAIServer, tmp_path: Path) -> AsyncIterator[httpx.
 
 def chat(content: Any = "hello", **kw: Any) -> dict[str, Any]:
     return {"model": "llm", "messages": [{"role": "user", "content": content}], **kw}
-
-
-def sse(text: str) -> list[Any]:
-    return [
-        line[6:] if line[6:] == "[DONE]" else json.loads(line[6:])
-        for line in text.splitlines()
-        if line.startswith("data: ")
-    ]
 
 
 async def test_tool_call_round_trip_forwards_everything_and_invents_nothing(
@@ -135,7 +127,7 @@ async def test_streamed_tool_call_deltas(gw: httpx.AsyncClient) -> None:
             stream_options={"include_usage": True},
         ),
     )
-    chunks = sse(r.text)
+    chunks = sse_events(r.text)
     assert chunks[-1] == "[DONE]"
     pieces = [
         tc for c in chunks[:-1] for ch in c["choices"] for tc in ch["delta"].get("tool_calls") or ()
@@ -170,7 +162,7 @@ async def test_n_logprobs_and_usage_details(gw: httpx.AsyncClient) -> None:
     )
     text: dict[int, str] = {}
     tokens = 0
-    for c in sse(r.text)[:-1]:
+    for c in sse_events(r.text)[:-1]:
         for ch in c["choices"]:
             text[ch["index"]] = text.get(ch["index"], "") + (ch["delta"].get("content") or "")
             tokens += len((ch.get("logprobs") or {}).get("content") or ())
