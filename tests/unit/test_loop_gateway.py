@@ -88,11 +88,17 @@ async def test_shadow_answers_are_stored_and_never_change_or_delay_the_users(
         assert len(await loop.store.shadows()) == 2
 
 
-async def test_open_ended_pairs_go_to_the_judge_billed(tmp_path: Path) -> None:
+def open_ended(judge_share: float) -> tuple[TinyEngine, ScriptedModel, dict[str, ShadowConfig]]:
+    """The LLM served with an open-ended answer (agreement cannot label it), the SLM shadowing
+    every request, the LLM judging a `judge_share` of the pairs."""
     essay = "A long open-ended answer about the history of the Roman empire and its roads."
     llm = ScriptedModel(LLM_CARD, judge_or(essay))
     engine = TinyEngine({"slm": ScriptedModel("slm-card", "Rome built roads."), "llm": llm})
-    shadow = {"llm": ShadowConfig(candidate="slm", share=1.0, judge_share=1.0)}
+    return engine, llm, {"llm": ShadowConfig(candidate="slm", share=1.0, judge_share=judge_share)}
+
+
+async def test_open_ended_pairs_go_to_the_judge_billed(tmp_path: Path) -> None:
+    engine, _, shadow = open_ended(judge_share=1.0)
     async with gateway(engine, tmp_path, shadow=shadow) as (app, c):
         r = await c.post("/v1/chat/completions", json=chat("llm", "Tell me of Rome"), headers=AUTH)
         await app.state.loop.drain()
@@ -107,10 +113,7 @@ async def test_open_ended_pairs_go_to_the_judge_billed(tmp_path: Path) -> None:
 
 async def test_no_judge_beyond_its_share_even_on_open_ended_pairs(tmp_path: Path) -> None:
     # the judge is an LLM call on the background path: a share of 0 means none at all
-    essay = "A long open-ended answer about the history of the Roman empire and its roads."
-    llm = ScriptedModel(LLM_CARD, judge_or(essay))
-    engine = TinyEngine({"slm": ScriptedModel("slm-card", "Rome built roads."), "llm": llm})
-    shadow = {"llm": ShadowConfig(candidate="slm", share=1.0, judge_share=0.0)}
+    engine, llm, shadow = open_ended(judge_share=0.0)
     async with gateway(engine, tmp_path, shadow=shadow) as (app, c):
         for q in ("Tell me of Rome", "And of Carthage"):
             r = await c.post("/v1/chat/completions", json=chat("llm", q), headers=AUTH)
