@@ -129,6 +129,7 @@ def run_demo(
     from duetto.eval.report import print_summary, write_report
     from duetto.eval.rollout import RolloutPlan, run_rollout
     from duetto.eval.traffic import load_traffic
+    from duetto.privacy.apply import use_detector
 
     console = Console()
     started = time.perf_counter()
@@ -152,10 +153,14 @@ def run_demo(
     print(intro, flush=True) if not progress.tty else console.print(intro, highlight=False)
 
     async def go() -> dict[str, Any]:
-        engine = Engine(cfg, cache=True)
         progress.phase("starting models", 0)
+        # redaction and the privacy column use the configured detector, as `duetto serve` does
+        detector = await asyncio.to_thread(use_detector, cfg.privacy.detector or "auto")
+        engine = Engine(cfg, cache=True)
         await engine.start()
-        progress.done("start", "SLM in process, LLM stand-in over loopback HTTP")
+        progress.done(
+            "start", f"SLM in process, LLM stand-in over loopback HTTP, PII detector {detector}"
+        )
         from duetto.strategies.assist import HintAssist
 
         for strat in engine.strategies.values():
@@ -182,6 +187,7 @@ def run_demo(
             if fitted["strategies"]:
                 report["fitted_path"] = str(save_fitted(fitted, out / "calibration.json"))
             report["models"] = [m.card.to_dict() for m in engine.models.values()]
+            report["pii_detector"] = detector
             report["cache"] = engine.cache_stats()
             return report
         finally:
@@ -201,6 +207,7 @@ def run_demo(
         f"answers capped at max_tokens ({caps}; the LLM's task hints {HINT_MAX_TOKENS}) so that "
         "the demo runs in ten minutes",
         "energy figures are estimates (see each model card's source)",
+        f"PII counted and redacted with the {report['pii_detector']} detector",
     ]
     paths = write_report(report, out)
     print_summary(report, console)

@@ -124,6 +124,7 @@ def _run_eval(
     from duetto.eval.report import print_summary, write_report
     from duetto.eval.runner import EvalPlan, evaluate
     from duetto.fitted import export_fitted, save_fitted, stamp
+    from duetto.privacy.apply import use_detector
 
     console = Console()
     try:
@@ -137,6 +138,8 @@ def _run_eval(
 
     async def go() -> dict[str, Any]:
         with console.status("starting models (the stand-in LLM server takes a few seconds)…"):
+            # redaction and the privacy column use the configured detector, as `duetto serve` does
+            detector = await asyncio.to_thread(use_detector, cfg.privacy.detector or "auto")
             engine = Engine(cfg, cache=True)
             await engine.start()
         try:
@@ -168,6 +171,7 @@ def _run_eval(
             if fitted["strategies"]:
                 report["fitted_path"] = str(save_fitted(fitted, out / "calibration.json"))
             report["models"] = [m.card.to_dict() for m in engine.models.values()]
+            report["pii_detector"] = detector
             report["cache"] = engine.cache_stats()
             return report
         finally:
@@ -183,7 +187,8 @@ def _run_eval(
     report["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     report["notes"] = [f"{m['name']}: {m['label']}" for m in report["models"] if m.get("label")] + [
-        "energy figures are estimates (see each model card's source)"
+        "energy figures are estimates (see each model card's source)",
+        f"PII counted and redacted with the {report['pii_detector']} detector",
     ]
     paths = write_report(report, out)
     print_summary(report, console)
