@@ -8,9 +8,10 @@ its gaps let a grammar-constrained answer be invalid:
 - it ignores integer bounds (minimum, maximum, exclusiveMinimum, exclusiveMaximum): a rating
   of 1..5 may come out as 0 or 7.
 
-`schema_gbnf` closes both. What a grammar still cannot say (number bounds, multipleOf,
-uniqueItems, formats, ...) is caught after generation by `schema_problem` (the `jsonschema`
-package, a dependency of the `local` extra); the local model then retries once.
+`schema_gbnf` closes both, and writes uniqueItems over a short enum as distinct items in enum
+order. What a grammar still cannot say (number bounds, multipleOf, uniqueItems of free values,
+...) is caught after generation by `schema_problem` (the `jsonschema` package); the local model
+then retries once, with `capped_strings` when the first answer ran out of tokens.
 
 llama_cpp is imported only when a grammar is built: `import duetto` stays light.
 """
@@ -25,7 +26,7 @@ from typing import Any
 
 from duetto.errors import UserError
 
-__all__ = ["int_range_gbnf", "schema_gbnf", "schema_problem"]
+__all__ = ["capped_strings", "int_range_gbnf", "schema_gbnf", "schema_problem"]
 
 # llama.cpp's own integer rule allows up to 16 digits; an unbounded side stops there too.
 _MAX_DIGITS = 16
@@ -124,6 +125,31 @@ def _int_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None]:
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
 
+# An enum this long under uniqueItems is left to the check after generation: the grammar of
+# distinct items in enum order has (values × maxItems) rules.
+_UNIQUE_ENUM_MAX = 24
+
+
+def _unique_choices(schema: Any) -> list[Any] | None:
+    """The enum values of an array schema whose items must be distinct and come from a short
+    enum (deduplicated, in order); None for any other schema."""
+    if not isinstance(schema, dict) or schema.get("uniqueItems") is not True:
+        return None
+    items = schema.get("items")
+    if schema.get("type", "array") != "array" or not isinstance(items, dict):
+        return None
+    if "prefixItems" in schema or set(items) - {"enum", "type"}:
+        return None
+    values = items.get("enum")
+    if not isinstance(values, list) or not values:
+        return None
+    distinct: list[Any] = []
+    for v in values:  # by JSON value: 1 and 1.0 or True are told apart as JSON writes them
+        if all(json.dumps(v) != json.dumps(d) for d in distinct):
+            distinct.append(v)
+    return distinct if len(distinct) <= _UNIQUE_ENUM_MAX else None
+
+
 # --------------------------------------------------------------------------- the converter
 
 
@@ -140,11 +166,46 @@ def _converter_class() -> type:
                 and any(k in schema for k in _BOUNDS)
                 and not any(k in schema for k in ("$ref", "enum", "const", "anyOf", "oneOf"))
             )
-            if not bounded:
-                return str(super().visit(schema, name))
-            rule_name = name + "-" if name in lg.RESERVED_NAMES else name or "root"
-            expression = int_range_gbnf(*_int_bounds(schema))
-            return str(self._add_rule(rule_name, f"({expression}) space"))
+            if bounded:
+                rule_name = name + "-" if name in lg.RESERVED_NAMES else name or "root"
+                expression = int_range_gbnf(*_int_bounds(schema))
+                return str(self._add_rule(rule_name, f"({expression}) space"))
+
+            if _unique_choices(schema) is not None:
+                rule_name = name + "-" if name in lg.RESERVED_NAMES else name or "root"
+                return str(self._add_rule(rule_name, self._unique_array(schema, rule_name)))
+            return str(super().visit(schema, name))
+
+        def _unique_array(self, schema: dict[str, Any], name: str) -> str:
+            """uniqueItems over a few enum values: the items come in enum order, each at most
+            once (any order would be valid; one order keeps the grammar small)."""
+            values = _unique_choices(schema) or []
+            literals = [self._generate_constant_rule(v) for v in values]
+            m, least = len(literals), int(schema.get("minItems", 0))
+            most = min(int(schema.get("maxItems", m)), m)
+            if least > most:
+                raise UserError(f"uniqueItems: no array of {least} distinct items of {values}")
+            rests: dict[tuple[int, int], str] = {}
+
+            def rest(i: int, count: int) -> str:
+                """What may follow `count` items, the last being value i ("" for nothing)."""
+                if (i, count) not in rests:
+                    options = [
+                        f'"," space {literals[j]} {rest(j, count + 1)}'.rstrip()
+                        for j in range(i + 1, m)
+                        if count < most and m - j >= least - count
+                    ]
+                    body = " | ".join(options)
+                    if body and count >= least:
+                        body = f"({body})?"
+                    rests[i, count] = (
+                        str(self._add_rule(f"{name}-after-{i}-{count}", body)) if body else ""
+                    )
+                return rests[i, count]
+
+            firsts = [f"{literals[i]} {rest(i, 1)}".rstrip() for i in range(m) if m - i >= least]
+            inner = f"({' | '.join(firsts)})" + ("?" if least == 0 else "") if most else ""
+            return f'"[" space {inner} "]" space'
 
         def _add_primitive(self, name: str, rule: Any) -> str:
             if name == "char":
@@ -162,6 +223,28 @@ def schema_gbnf(schema: dict[str, Any]) -> str:
     resolved = converter.resolve_refs(schema, "input")
     converter.visit(resolved, "")
     return str(converter.format_grammar())
+
+
+# --------------------------------------------------------------------------- a shorter answer
+
+_DATA_KEYS = frozenset({"const", "enum", "default", "examples"})  # values, not schemas
+
+
+def capped_strings(schema: Any, cap: int) -> Any:
+    """A copy of `schema` whose free strings (no enum, const, pattern or format) hold at most
+    `cap` characters: every JSON it allows is valid for `schema`, and short. A small model that
+    loops inside an unbounded string until the token cap answers this one in time."""
+    if isinstance(schema, list):
+        return [capped_strings(s, cap) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: v if k in _DATA_KEYS else capped_strings(v, cap) for k, v in schema.items()}
+    free = not any(k in schema for k in ("enum", "const", "pattern", "format"))
+    if schema.get("type") == "string" and free:
+        longest = schema.get("maxLength")
+        longest = cap if not isinstance(longest, int) else min(longest, cap)
+        out["maxLength"] = max(longest, schema.get("minLength", 0))
+    return out
 
 
 # --------------------------------------------------------------------------- the check

@@ -31,7 +31,7 @@ import numpy as np
 from duetto.errors import ConfigError, ModelError, ModelUnavailable, UserError
 from duetto.messages import ChatRequest, Choice, ToolCall, add_system_note
 from duetto.models.base import LeafModel, ModelCard, RawResult
-from duetto.models.json_grammar import schema_gbnf, schema_problem
+from duetto.models.json_grammar import capped_strings, schema_gbnf, schema_problem
 from duetto.openai_wire import logprob_entry
 
 __all__ = [
@@ -341,7 +341,8 @@ def _checked(
 ) -> RawResult:
     """One choice; with a schema, an answer that does not validate (a constraint the grammar
     cannot express, or cut by the token cap) is generated once more: greedily if it was
-    sampled, else sampled with another seed. Still invalid: an answer cut by max_tokens is
+    sampled, else sampled with another seed; after a cut, with free strings bounded to a
+    quarter of the tokens it had (`capped_strings`). Still invalid: an answer cut by max_tokens is
     returned as OpenAI does (finish_reason "length"); a finished one is a ModelError, never
     invalid JSON presented as an answer."""
     raw = _run(engine, request, emit, cancel, t_start)
@@ -355,6 +356,11 @@ def _checked(
     else:
         seed = request.seed if request.seed is not None else random.randrange(2**31)
         retry = replace(request, temperature=_RETRY_TEMPERATURE, seed=seed + 1)
+    if raw.finish_reason == "length":  # it ran out of tokens: free strings get a share of them
+        fmt = request.response_format or {}
+        short = capped_strings(schema, max(16, raw.tokens_out // 4))
+        spec = {**fmt.get("json_schema", {}), "schema": short}
+        retry = replace(retry, response_format={**fmt, "json_schema": spec})
     second = _run(engine, retry, None, cancel, t_start)
     second.extra = {**second.extra, "schema_retries": 1}  # the trace says so, not why
     if second.finish_reason == "cancelled":
