@@ -202,3 +202,59 @@ async def test_unset_options_get_the_models_own_defaults(smollm2: LlamaCppModel)
     small = LlamaCppModel(smollm2.card, smollm2.model_path, n_ctx=2048, max_tokens=3)
     r = await small.complete(unset)
     assert r.usage.tokens_out <= 3
+
+
+BOUNDED = {
+    "type": "object",
+    "properties": {
+        "rating": {"type": "integer", "minimum": 1, "maximum": 5},
+        "qty": {"type": "integer", "exclusiveMinimum": 0},
+        "labels": {
+            "type": "array",
+            "items": {"enum": ["urgent", "complaint", "praise"]},
+            "minItems": 1,
+            "uniqueItems": True,
+        },
+        "note": {"type": "string", "maxLength": 30},
+    },
+    "required": ["rating", "qty", "labels", "note"],
+    "additionalProperties": False,
+}
+
+
+def test_schema_grammar_bounds_integers_and_keeps_strings_json() -> None:
+    text = response_grammar(_schema_format(BOUNDED))._grammar
+    assert "rating ::= ([1-5]) space" in text
+    assert "qty ::= ([1-9] | [1-9] [0-9]{1,15}) space" in text
+    assert r'char ::= [^"\\\x7F\x00-\x1F]' in text  # no raw newline inside a string
+    # distinct labels in enum order: after "praise" (the last) nothing may follow
+    assert 'labels-after-0-1 ::= ("," space "\\"complaint\\""' in text
+    assert "labels-after-2" not in text
+
+
+def test_unsatisfiable_bounds_are_the_clients_mistake() -> None:
+    empty = {"type": "integer", "minimum": 5, "maximum": 4}
+    with pytest.raises(UserError, match="no integer"):
+        response_grammar(_schema_format(empty))
+
+
+@pytest.mark.local_model
+async def test_answers_respect_bounds_the_old_converter_ignored(smollm2: LlamaCppModel) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    prompts = [
+        "Rate it 10 out of 10, I ordered zero items. Urgent urgent urgent!",
+        "Terrible, minus five stars, -3 parcels arrived.\nLine two of the note.",
+        "A complaint and a complaint and praise, 1000 boxes.",
+        "Write anything.",
+    ]
+    for i, prompt in enumerate(prompts):
+        request = ChatRequest.of(
+            f"Answer in JSON. {prompt}",
+            response_format=_schema_format(BOUNDED),
+            max_tokens=120,
+            temperature=0.0 if i % 2 == 0 else 0.9,
+            seed=i,
+        )
+        r = await smollm2.complete(request)
+        assert r.finish_reason == "stop", r.text
+        jsonschema.validate(json.loads(r.text), BOUNDED)
