@@ -158,8 +158,12 @@ def _converter_class() -> type:
     """llama-cpp-python's SchemaConverter with bounded integers and JSON-only characters."""
     from llama_cpp import llama_grammar as lg
 
-    class Converter(lg.SchemaConverter):  # type: ignore[misc,name-defined]
+    # The base class is untyped: its methods are called through `me` (Any), so mypy passes
+    # with or without llama_cpp installed.
+    class Converter(lg.SchemaConverter):
         def visit(self, schema: dict[str, Any], name: str) -> str:
+            me: Any = self
+            rule_name = name + "-" if name in lg.RESERVED_NAMES else name or "root"
             bounded = (
                 isinstance(schema, dict)
                 and schema.get("type") == "integer"
@@ -167,20 +171,19 @@ def _converter_class() -> type:
                 and not any(k in schema for k in ("$ref", "enum", "const", "anyOf", "oneOf"))
             )
             if bounded:
-                rule_name = name + "-" if name in lg.RESERVED_NAMES else name or "root"
                 expression = int_range_gbnf(*_int_bounds(schema))
-                return str(self._add_rule(rule_name, f"({expression}) space"))
-
+                return str(me._add_rule(rule_name, f"({expression}) space"))
             if _unique_choices(schema) is not None:
-                rule_name = name + "-" if name in lg.RESERVED_NAMES else name or "root"
-                return str(self._add_rule(rule_name, self._unique_array(schema, rule_name)))
-            return str(super().visit(schema, name))
+                return str(me._add_rule(rule_name, self._unique_array(schema, rule_name)))
+            base: Any = super()
+            return str(base.visit(schema, name))
 
         def _unique_array(self, schema: dict[str, Any], name: str) -> str:
             """uniqueItems over a few enum values: the items come in enum order, each at most
             once (any order would be valid; one order keeps the grammar small)."""
+            me: Any = self
             values = _unique_choices(schema) or []
-            literals = [self._generate_constant_rule(v) for v in values]
+            literals = [me._generate_constant_rule(v) for v in values]
             m, least = len(literals), int(schema.get("minItems", 0))
             most = min(int(schema.get("maxItems", m)), m)
             if least > most:
@@ -199,7 +202,7 @@ def _converter_class() -> type:
                     if body and count >= least:
                         body = f"({body})?"
                     rests[i, count] = (
-                        str(self._add_rule(f"{name}-after-{i}-{count}", body)) if body else ""
+                        str(me._add_rule(f"{name}-after-{i}-{count}", body)) if body else ""
                     )
                 return rests[i, count]
 
@@ -210,7 +213,8 @@ def _converter_class() -> type:
         def _add_primitive(self, name: str, rule: Any) -> str:
             if name == "char":
                 rule = lg.BuiltinRule(_JSON_CHAR, [])
-            return str(super()._add_primitive(name, rule))
+            base: Any = super()
+            return str(base._add_primitive(name, rule))
 
     return Converter
 
