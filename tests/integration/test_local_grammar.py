@@ -254,3 +254,20 @@ async def test_answers_respect_bounds_the_old_converter_ignored(smollm2: LlamaCp
         "Write anything.",
     ]
     await _all_validate(smollm2, BOUNDED, [f"Answer in JSON. {p}" for p in prompts], 0.9)
+
+
+@pytest.mark.local_model
+async def test_a_streamed_schema_answer_comes_whole_after_the_check(
+    smollm2: LlamaCppModel,
+) -> None:
+    request = ChatRequest.of(
+        "Rate the film in JSON, 7 out of 10.",
+        response_format=_schema_format(BOUNDED),
+        max_tokens=120,
+    )
+    chunks = [c async for c in smollm2.stream(request)]
+    deltas = [c.delta for c in chunks if c.delta]
+    final = chunks[-1].response
+    assert final is not None and len(deltas) == 1 and deltas[0] == final.text
+    assert 1 <= json.loads(final.text)["rating"] <= 5
+    assert final.usage.ttft_ms is not None and final.usage.ttft_ms <= final.usage.latency_ms

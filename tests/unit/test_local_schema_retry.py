@@ -50,9 +50,8 @@ class Script:
         text, finish = self.answers[len(self.seen) - 1]
         if emit is not None:
             emit(text)
-        return RawResult(
-            text=text, tokens_in=5, tokens_out=64 if finish == "length" else 6, finish_reason=finish
-        )
+        tokens = 64 if finish == "length" else 6
+        return RawResult(text, 5, tokens, finish_reason=finish, ttft_ms=1.0)
 
 
 def _answer(monkeypatch: pytest.MonkeyPatch, script: Script, request: ChatRequest) -> RawResult:
@@ -65,6 +64,7 @@ def test_a_valid_answer_is_kept_and_sent_whole(monkeypatch: pytest.MonkeyPatch) 
     raw = _answer(monkeypatch, script, _request())
     assert raw.text == '{"rating": 4}' and len(script.seen) == 1
     assert script.emitted == ['{"rating": 4}']  # one delta, after the check
+    assert raw.ttft_ms is None  # the stream's reader got its first token at the end
     assert "schema_retries" not in raw.extra
 
 
@@ -111,7 +111,7 @@ def test_cut_twice_is_returned_as_openai_does(monkeypatch: pytest.MonkeyPatch) -
 def test_plain_text_and_json_object_are_not_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     script = Script([("not json", "stop")])
     raw = _answer(monkeypatch, script, ChatRequest.of("Hi.", max_tokens=8))
-    assert raw.text == "not json" and script.emitted == ["not json"]
+    assert raw.text == "not json" and script.emitted == ["not json"] and raw.ttft_ms == 1.0
     script = Script([('{"a": 1}', "stop")])
     _answer(monkeypatch, script, ChatRequest.of("Hi.", response_format={"type": "json_object"}))
     assert len(script.seen) == 1

@@ -305,8 +305,10 @@ def _answer(
         seed = None if request.seed is None else request.seed + i
         again = replace(plan.request, seed=seed)
         raws.append(_checked(engine, again, schema, None, cancel, t_start))
-    if emit is not None and whole and not plan.names and first.text:
-        emit(first.text)
+    if emit is not None and whole:
+        first.ttft_ms = None  # a stream's reader saw nothing before the end: timed there
+        if not plan.names and first.text:
+            emit(first.text)
     choices = [plan.choice(r) for r in raws]
     head = choices[0]
     first.text, first.finish_reason, first.tool_calls = (
