@@ -229,8 +229,8 @@ async def test_fewshot_demonstrations_become_turns() -> None:
 
 
 async def test_redact_assist_from_config_replaces_only_the_configured_tiers() -> None:
-    """`tiers: [secret, identifier, contact]` (the demo's assist-redact-contact): an e-mail and a card
-    are replaced, a date (quasi tier) is sent as is."""
+    """`tiers: [secret, identifier, contact]` (the demo's assist-redact-contact): an e-mail and
+    a card are replaced, a date (quasi tier) is sent as is."""
     from duetto.build import build_strategy
     from duetto.options import RedactAssistOptions
 
