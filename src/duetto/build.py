@@ -148,7 +148,12 @@ def _build(name: str, o: StrategyOptions, ref: Ref, policy: Any) -> ChatModel:
             normalise=_normaliser(o.normalise),
         )
     if isinstance(o, RedactAssistOptions):
-        return S.RedactAssist(name, ref(o.answerer, f"{base}.answerer"))
+        if o.tiers is None:
+            return S.RedactAssist(name, ref(o.answerer, f"{base}.answerer"))
+        from duetto.privacy.tiers import in_tiers
+        from duetto.scoring.pii import detect
+
+        return S.RedactAssist(name, ref(o.answerer, f"{base}.answerer"), in_tiers(detect, o.tiers))
     if isinstance(o, CompressAssistOptions):
         return S.CompressAssist(
             name,

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field
 
+from duetto.privacy.tiers import Tier
 from duetto.strategies.rules import RuleSpec
 from duetto.validation import Strict
 
@@ -187,6 +188,7 @@ class RedactAssistOptions(_Fixed):
     mode: Literal["assist"]
     kind: Literal["redact"]
     answerer: str
+    tiers: list[Tier] | None = None  # what is replaced (duetto.privacy.tiers); None: every tier
 
     def refs(self) -> Refs:
         return [("answerer", self.answerer)]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from duetto.cli.main import app
+from duetto.scoring import pii
 
 CFG = {
     "models": {
@@ -15,13 +17,17 @@ CFG = {
         "llm": {"backend": "fake", "script": "y", "card": {"location": "remote"}},
     },
     "target": "quality=0.9",
+    "privacy": {"detector": "regex"},  # the dependency-free rules: no spaCy model to load
     "strategies": {
         "route": {"mode": "route", "models": ["slm", "llm"], "scorer": {"kind": "task_prior"}},
     },
 }
 
 
-def test_eval_writes_a_finished_report_and_its_calibration(tmp_path: Path) -> None:
+def test_eval_writes_a_finished_report_and_its_calibration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pii, "_detector", pii._detector)  # eval installs its own: restored after
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(json.dumps(CFG))  # JSON is YAML
     data = tmp_path / "work.jsonl"
@@ -43,7 +49,9 @@ def test_eval_writes_a_finished_report_and_its_calibration(tmp_path: Path) -> No
     assert report["notes"] == [
         "slm: a scripted SLM",
         "energy figures are estimates (see each model card's source)",
+        "PII counted and redacted with the regex detector",
     ]
+    assert report["pii_detector"] == "regex"
     fitted = json.loads(Path(report["fitted_path"]).read_text())
     assert Path(report["fitted_path"]) == out / "calibration.json"
     assert "route" in fitted["strategies"] and fitted["version"]["hash"]

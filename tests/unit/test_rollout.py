@@ -307,3 +307,29 @@ def test_student_cascades_get_the_out_of_scope_floor(report: dict[str, Any]) -> 
         assert cal["threshold"] is None or cal["threshold"] >= cal["oos_floor"]
     for est in report["promotion"]["audit_estimates"].values():
         assert {"n", "share", "met"} <= set(est["oos"])
+
+
+async def test_a_task_with_too_few_traces_gets_no_student() -> None:
+    """Three traces of a closed-form task are not enough to distil it (MIN_TRACES_PER_TASK):
+    the intents, with 40 traces, get a student; the rare task keeps going to the models."""
+    from duetto.eval.rollout import MIN_TRACES_PER_TASK, Rollout
+
+    kinds = ("phone number", "street address")
+    rare = [
+        WorkItem(
+            f"train-rare-{i}",
+            ChatRequest.of(f"Which data is in: call 555 01{i}?", max_tokens=8, task="classify"),
+            "phone number",
+            "classify",
+            "choice",
+            kinds,
+        )
+        for i in range(3)
+    ]
+    plan = _plan()
+    plan.train = [*plan.train, *rare]
+    rollout = Rollout(plan)
+    traces = await rollout.llm_only()
+    student = rollout.distil(traces)
+    assert 3 < MIN_TRACES_PER_TASK <= 40
+    assert set(student.students) == {"intent"}

@@ -63,6 +63,20 @@ def test_stream_restorer_handles_placeholders_split_across_chunks(size: int) -> 
     assert "ann@x.org" in shown and "555-123-4567" in shown and shown.endswith("<EMAIL")
 
 
+def test_html_escaped_placeholders_are_restored() -> None:
+    """Small models that write HTML answer `&lt;PERSON_2&gt;`: the value still comes back."""
+    mapping = {"<PERSON_1>": "Ann Lee", "<PERSON_2>": "Tristan Dennis"}
+    answer = "&lt;PERSON_1&gt; asks for &lt;PERSON_2&gt;; &lt;PERSON_9&gt; and a &amp; b stay"
+    want = "Ann Lee asks for Tristan Dennis; &lt;PERSON_9&gt; and a &amp; b stay"
+    assert restore(answer, mapping) == want
+    for size in (1, 2, 3, 5, 8):
+        sr = StreamRestorer(mapping)
+        pieces = [answer[i : i + size] for i in range(0, len(answer), size)]
+        shown = [sr.feed(p) for p in pieces]
+        assert "".join(shown) + sr.flush() == want
+        assert not any("&lt;PERSON_2" in piece for piece in shown)  # never a half placeholder
+
+
 def test_stream_restorer_holds_back_only_possible_placeholders() -> None:
     sr = StreamRestorer({"<EMAIL_ADDRESS_1>": "a@b.c"})
     assert sr.feed("x <EM") == "x "
@@ -213,3 +227,37 @@ async def test_fewshot_demonstrations_become_turns() -> None:
         ("user", "2+3?"), ("assistant", "5"), ("user", "2+2?"),
     ]  # fmt: skip
     assert parse_fewshot("no pairs here") == []
+
+
+async def test_redact_assist_from_config_replaces_only_the_configured_tiers() -> None:
+    """`tiers: [secret, identifier, contact]` (the demo's assist-redact-contact): an e-mail and
+    a card are replaced, a date (quasi tier) is sent as is."""
+    from duetto.build import build_strategy
+    from duetto.options import RedactAssistOptions
+
+    def detector(text: str) -> list[Entity]:
+        spans = [("ann@example.com", "EMAIL_ADDRESS"), ("4111 1111 1111 1111", "CREDIT_CARD")]
+        spans.append(("12 May 2024", "DATE_TIME"))
+        return [
+            Entity(kind, text.index(value), text.index(value) + len(value), value)
+            for value, kind in spans
+            if value in text
+        ]
+
+    llm = ScriptedModel(REMOTE, lambda req: "ok")
+    opts = RedactAssistOptions(
+        mode="assist", kind="redact", answerer="llm", tiers=["secret", "identifier", "contact"]
+    )
+    from duetto.scoring import pii
+
+    before = pii.current_detector()
+    pii.set_detector(detector)
+    try:
+        ra = build_strategy("ra", opts, lambda name, path: llm)
+        req = ChatRequest.of("Mail ann@example.com, card 4111 1111 1111 1111, 12 May 2024")
+        await ra.complete(req)
+    finally:
+        pii.set_detector(before)
+    sent = llm.calls[0].last_user
+    assert "ann@example.com" not in sent and "4111" not in sent
+    assert "12 May 2024" in sent

@@ -19,14 +19,16 @@ def finish_report(
     workload: str,
     started: float,
     console: Any,
+    detector: str,
     notes: Iterable[str] = (),
 ) -> None:
     """Complete `report` (from a run on `engine`, stopped or not) and write it to `out`.
 
     What calibration fitted goes to out/calibration.json, for `duetto serve --calibration`
     (duetto.fitted): the engine's configured strategies only (student ones need the student,
-    which no config holds). Then the model cards, cache counts, title, times and notes (each
-    model's label, `notes`, the energy caveat); report.json/html are written and summarised."""
+    which no config holds). Then the model cards, the PII `detector` that counted and redacted,
+    cache counts, title, times and notes (each model's label, `notes`, the energy caveat, the
+    detector); report.json/html are written and summarised."""
     from duetto.eval.report import print_summary, write_report
     from duetto.fitted import export_fitted, save_fitted, stamp
 
@@ -34,6 +36,7 @@ def finish_report(
     if fitted["strategies"]:
         report["fitted_path"] = str(save_fitted(fitted, out / "calibration.json"))
     report["models"] = [m.card.to_dict() for m in engine.models.values()]
+    report["pii_detector"] = detector
     report["cache"] = engine.cache_stats()
     report["title"] = title
     report["workload"]["name"] = workload
@@ -43,6 +46,7 @@ def finish_report(
         *(f"{m['name']}: {m['label']}" for m in report["models"] if m.get("label")),
         *notes,
         "energy figures are estimates (see each model card's source)",
+        f"PII counted and redacted with the {detector} detector",
     ]
     paths = write_report(report, out)
     print_summary(report, console)

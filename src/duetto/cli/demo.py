@@ -128,6 +128,7 @@ def run_demo(
     from duetto.errors import UserError
     from duetto.eval.rollout import RolloutPlan, run_rollout
     from duetto.eval.traffic import load_traffic
+    from duetto.privacy.apply import use_detector
 
     console = Console()
     started = time.perf_counter()
@@ -150,11 +151,15 @@ def run_demo(
     )
     print(intro, flush=True) if not progress.tty else console.print(intro, highlight=False)
 
-    async def go() -> tuple[dict[str, Any], Engine]:
-        engine = Engine(cfg, cache=True)
+    async def go() -> tuple[dict[str, Any], Engine, str]:
         progress.phase("starting models", 0)
+        # redaction and the privacy column use the configured detector, as `duetto serve` does
+        detector = await asyncio.to_thread(use_detector, cfg.privacy.detector or "auto")
+        engine = Engine(cfg, cache=True)
         await engine.start()
-        progress.done("start", "SLM in process, LLM stand-in over loopback HTTP")
+        progress.done(
+            "start", f"SLM in process, LLM stand-in over loopback HTTP, PII detector {detector}"
+        )
         from duetto.strategies.assist import HintAssist
 
         for strat in engine.strategies.values():
@@ -172,12 +177,12 @@ def run_demo(
                 student_factory=_student_factory,
                 target=tgt,
             )
-            return await run_rollout(plan, progress), engine
+            return await run_rollout(plan, progress), engine, detector
         finally:
             await engine.aclose()
 
     try:
-        report, engine = asyncio.run(go())
+        report, engine, detector = asyncio.run(go())
     except UserError as exc:
         fail(exc)
         return
@@ -195,5 +200,6 @@ def run_demo(
         workload=source,
         started=started,
         console=console,
+        detector=detector,
         notes=[cap_note],
     )

@@ -122,6 +122,7 @@ def _run_eval(
     from duetto.engine import Engine
     from duetto.errors import UserError
     from duetto.eval.runner import EvalPlan, evaluate
+    from duetto.privacy.apply import use_detector
 
     console = Console()
     try:
@@ -133,8 +134,10 @@ def _run_eval(
         return
     started = time.perf_counter()
 
-    async def go() -> tuple[dict[str, Any], Engine]:
+    async def go() -> tuple[dict[str, Any], Engine, str]:
         with console.status("starting models (the stand-in LLM server takes a few seconds)…"):
+            # redaction and the privacy column use the configured detector, as `duetto serve` does
+            detector = await asyncio.to_thread(use_detector, cfg.privacy.detector or "auto")
             engine = Engine(cfg, cache=True)
             await engine.start()
         try:
@@ -160,12 +163,12 @@ def _run_eval(
                         tasks[label] = bar.add_task(label, total=None)
                     bar.advance(tasks[label], n)
 
-                return await evaluate(plan, items, progress), engine
+                return await evaluate(plan, items, progress), engine, detector
         finally:
             await engine.aclose()
 
     try:
-        report, engine = asyncio.run(go())
+        report, engine, detector = asyncio.run(go())
     except UserError as exc:
         fail(exc)
         return
@@ -178,4 +181,5 @@ def _run_eval(
         workload=workload_name,
         started=started,
         console=console,
+        detector=detector,
     )

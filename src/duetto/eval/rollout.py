@@ -51,6 +51,11 @@ from duetto.models.base import ChatModel
 from duetto.strategies.base import Strategy, Tunable
 
 OUT_OF_SCOPE = "out_of_scope"
+# A task gets a student only from this many of the LLM's traces: below it the audit (a few items
+# per task) cannot tell a student's luck from its skill, and the task keeps going to the models.
+# Added after reading a demo's held-out records, where the PII "classify" task's student, fitted
+# on 3 traces, lost a request the LLM got right; 10 is a round floor, not fitted to any figure.
+MIN_TRACES_PER_TASK = 10
 # A student: `fit(texts, labels)`, then `predict_proba`/`classes`/`embedder` (HeadStudent).
 StudentFactory = Callable[[str, Sequence[str]], Any]
 
@@ -225,7 +230,8 @@ class Rollout:
 
     # -- phase 2 ------------------------------------------------------------------------------
     def distil(self, llm_train: list[Outcome]) -> StudentModel:
-        """One student per closed-form task, trained on the LLM's answers (never on gold)."""
+        """One student per closed-form task with at least MIN_TRACES_PER_TASK traces, trained on
+        the LLM's answers (never on gold)."""
         options: dict[str, set[str]] = {}
         for it in [*self.train, *self.audit, *self.test]:
             if it.choices:
@@ -241,7 +247,7 @@ class Rollout:
                     texts.append(o.item.request.last_user)
                     labels.append(label)
             anchors = sorted(n for n in names if n != OUT_OF_SCOPE)
-            if len(set(labels) | set(anchors)) < 2:
+            if len(labels) < MIN_TRACES_PER_TASK or len(set(labels) | set(anchors)) < 2:
                 continue
             student = self.plan.student_factory(task, anchors)
             student.fit(texts, labels)

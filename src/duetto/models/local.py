@@ -31,6 +31,7 @@ import numpy as np
 from duetto.errors import ConfigError, ModelError, ModelUnavailable, UserError
 from duetto.messages import ChatRequest, Choice, ToolCall, add_system_note
 from duetto.models.base import LeafModel, ModelCard, RawResult
+from duetto.models.json_grammar import capped_strings, schema_gbnf, schema_problem
 from duetto.openai_wire import logprob_entry
 
 __all__ = [
@@ -292,15 +293,22 @@ def _answer(
     """Blocking: every choice (n > 1 by repeated sampling; only the first is streamed), and a
     tool call parsed from the answer when the request has tools."""
     plan = tool_plan(request)
-    if plan.names:
-        emit = None  # the answer may be a tool call, not text: it is sent whole, at the end
-    first = _run(engine, plan.request, emit, cancel, t_start)
+    schema = _answer_schema(plan.request)
+    # A tool call is not text, and a schema answer is checked before any of it is sent (a
+    # retry or an error must not follow half an answer): both are sent whole, at the end.
+    whole = bool(plan.names) or schema is not None
+    first = _checked(engine, plan.request, schema, None if whole else emit, cancel, t_start)
     raws = [first]
     for i in range(1, request.choices_wanted):
         if cancel.is_set():
             break
         seed = None if request.seed is None else request.seed + i
-        raws.append(_run(engine, replace(plan.request, seed=seed), None, cancel, t_start))
+        again = replace(plan.request, seed=seed)
+        raws.append(_checked(engine, again, schema, None, cancel, t_start))
+    if emit is not None and whole:
+        first.ttft_ms = None  # a stream's reader saw nothing before the end: timed there
+        if not plan.names and first.text:
+            emit(first.text)
     choices = [plan.choice(r) for r in raws]
     head = choices[0]
     first.text, first.finish_reason, first.tool_calls = (
@@ -311,6 +319,58 @@ def _answer(
     first.choices = choices[1:]
     first.tokens_out = sum(r.tokens_out for r in raws)
     return first
+
+
+def _answer_schema(request: ChatRequest) -> dict[str, Any] | None:
+    """The JSON schema an answer must match (response_format json_schema), else None."""
+    fmt = request.response_format or {}
+    spec = fmt.get("json_schema") if fmt.get("type") == "json_schema" else None
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return schema if isinstance(schema, dict) else None
+
+
+# A greedy answer that failed is retried sampled (greedy again would repeat it), at this heat.
+_RETRY_TEMPERATURE = 0.7
+
+
+def _checked(
+    engine: _Engine,
+    request: ChatRequest,
+    schema: dict[str, Any] | None,
+    emit: Callable[[str], None] | None,
+    cancel: threading.Event,
+    t_start: float,
+) -> RawResult:
+    """One choice; with a schema, an answer that does not validate (a constraint the grammar
+    cannot express, or cut by the token cap) is generated once more: greedily if it was
+    sampled, else sampled with another seed; after a cut, with free strings bounded to a
+    quarter of the tokens it had (`capped_strings`). Still invalid: an answer cut by max_tokens is
+    returned as OpenAI does (finish_reason "length"); a finished one is a ModelError, never
+    invalid JSON presented as an answer."""
+    raw = _run(engine, request, emit, cancel, t_start)
+    if schema is None or raw.finish_reason == "cancelled":
+        return raw
+    problem = schema_problem(raw.text, schema)
+    if problem is None:
+        return raw
+    if request.temperature:
+        retry = replace(request, temperature=0.0)
+    else:
+        seed = request.seed if request.seed is not None else random.randrange(2**31)
+        retry = replace(request, temperature=_RETRY_TEMPERATURE, seed=seed + 1)
+    if raw.finish_reason == "length":  # it ran out of tokens: free strings get a share of them
+        fmt = request.response_format or {}
+        short = capped_strings(schema, max(16, raw.tokens_out // 4))
+        spec = {**fmt.get("json_schema", {}), "schema": short}
+        retry = replace(retry, response_format={**fmt, "json_schema": spec})
+    second = _run(engine, retry, None, cancel, t_start)
+    second.extra = {**second.extra, "schema_retries": 1}  # the trace says so, not why
+    if second.finish_reason == "cancelled":
+        return second
+    problem = schema_problem(second.text, schema)
+    if problem is None or second.finish_reason == "length":
+        return second
+    raise ModelError(f"the answer does not match the response_format schema: {problem}")
 
 
 def _run(
@@ -427,10 +487,12 @@ def template_messages(request: ChatRequest) -> list[dict[str, str]]:
 
 def response_grammar(response_format: dict[str, Any] | None) -> Any:
     """The llama.cpp grammar that makes every sampled answer valid for `response_format`:
-    `json_object` → any JSON object; `json_schema` → JSON valid for the schema (llama.cpp's
+    `json_object` → any JSON object; `json_schema` → JSON for the schema (llama.cpp's
     json-schema-to-grammar, which covers types, properties, required, enum, const, items,
-    min/max items and lengths, patterns and $ref). None for plain text. A schema the converter
-    cannot compile is the client's mistake: a ModelError would hide it, so it is a UserError."""
+    min/max items and lengths, patterns and $ref, plus integer bounds: `json_grammar`). None
+    for plain text. A schema the converter cannot compile is the client's mistake: a
+    ModelError would hide it, so it is a UserError. What the grammar cannot say is checked
+    after generation (`_checked`)."""
     if not response_format or response_format.get("type", "text") == "text":
         return None
     # keys keep their order: the grammar writes properties in schema order
@@ -452,7 +514,7 @@ def _compiled_grammar(key: str) -> Any:
         if not isinstance(schema, dict):
             raise UserError("response_format.json_schema.schema must be a JSON schema object")
         try:
-            grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            grammar = LlamaGrammar.from_string(schema_gbnf(schema), verbose=False)
         except Exception as exc:  # the converter raises bare exceptions on unsupported schemas
             raise UserError(
                 f"response_format.json_schema: cannot compile the schema: {exc}"

@@ -12,7 +12,10 @@ This is the one place that maps a type to its tier (`tier_of`); unknown types co
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Literal
+
+from duetto.scoring.pii import Entity
 
 Tier = Literal["secret", "identifier", "contact", "quasi"]
 TIERS: tuple[Tier, ...] = ("secret", "identifier", "contact", "quasi")
@@ -54,3 +57,11 @@ def tier_of(entity_type: str) -> Tier:
     if any(w in upper for w in ("SECRET", "PASSWORD", "TOKEN", "API_KEY", "PRIVATE_KEY")):
         return "secret"
     return "identifier"
+
+
+def in_tiers(
+    detector: Callable[[str], list[Entity]], tiers: Iterable[str]
+) -> Callable[[str], list[Entity]]:
+    """`detector` reporting only the entities of `tiers` (e.g. what a redaction replaces)."""
+    keep = frozenset(tiers)
+    return lambda text: [e for e in detector(text) if tier_of(e.type) in keep]

@@ -20,6 +20,9 @@ from duetto.messages import ChatRequest, Message, add_system_note
 from duetto.scoring.pii import Entity
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_(\d+)>")
+# What comes back: models that write HTML (small coder models do) answer `&lt;PERSON_2&gt;`
+# for `<PERSON_2>`; both forms are restored.
+ANSWERED = re.compile(r"(?:<|&lt;)([A-Z][A-Z0-9_]*_\d+)(?:>|&gt;)")
 
 
 def _kind(entity_type: str) -> str:
@@ -65,10 +68,11 @@ def redact(
 
 
 def restore(text: str, mapping: Mapping[str, str]) -> str:
-    """Put the original values back; unknown placeholders stay as they are."""
+    """Put the original values back (`<X_1>` or its HTML-escaped `&lt;X_1&gt;`); unknown
+    placeholders stay as they are."""
     if not mapping:
         return text
-    return PLACEHOLDER.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
+    return ANSWERED.sub(lambda m: mapping.get(f"<{m.group(1)}>", m.group(0)), text)
 
 
 class StreamRestorer:
@@ -77,21 +81,26 @@ class StreamRestorer:
 
     def __init__(self, mapping: Mapping[str, str]) -> None:
         self.mapping = dict(mapping)
+        # every surface form a placeholder may come back in (see ANSWERED)
+        self._forms = [f for p in self.mapping for f in (p, f"&lt;{p[1:-1]}&gt;")]
+        self._longest = max((len(f) for f in self._forms), default=0)
         self._buf = ""
 
     def _could_grow(self, tail: str) -> bool:
-        return any(p.startswith(tail) and p != tail for p in self.mapping)
+        return any(f.startswith(tail) and f != tail for f in self._forms)
 
     def feed(self, delta: str) -> str:
         self._buf += delta
         if not self.mapping:
             out, self._buf = self._buf, ""
             return out
-        cut = self._buf.rfind("<")
-        if cut >= 0 and ">" not in self._buf[cut:] and self._could_grow(self._buf[cut:]):
-            ready, self._buf = self._buf[:cut], self._buf[cut:]
-        else:
-            ready, self._buf = self._buf, ""
+        # hold back the earliest tail that may still become a placeholder, nothing else
+        cut = len(self._buf)
+        for i in range(max(0, len(self._buf) - self._longest), len(self._buf)):
+            if self._buf[i] in "<&" and self._could_grow(self._buf[i:]):
+                cut = i
+                break
+        ready, self._buf = self._buf[:cut], self._buf[cut:]
         return restore(ready, self.mapping)
 
     def flush(self) -> str:

@@ -21,6 +21,7 @@ it is `state()` in one .npz (`duetto.distill.students.save_student`, no pickle).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,9 +102,13 @@ class HeadStudent:
         if len(set(y[keep].tolist())) < 2:
             raise ValueError("the head student needs at least two distinct labels")
         weights = np.r_[np.ones(n), np.full(len(anchors), self.anchor_weight)]
-        fitted = LogisticRegression(C=self.c, max_iter=3000).fit(
-            x[keep], y[keep], sample_weight=weights[keep]
-        )
+        with warnings.catch_warnings():
+            # one anchor per class plus a few traces: "more classes than half the samples" is
+            # what a few-shot head is, not a mistake to warn a user about
+            warnings.filterwarnings("ignore", message="The number of unique classes")
+            fitted = LogisticRegression(C=self.c, max_iter=3000).fit(
+                x[keep], y[keep], sample_weight=weights[keep]
+            )
         self.classes = np.asarray(fitted.classes_).astype(str)
         self.coef = np.asarray(fitted.coef_, dtype=np.float64)
         self.intercept = np.asarray(fitted.intercept_, dtype=np.float64)
