@@ -126,7 +126,7 @@ class MiniLMEmbedder:
                 raise ModelUnavailable(f"MiniLM weights missing under {path}")
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()  # a "Loading weights" bar in a log is noise
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a bar in a log is noise
             model = SentenceTransformer(str(path), device="cpu")
             if self.max_seq_length is not None:
                 model.max_seq_length = self.max_seq_length
