@@ -303,7 +303,7 @@ def _line_names(doc: Any) -> list[Entity]:
             continue
         words = body.split(" ")
         m = _SPEAKER.match(body)
-        if m and m.group(1).lower() not in FIELD_LABELS:
+        if m and not is_label_word(m.group(1)):
             out.append(Entity("PERSON", offset, offset + m.end(1), m.group(1), 0.45))
             continue
         if (
@@ -313,6 +313,17 @@ def _line_names(doc: Any) -> list[Entity]:
         ):
             out.append(Entity("PERSON", offset, offset + len(body), body, 0.45))
     return out
+
+
+def is_label_word(word: str) -> bool:
+    """A word before ':' that labels a field ("Message:", "Subject:"), not a speaker ("Anna:").
+
+    A field label, or a word common in English text that the census lists do not hold as a name.
+    """
+    low = word.lower()
+    if low in FIELD_LABELS:
+        return True
+    return low in common_words() and low not in given_names() and low not in surnames()
 
 
 def _is_initial_word(w: str) -> bool:
