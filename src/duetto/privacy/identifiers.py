@@ -9,7 +9,8 @@ Under `redact` a miss is a leak and a false alarm costs a little quality, so:
 - a value after a context word ("passport", "NHC:", "member ID", "username") gets that type;
 - any other token with 6+ digits, or upper-case letters mixed with 2+ digits (grouped by
   spaces, dashes, dots or slashes), is a generic IDENTIFIER (python-stdnum's 118 formats share
-  no other common shape). Dates, times, amounts and version numbers are skipped.
+  no other common shape). Amounts and version numbers are skipped; a calendar date inside
+  such a token (with its time) is reported as DATE_TIME, a lone time is skipped.
 
 Pure `re`; scores on Presidio's 0..1 scale (every rule here scores >= 0.4, the Presidio
 detector's default floor).
