@@ -11,7 +11,9 @@ from duetto.privacy.identifiers import (
     identifiers,
     shaped_identifiers,
 )
+from duetto.privacy.recognizers import resolve_overlaps
 from duetto.privacy.rules import rules_detect
+from duetto.privacy.tiers import tier_of
 
 
 def _typed(found: list) -> list[tuple[str, str]]:
@@ -108,8 +110,39 @@ def test_generic_identifier_shapes(value: str) -> None:
     ],
 )
 def test_dates_amounts_versions_and_prose_are_not_identifiers(text: str) -> None:
-    assert generic_identifiers(text) == []
-    assert [e for e in identifiers(text) if e.type != "US_SSN"] == []
+    assert [e for e in generic_identifiers(text) if e.type != "DATE_TIME"] == []
+    assert [e for e in identifiers(text) if e.type not in ("US_SSN", "DATE_TIME")] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "date"),
+    [
+        ("Logged: 2019-11-03 08:45:10 by the job", "2019-11-03 08:45:10"),
+        ("Created 2024-02-29T23:05:59Z on the server", "2024-02-29T23:05:59Z"),
+        ("Shipped 2023-07-14 09:30 from the depot", "2023-07-14 09:30"),
+        ("Posted on 31/12/2022 17:02.", "31/12/2022 17:02"),
+    ],
+)
+def test_iso_date_times_are_dates_not_identifiers(text: str, date: str) -> None:
+    found = identifiers(text)
+    assert [e.type for e in found] == ["DATE_TIME"], found
+    assert found[0].text == date  # the whole date-time, the time not split
+
+
+@pytest.mark.parametrize(
+    ("text", "ident", "date"),
+    [
+        ("Parcel QX-448812 2021-05-06 11:20:00 left the hub", "QX-448812", "2021-05-06 11:20:00"),
+        ("2021-05-06 11:20 RT7741902 scanned", "RT7741902", "2021-05-06 11:20"),
+        ("ticket 5530912 2022-01-09 10:15 reopened", "5530912", "2022-01-09 10:15"),
+        ("ref 88123450 18:40 today", "88123450", None),  # a lone time: neither
+    ],
+)
+def test_an_identifier_next_to_a_date_is_still_one(text: str, ident: str, date: str | None) -> None:
+    found = resolve_overlaps(identifiers(text))
+    ids = [e.text for e in found if tier_of(e.type) == "identifier"]
+    assert ids == [ident], found
+    assert [e.text for e in found if e.type == "DATE_TIME"] == ([date] if date else [])
 
 
 def test_bic_and_isil_need_a_real_country_code() -> None:

@@ -113,3 +113,57 @@ def test_name_lists_ship_with_the_package_and_leave_out_common_words() -> None:
     assert {"gretchen", "dwayne"} <= given_names() and "hoffman" in surnames()
     assert not {"may", "grace", "june", "hope"} & given_names()  # words and months
     assert "brown" not in surnames() and "transfer" in common_words()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Comment: The address on file is wrong, please fix it",
+        "Request: I would like to close the savings account",
+        "Reminder: the branch closes early on the holiday",
+        "Feedback: Great service from the desk staff",
+    ],
+)
+def test_field_labels_are_not_speakers(nlp, text: str) -> None:  # type: ignore[no-untyped-def]
+    label = text.split(":")[0]
+    assert label not in [e.text for e in person_names(nlp(text))]
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Priya: did the refund arrive?", "Priya"),  # no list holds it: a speaker
+        ("Gretchen: yes, on Monday", "Gretchen"),  # a listed given name
+        ("Okonkwo: I will check", "Okonkwo"),
+    ],
+)
+def test_speaker_labels_stay_names(nlp, text: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    assert name in [e.text for e in person_names(nlp(text))]
+
+
+def test_label_words() -> None:
+    from duetto.privacy.names import is_label_word
+
+    assert is_label_word("Comment") and is_label_word("Subject")  # common word, listed label
+    assert not is_label_word("Gretchen") and not is_label_word("Priya")
+
+
+def test_a_common_word_speaks_in_a_transcript(nlp) -> None:  # type: ignore[no-untyped-def]
+    text = "Priya: are you at the desk?\nSummer: yes, since nine\nPriya: good"
+    assert "Summer" in [e.text for e in person_names(nlp(text))]
+
+
+def test_field_labels_are_dropped_from_any_person_source() -> None:
+    from duetto.privacy.names import drop_field_labels
+    from duetto.scoring.pii import Entity
+
+    text = "Name: Lotte Brink\nComment: call after five"
+    ner = [  # what an NER may say: the labels as persons, and the real name
+        Entity("PERSON", 0, 4, "Name", 0.85),
+        Entity("PERSON", 6, 17, "Lotte Brink", 0.85),
+        Entity("PERSON", 18, 25, "Comment", 0.85),
+    ]
+    assert [e.text for e in drop_field_labels(text, ner)] == ["Lotte Brink"]
+    chat = "Priya: did it arrive?"
+    kept = drop_field_labels(chat, [Entity("PERSON", 0, 5, "Priya", 0.85)])
+    assert [e.text for e in kept] == ["Priya"]

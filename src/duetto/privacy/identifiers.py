@@ -9,7 +9,8 @@ Under `redact` a miss is a leak and a false alarm costs a little quality, so:
 - a value after a context word ("passport", "NHC:", "member ID", "username") gets that type;
 - any other token with 6+ digits, or upper-case letters mixed with 2+ digits (grouped by
   spaces, dashes, dots or slashes), is a generic IDENTIFIER (python-stdnum's 118 formats share
-  no other common shape). Dates, times, amounts and version numbers are skipped.
+  no other common shape). Amounts and version numbers are skipped; a calendar date inside
+  such a token (with its time) is reported as DATE_TIME, a lone time is skipped.
 
 Pure `re`; scores on Presidio's 0..1 scale (every rule here scores >= 0.4, the Presidio
 detector's default floor).
@@ -150,13 +151,32 @@ def context_identifiers(text: str) -> list[Entity]:
     found: list[Entity] = []
     for etype, pattern in _CONTEXT_RE:
         for m in pattern.finditer(text):
-            start, value = m.start(1), m.group(1).rstrip(".,;:-/")
+            start, value = (
+                m.start(1),
+                _until_date(m.group(1), text[m.end(1) : m.end(1) + 3]).rstrip(".,;:-/"),
+            )
             if not _weak_value(value, 4 if etype == "IDENTIFIER" else 3):
                 found.append(Entity(etype, start, start + len(value), value, 0.6))
     for m in _USERNAME.finditer(text):
         if m.group(1).lower() not in _NOT_VALUES:
             found.append(Entity("USERNAME", m.start(1), m.end(1), m.group(1), 0.6))
     return found
+
+
+def _until_date(value: str, rest: str) -> str:
+    """The groups of a value before its first date or time ("55231 2020-06-20 14" -> "55231").
+
+    `rest` is the text after the value: "12345678 10" before ":30" ends with an hour.
+    """
+    groups = value.split(" ")
+    if len(groups) > 1 and re.fullmatch(r"\d{1,2}", groups[-1]) and re.match(r":[0-5]\d", rest):
+        groups.pop()
+    kept: list[str] = []
+    for group in groups:
+        if _DATE_GROUP.fullmatch(group):
+            break
+        kept.append(group)
+    return " ".join(kept)
 
 
 def _weak_value(value: str, min_digits: int) -> bool:
@@ -173,8 +193,18 @@ _NOT_VALUES = frozenset(_NOT_VALUE_WORDS.split())
 
 _TOKEN = re.compile(
     r"(?<![\w@/:.,+-])[A-Za-z0-9](?:[A-Za-z0-9]|[./:-](?=[A-Za-z0-9])|,(?=\d{3}))*"
-    r"(?:[ ](?=[A-Z0-9]*\d)[A-Z0-9](?:[A-Z0-9]|[./-](?=[A-Z0-9]))*(?![\w])){0,5}"
+    r"(?:[ ](?=[A-Z0-9]*\d)[A-Z0-9](?:[A-Z0-9]|[./:-](?=[A-Z0-9]))*(?![\w])){0,5}"
 )
+# A calendar date (year first or last, valid month and day) with an optional "T" time, or a
+# time: a group of these inside a token is a DATE_TIME, never part of an identifier.
+_DAY, _MONTH = r"(?:0?[1-9]|[12]\d|3[01])", r"(?:0?[1-9]|1[0-2])"
+_TIME = r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d+)?)?(?:Z|[+-]\d\d:?\d\d)?"
+_DATE = (
+    rf"(?:(?:19|20)\d\d([-./]){_MONTH}\1{_DAY}|{_DAY}([-./]){_MONTH}\2(?:19|20)?\d\d"
+    rf"|{_MONTH}([-./]){_DAY}\3(?:19|20)?\d\d)(?:T{_TIME})?"
+)
+_DATE_GROUP = re.compile(_DATE)
+_TIME_GROUP = re.compile(_TIME)
 _DATE_OR_TIME = re.compile(
     r"\d{1,4}[-./]\d{1,2}[-./]\d{1,4}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?|\d{1,2}:\d{2}(?::\d{2})?"
     r"|(?:19|20)\d\d[-/–](?:19|20)?\d\d"
@@ -190,29 +220,65 @@ def _skip(value: str) -> bool:
 
 
 def generic_identifiers(text: str) -> list[Entity]:
-    """Tokens of identifier shape: 6+ digits, or upper-case letters with 2+ digits."""
+    """Tokens of identifier shape: 6+ digits, or upper-case letters with 2+ digits.
+
+    Dates and times inside a token are cut out ("2020-06-20 14:11:22" is a DATE_TIME, and
+    "AB-123456 2020-06-20" an identifier next to one).
+    """
     found: list[Entity] = []
     for m in _TOKEN.finditer(text):
         value, start = m.group().rstrip(".,:-/"), m.start()
         while " " in value and _lead_word(value.split(" ", 1)[0]):
             cut = value.index(" ") + 1
             value, start = value[cut:], start + cut  # "card 4111 ...": the word is not part
-        digits = sum(c.isdigit() for c in value)
-        if not digits or _skip(value):
-            continue
-        letters = [c for c in value if c.isalpha()]
-        lower = sum(c.islower() for c in letters)
-        alnum = digits + len(letters)
-        if digits >= 6 and (lower == 0 or alnum >= 12):
-            pass  # mostly digits: "4765849", "20-10123456-9", "0100112437011"
-        elif letters and alnum >= 6 and (lower == 0 or (alnum >= 16 and digits >= 3)):
-            pass  # "MRTNTN23M02D969P", "A-700555-R", "A0ESSP", "16UwLL9Risc3Qf..."
-        elif digits >= 5 and not letters and sum(c in "-/" for c in value) >= 2:
-            pass  # "51-43-4", "156/141/14808"
-        else:
-            continue
-        found.append(Entity("IDENTIFIER", start, start + len(value), value, 0.4))
+        for offset, piece, is_date in _date_runs(value):
+            s = start + offset
+            if is_date:
+                found.append(Entity("DATE_TIME", s, s + len(piece), piece, 0.4))
+            elif _identifier_shaped(piece):
+                found.append(Entity("IDENTIFIER", s, s + len(piece), piece, 0.4))
     return found
+
+
+def _date_runs(value: str) -> list[tuple[int, str, bool]]:
+    """`value`'s space-separated groups as runs (offset, text, is a date[-time]).
+
+    A date group takes the time groups after it; a time with no date before it is dropped
+    (neither a date nor part of an identifier).
+    """
+    runs: list[tuple[int, str, bool]] = []
+    pos = 0
+    for group in value.split(" "):
+        end = pos + len(group)
+        after_date = bool(runs) and runs[-1][2] and runs[-1][0] + len(runs[-1][1]) + 1 == pos
+        if _DATE_GROUP.fullmatch(group) or (after_date and _TIME_GROUP.fullmatch(group)):
+            kind = True
+        elif _TIME_GROUP.fullmatch(group):
+            pos = end + 1
+            continue
+        else:
+            kind = False
+        if runs and runs[-1][2] == kind and runs[-1][0] + len(runs[-1][1]) + 1 == pos:
+            runs[-1] = (runs[-1][0], value[runs[-1][0] : end], kind)  # same kind, adjacent
+        else:
+            runs.append((pos, group, kind))
+        pos = end + 1
+    return runs
+
+
+def _identifier_shaped(value: str) -> bool:
+    digits = sum(c.isdigit() for c in value)
+    if not digits or _skip(value):
+        return False
+    letters = [c for c in value if c.isalpha()]
+    lower = sum(c.islower() for c in letters)
+    alnum = digits + len(letters)
+    if digits >= 6 and (lower == 0 or alnum >= 12):
+        return True  # mostly digits: "4765849", "20-10123456-9", "0100112437011"
+    if letters and alnum >= 6 and (lower == 0 or (alnum >= 16 and digits >= 3)):
+        return True  # "MRTNTN23M02D969P", "A-700555-R", "A0ESSP", "16UwLL9Risc3Qf..."
+    # "51-43-4", "156/141/14808"
+    return digits >= 5 and not letters and sum(c in "-/" for c in value) >= 2
 
 
 def _lead_word(group: str) -> bool:

@@ -64,6 +64,7 @@ ORG_WORDS = _words(
 )
 _MAX_NAME_TOKENS = 4
 _SPEAKER = re.compile(r"([A-ZÀ-ÖØ-Þ][^\W\d_]+) ?:(?: |\"|$)")  # 'Alice: "Who are you?"'
+_LINE_LABEL = re.compile(r"^[ \t>]*" + _SPEAKER.pattern, re.M)
 # "Misty's daughter": a possessive before a kinship word is a person.
 KIN_WORDS = _words(
     "daughter son kid kids child children wife husband mother father mom dad brother"
@@ -292,6 +293,7 @@ def _line_names(doc: Any) -> list[Entity]:
     """A line that is only "First [I.] Last" (signatures, contact blocks), or a speaker label."""
     out: list[Entity] = []
     text: str = doc.text
+    labels = field_labels(text)
     pos = 0
     for line in text.split("\n"):
         start = pos
@@ -303,7 +305,7 @@ def _line_names(doc: Any) -> list[Entity]:
             continue
         words = body.split(" ")
         m = _SPEAKER.match(body)
-        if m and m.group(1).lower() not in FIELD_LABELS:
+        if m and (offset, offset + m.end(1)) not in labels:
             out.append(Entity("PERSON", offset, offset + m.end(1), m.group(1), 0.45))
             continue
         if (
@@ -313,6 +315,40 @@ def _line_names(doc: Any) -> list[Entity]:
         ):
             out.append(Entity("PERSON", offset, offset + len(body), body, 0.45))
     return out
+
+
+def field_labels(text: str) -> set[tuple[int, int]]:
+    """Spans of the line-opening words before ':' that label a field ("Message:"), not a speaker.
+
+    A listed field label always; a label word (`is_label_word`) unless another line of the
+    text opens with a speaker ("Ella: …\nDestiny: …": a transcript, so Destiny speaks too).
+    """
+    found = [(m.start(1), m.end(1), m.group(1)) for m in _LINE_LABEL.finditer(text)]
+    transcript = any(not is_label_word(word) for _, _, word in found)
+    return {
+        (start, end)
+        for start, end, word in found
+        if word.lower() in FIELD_LABELS or (not transcript and is_label_word(word))
+    }
+
+
+def drop_field_labels(text: str, found: list[Entity]) -> list[Entity]:
+    """`found` without PERSON spans that are exactly a field label (the NER tags "Name:" too)."""
+    labels = field_labels(text)
+    if not labels:
+        return found
+    return [e for e in found if e.type != "PERSON" or (e.start, e.end) not in labels]
+
+
+def is_label_word(word: str) -> bool:
+    """A word before ':' that labels a field ("Message:", "Subject:"), not a speaker ("Anna:").
+
+    A field label, or a word common in English text that the census lists do not hold as a name.
+    """
+    low = word.lower()
+    if low in FIELD_LABELS:
+        return True
+    return low in common_words() and low not in given_names() and low not in surnames()
 
 
 def _is_initial_word(w: str) -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 
 from duetto.errors import ConfigError
 from duetto.privacy.language import looks_english
-from duetto.privacy.names import person_names
+from duetto.privacy.names import drop_field_labels, person_names
 from duetto.privacy.ner_gate import DEFAULT_WINDOW, blank_spans, ner_text, ner_windows
 from duetto.privacy.recognizers import resolve_overlaps
 from duetto.privacy.rules import rule_entities
@@ -137,7 +137,7 @@ class PresidioDetector:
             if scanned is not None:
                 with self._blas_limit():
                     doc = self._nlp(scanned)
-                found += ner_entities(doc) + person_names(doc)
+                found += drop_field_labels(text, ner_entities(doc) + person_names(doc))
         if not self.organizations:
             found = [e for e in found if e.type != "ORGANIZATION"]
         if self.entities is not None:
