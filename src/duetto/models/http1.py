@@ -1,8 +1,8 @@
 """A lean keep-alive HTTP/1.1 client for one plain-`http://` origin: POST bytes, get the whole
 response back. `OpenAIModel` uses it for non-streamed calls to a loopback or LAN upstream (a
-local vLLM, llama.cpp server, the stand-in), where httpx's pool, h11 and anyio layers cost about
-0.5 ms of CPU per call against 0.1 ms here (docs/gateway.md, overhead). The request bytes are
-httpx's own (a template built by httpx, Content-Length filled per call); failures raise httpx's
+local vLLM, llama.cpp server, the stand-in), where httpx's pool, h11 and anyio layers were the
+largest share of the gateway's own CPU per request (docs/gateway.md, overhead). The request
+bytes are httpx's own (a template built by httpx, Content-Length filled per call); failures raise httpx's
 exceptions, so the caller translates them as before. TLS, proxies, streams and cookies stay with
 httpx.
 """
@@ -162,7 +162,7 @@ class Http1Pool:
                 chunked = True
         async with asyncio.timeout(self.timeout.read):
             if chunked:
-                parts = []
+                parts: list[bytes] = []
                 while True:
                     size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
                     if size == 0:
