@@ -2,9 +2,9 @@
 response back. `OpenAIModel` uses it for non-streamed calls to a loopback or LAN upstream (a
 local vLLM, llama.cpp server, the stand-in), where httpx's pool, h11 and anyio layers were the
 largest share of the gateway's own CPU per request (docs/gateway.md, overhead). The request
-bytes are httpx's own (a template built by httpx, Content-Length filled per call); failures raise httpx's
-exceptions, so the caller translates them as before. TLS, proxies, streams and cookies stay with
-httpx.
+bytes are httpx's own (a template built by httpx, Content-Length filled per call); failures
+raise httpx's exceptions, so the caller translates them as before. TLS, proxies, streams and
+cookies stay with httpx.
 """
 
 from __future__ import annotations
