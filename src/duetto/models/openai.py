@@ -1,4 +1,5 @@
-"""A backend for any OpenAI-compatible chat endpoint, over httpx.
+"""A backend for any OpenAI-compatible chat endpoint, over httpx (non-streamed calls to a
+plain-http upstream: over the lean keep-alive client of `duetto.models.http1`, same bytes).
 
 What it measures, per call and summed over retries: the HTTP bytes of each request (request line
 + headers + body) and of each response (status line + headers + body as it came off the socket;
