@@ -11,7 +11,9 @@ from PyPI in its own venv, never in duetto's: `python -m venv /tmp/litellm-venv 
 sends the same non-streamed request to each, at 1 and 50 concurrent clients.
 
 Reports p50/p99 client latency per target and concurrency, the gateway's added p50/p99 (gateway
-minus direct), requests/s, and the CPU each target spent per request (psutil, its processes).
+minus direct), requests/s, and the CPU each target spent per request (psutil, its processes;
+for each target's first process, its main thread alone: the event loop). `--profile FILE` runs
+`duetto serve` under cProfile (its main thread, 1 client only) and writes the stats to FILE.
 Targets of the issue: p50 added ≤ 2 ms; throughput ≥ LiteLLM's.
 duetto runs with the default privacy settings (policy `allow`, detector `auto`: Presidio when
 the privacy extra is installed; leaks counted inline by the rules, 5% re-scanned by the
