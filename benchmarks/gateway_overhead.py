@@ -11,7 +11,9 @@ from PyPI in its own venv, never in duetto's: `python -m venv /tmp/litellm-venv 
 sends the same non-streamed request to each, at 1 and 50 concurrent clients.
 
 Reports p50/p99 client latency per target and concurrency, the gateway's added p50/p99 (gateway
-minus direct), requests/s, and the CPU each target spent per request (psutil, its processes).
+minus direct), requests/s, and the CPU each target spent per request (psutil, its processes;
+for each target's first process, its main thread alone: the event loop). `--profile FILE` runs
+`duetto serve` under cProfile (its main thread, 1 client only) and writes the stats to FILE.
 Targets of the issue: p50 added ≤ 2 ms; throughput ≥ LiteLLM's.
 duetto runs with the default privacy settings (policy `allow`, detector `auto`: Presidio when
 the privacy extra is installed; leaks counted inline by the rules, 5% re-scanned by the
@@ -28,6 +30,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -75,7 +78,11 @@ def wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 120) -> No
 
 
 def start_duetto(
-    work: Path, upstream: str, detector: str | None = None, answer_first: bool = False
+    work: Path,
+    upstream: str,
+    detector: str | None = None,
+    answer_first: bool = False,
+    profile: Path | None = None,
 ) -> tuple[subprocess.Popen[Any], str]:
     from duetto.gateway.auth import hash_key
 
@@ -101,9 +108,12 @@ def start_duetto(
         cfg["privacy"] = {"detector": detector}
     (work / "duetto.yaml").write_text(yaml.safe_dump(cfg))
     port = free_port()
+    # cProfile of the server's main thread (the event loop), written when it stops
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
     proc = subprocess.Popen(
         [
             sys.executable,
+            *profiler,
             "-m",
             "duetto.cli.main",
             "serve",
@@ -198,6 +208,20 @@ def cpu_seconds(pid: int | None) -> float:
     return total
 
 
+def main_thread_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of the process's main thread (the event loop); the rest of
+    `cpu_seconds` is its other threads (the store's worker, uvloop's, ...)."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for t in psutil.Process(pid).threads():
+            if t.id == pid:
+                return float(t.user_time + t.system_time)
+    return 0.0
+
+
 async def run(
     base: str, n: int, concurrency: int, model: str, pid: int | None = None
 ) -> dict[str, float]:
@@ -220,17 +244,19 @@ async def run(
                 latencies.append(time.perf_counter() - t0)
                 errors += r.status_code != 200
 
-        cpu0 = cpu_seconds(pid)
+        cpu0, loop0 = cpu_seconds(pid), main_thread_cpu_seconds(pid)
         t0 = time.perf_counter()
         await asyncio.gather(*[worker() for _ in range(concurrency)])
         elapsed = time.perf_counter() - t0
         cpu = cpu_seconds(pid) - cpu0
+        loop_cpu = main_thread_cpu_seconds(pid) - loop0
     s = sorted(latencies)
     return {
         "p50_ms": s[len(s) // 2] * 1000,
         "p99_ms": s[int(len(s) * 0.99)] * 1000,
         "rps": n / elapsed,
         "cpu_ms_per_request": cpu / n * 1000,  # of the target's process(es)
+        "main_thread_cpu_ms_per_request": loop_cpu / n * 1000,  # its first process's
         "errors": errors,
     }
 
@@ -241,6 +267,12 @@ def main() -> None:
     ap.add_argument("--litellm", default=shutil.which("litellm") or "/tmp/litellm-venv/bin/litellm")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--detector", choices=["regex", "presidio"], help="default: the config's")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="run `duetto serve` under cProfile (its main thread), write the stats here; "
+        "1 client only",
+    )
     ap.add_argument(
         "--answer-first",
         action="store_true",
@@ -258,7 +290,7 @@ def main() -> None:
     notes: list[str] = []
     try:
         load_before = os.getloadavg()
-        proc, url = start_duetto(work, upstream, args.detector, args.answer_first)
+        proc, url = start_duetto(work, upstream, args.detector, args.answer_first, args.profile)
         procs.append(proc)
         targets["duetto"] = (url, "llm", proc.pid)
         if Path(args.litellm).exists():
@@ -271,7 +303,8 @@ def main() -> None:
         else:
             notes.append(f"LiteLLM not found at {args.litellm}: compared without it")
         results: dict[str, Any] = {}
-        for concurrency in (1, 50):
+        levels = (1,) if args.profile else (1, 50)
+        for concurrency in levels:
             n = args.requests if concurrency > 1 else max(200, args.requests // 4)
             for name, (base, model, pid) in targets.items():
                 results[f"{name}@{concurrency}"] = asyncio.run(
@@ -285,7 +318,7 @@ def main() -> None:
             "loadavg_before_after": [load_before[0], os.getloadavg()[0]],
             "results": results,
         }
-        for c in (1, 50):
+        for c in levels:
             d, g = results[f"direct@{c}"], results[f"duetto@{c}"]
             summary[f"added_by_duetto@{c}"] = {
                 "p50_ms": g["p50_ms"] - d["p50_ms"],
@@ -301,7 +334,11 @@ def main() -> None:
         summary["notes"] = notes
     finally:
         for p in reversed(procs):
-            p.terminate()
+            if args.profile and p.pid == targets.get("duetto", ("", "", None))[2]:
+                # uvicorn re-raises the signal once stopped: SIGINT lets cProfile write
+                p.send_signal(signal.SIGINT)
+            else:
+                p.terminate()
             try:
                 p.wait(15)
             except subprocess.TimeoutExpired:

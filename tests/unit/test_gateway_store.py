@@ -297,3 +297,15 @@ async def test_migrations_run_once_each_in_order(kind: str, tmp_path: Path) -> N
         if kind == "postgresql":
             await reopened.drop_all()
         await reopened.close()
+
+
+async def test_appends_survive_a_broken_connection(store: TraceStore) -> None:
+    """Appends go straight through a DBAPI connection the store keeps: when it breaks (a
+    database restart), the batch is retried through the engine's pool and a new one is taken."""
+    await store.append(TraceRecord(id="a", model="m", status="ok"))
+    await store.call(lambda _: store._raw.dbapi_connection.close())  # under the store's feet
+    await store.append(TraceRecord(id="b", model="m", status="ok", body={"x": [1, "é"]}))
+    await store.append(TraceRecord(id="c", model="m", status="ok"))
+    assert sorted(await store.ids()) == ["a", "b", "c"]
+    got = await store.get("b")
+    assert got is not None and got.body == {"x": [1, "é"]} and got.stream is False

@@ -230,36 +230,46 @@ class GatewayMetrics:
             "duetto_breaker_open", "1 when an upstream's breaker is open", ["upstream"], registry=r
         )
         self.live = LiveStats(time.time())
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def _of(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: prometheus_client's lookup (a lock, label checks)
+        was the larger part of observing a request."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe(self, o: Outcome) -> None:
-        u, s = o.usage, o.strategy
-        self.requests.labels(s, o.status).inc()
+        u, s, of = o.usage, o.strategy, self._of
+        of(self.requests, s, o.status).inc()
         if u.remote_calls:
-            self.llm_requests.labels(s).inc()
-            self.model_calls.labels(s, "remote").inc(u.remote_calls)
+            of(self.llm_requests, s).inc()
+            of(self.model_calls, s, "remote").inc(u.remote_calls)
         if u.calls - u.remote_calls > 0:
-            self.model_calls.labels(s, "local").inc(u.calls - u.remote_calls)
+            of(self.model_calls, s, "local").inc(u.calls - u.remote_calls)
         if u.cost_usd:
-            self.cost.labels(s).inc(u.cost_usd)
+            of(self.cost, s).inc(u.cost_usd)
         if o.llm_only_cost_usd:
-            self.llm_only_cost.labels(s).inc(o.llm_only_cost_usd)
+            of(self.llm_only_cost, s).inc(o.llm_only_cost_usd)
         if o.status == "ok":
-            self.latency.labels(s).observe(o.latency_s)
+            of(self.latency, s).observe(o.latency_s)
             if o.ttft_s is not None:
-                self.ttft.labels(s).observe(o.ttft_s)
+                of(self.ttft, s).observe(o.ttft_s)
         if u.bytes_sent:
-            self.remote_bytes.labels(s, "sent").inc(u.bytes_sent)
+            of(self.remote_bytes, s, "sent").inc(u.bytes_sent)
         if u.bytes_received:
-            self.remote_bytes.labels(s, "received").inc(u.bytes_received)
+            of(self.remote_bytes, s, "received").inc(u.bytes_received)
         if u.energy_j:
-            self.energy.labels(s).inc(u.energy_j)
+            of(self.energy, s).inc(u.energy_j)
         if u.pii_sent:
-            self.pii_sent.labels(s).inc(u.pii_sent)
-            self.leaky.labels(s).inc()
+            of(self.pii_sent, s).inc(u.pii_sent)
+            of(self.leaky, s).inc()
         for (model, tier), n in o.leaks.items():
-            self.pii_by_tier.labels(tier, model).inc(n)
+            of(self.pii_by_tier, tier, model).inc(n)
         if o.fallback is not None:
-            self.fallbacks.labels(s, o.fallback).inc()
+            of(self.fallbacks, s, o.fallback).inc()
         self.live.add(o, time.time())
 
     def observe_rescan(

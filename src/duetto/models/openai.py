@@ -1,4 +1,5 @@
-"""A backend for any OpenAI-compatible chat endpoint, over httpx.
+"""A backend for any OpenAI-compatible chat endpoint, over httpx (non-streamed calls to a
+plain-http upstream: over the lean keep-alive client of `duetto.models.http1`, same bytes).
 
 What it measures, per call and summed over retries: the HTTP bytes of each request (request line
 + headers + body) and of each response (status line + headers + body as it came off the socket;
@@ -40,6 +41,7 @@ from duetto.errors import (
 )
 from duetto.messages import ChatRequest, StreamChunk
 from duetto.models.base import LeafModel, ModelCard, RawResult
+from duetto.models.http1 import Http1Pool
 from duetto.openai_wire import (
     StreamState,
     choice_of,
@@ -134,6 +136,7 @@ class OpenAIModel(LeafModel):
         self._post_headers = httpx.Headers()
         self._post_timeout: dict[str, Any] = {}
         self._direct: httpx.AsyncBaseTransport | None = None
+        self._lean: Http1Pool | None = None
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIModel({self.card.name!r}, {self.base_url!r}, {self.model!r})"
@@ -169,9 +172,21 @@ class OpenAIModel(LeafModel):
         # call, docs/gateway.md). Same request bytes; through the client when a proxy from the
         # environment may apply (the client mounts it).
         self._direct = None if _proxy_env() else transport
+        # Non-streamed calls to a plain-http upstream skip httpx altogether (models/http1.py):
+        # same request bytes, from a template httpx builds (a body, so Content-Length is where
+        # httpx puts it)
+        self._lean = None
+        if self._direct is not None and self._transport is None and self._post_url.scheme == "http":
+            template = httpx.Request(
+                "POST", self._post_url, headers=self._post_headers, content=b"{}"
+            )
+            self._lean = Http1Pool(template, self.timeout, self._limits)
         return client
 
     async def aclose(self) -> None:
+        if self._lean is not None:
+            await self._lean.aclose()
+            self._lean = None
         if self._http is not None:
             await self._http.aclose()  # and its transport
             self._http = None
@@ -289,14 +304,18 @@ class OpenAIModel(LeafModel):
         return raw
 
     async def _fetch_json(self, content: bytes, tally: _Tally) -> dict[str, Any]:
-        response = await self._open(content, tally)
-        try:
-            raw = await response.aread()
-        except httpx.HTTPError as exc:
-            raise _AttemptFailed(self._translate(exc)) from exc
-        finally:
-            await response.aclose()
-            tally.count_response(response)
+        client = self._client()
+        if self._lean is not None and not client.cookies:  # a cookie to send: httpx sends it
+            raw = await self._fetch_lean(self._lean, client, content, tally)
+        else:
+            response = await self._open(content, tally)
+            try:
+                raw = await response.aread()
+            except httpx.HTTPError as exc:
+                raise _AttemptFailed(self._translate(exc)) from exc
+            finally:
+                await response.aclose()
+                tally.count_response(response)
         try:
             data = json.loads(raw)
         except ValueError as exc:
@@ -311,6 +330,35 @@ class OpenAIModel(LeafModel):
             )
             raise _AttemptFailed(error)
         return data
+
+    async def _fetch_lean(
+        self, lean: Http1Pool, client: httpx.AsyncClient, content: bytes, tally: _Tally
+    ) -> bytes:
+        """One attempt through the lean client: the body of a 2xx answer, counted as `_open`
+        and `_Tally.count_response` count httpx's."""
+        head = lean.head(len(content))
+        tally.attempts += 1
+        try:
+            reply = await lean.post(head, content)
+        except httpx.HTTPError as exc:
+            if not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+                tally.bytes_sent += len(head) + len(content)  # it left before failing
+                tally.body_sent += len(content)
+            raise _AttemptFailed(self._translate(exc)) from exc
+        tally.bytes_sent += len(head) + len(content)
+        tally.body_sent += len(content)
+        tally.bytes_received += reply.head_bytes + len(reply.body)
+        tally.body_received += len(reply.body)
+        if reply.status < 300 and not any(k.lower() == b"set-cookie" for k, _ in reply.headers):
+            return reply.body
+        response = httpx.Response(
+            reply.status, headers=reply.headers, content=reply.body, request=lean.request
+        )
+        client.cookies.extract_cookies(response)  # sent back by httpx from now on
+        if reply.status < 300:
+            return reply.body
+        body = reply.body.decode("utf-8", "replace")
+        raise _AttemptFailed(self._status_error(response, body), _retry_after(response))
 
     # ---- streaming -----------------------------------------------------------------------
 
