@@ -333,3 +333,22 @@ async def test_a_task_with_too_few_traces_gets_no_student() -> None:
     student = rollout.distil(traces)
     assert 3 < MIN_TRACES_PER_TASK <= 40
     assert set(student.students) == {"intent"}
+
+
+def test_findings_say_why_a_cheaper_candidate_was_not_promoted() -> None:
+    from duetto.eval.verdict import passed_over
+
+    estimates = {
+        "route": {"llm_call_share": 0.8, "quality": {"mean": 0.43}, "non_inferior": True},
+        "student": {
+            "llm_call_share": 0.43,
+            "quality": {"mean": 0.57},
+            "quality_delta_ci": [-0.033, 0.3],
+            "non_inferior": False,
+            "oos": {"n": 2, "share": 1.0, "met": True},
+        },
+    }
+    text = passed_over("route", estimates)
+    assert "student (43% LLM calls, quality 0.57" in text and "-0.033 to 0.300" in text
+    assert "route (" not in text  # the chosen one, and above the cap anyway
+    assert passed_over("student", estimates) == ""

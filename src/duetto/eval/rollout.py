@@ -44,6 +44,7 @@ from duetto.eval.verdict import (
     non_inferior,
     oos_handling,
     paired_delta,
+    passed_over,
     recommend,
 )
 from duetto.eval.workload import WorkItem
@@ -481,7 +482,7 @@ class Rollout:
         per_task = headroom(
             task_records, names=list(dict.fromkeys(["llm_only", "slm_only", rec_name]))
         )
-        rec["findings"] = findings(rec, per_task)
+        rec["findings"] = findings(rec, per_task, passed_over(rec_name, estimates))
         return {
             "workload": {
                 "n": len(self.train) + len(self.audit) + len(self.test),

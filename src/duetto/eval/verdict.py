@@ -198,9 +198,37 @@ def headroom(
     return out
 
 
-def findings(rec: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def passed_over(chosen: str, estimates: Mapping[str, Mapping[str, Any]]) -> str:
+    """Why the candidates below the LLM-share cap were not promoted, from their audit estimates
+    (quality, share, paired CI against LLM-only, out-of-scope handling); "" if there were none."""
+    parts = []
+    for name, e in estimates.items():
+        share = e.get("llm_call_share")
+        if name == chosen or share is None or share > MAX_LLM_CALL_SHARE:
+            continue
+        lo, hi = e.get("quality_delta_ci") or (math.nan, math.nan)
+        why = []
+        if not e.get("non_inferior"):
+            why.append(f"paired CI {_num(lo, 3)} to {_num(hi, 3)} not shown non-inferior")
+        if (e.get("oos") or {}).get("n") and not e["oos"].get("met"):
+            why.append(f"{_pct(e['oos']['share'])} of out-of-scope queries escalated or refused")
+        q = (e.get("quality") or {}).get("mean")
+        parts.append(
+            f"{name} ({_pct(share)} LLM calls, quality {_num(q)}"
+            + (f": {'; '.join(why)}" if why else "")
+            + ")"
+        )
+    if not parts:
+        return ""
+    return "On the gold audit, the candidates under the cap were: " + ", ".join(parts) + "."
+
+
+def findings(
+    rec: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], passed: str = ""
+) -> list[str]:
     """One sentence per check the recommendation misses, with the measured figures and where
-    the headroom is (per task: the LLM's and the SLM's quality, LLM-only's share of cost)."""
+    the headroom is (per task: the LLM's and the SLM's quality, LLM-only's share of cost);
+    `passed`: why cheaper candidates were not promoted (`passed_over`)."""
     out: list[str] = []
     llm_q = float(rec["llm_only_quality"] or 0.0)
     lo, hi = rec["quality_delta_ci"]
@@ -221,8 +249,11 @@ def findings(rec: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[
     if not checks[f"llm_call_share<={MAX_LLM_CALL_SHARE:g}"]:
         out.append(
             f"LLM call share {_pct(rec['llm_call_share'])} is above "
-            f"{_pct(MAX_LLM_CALL_SHARE)}: the target quality needs the LLM there. "
-            "Per task: " + per_task + "."
+            f"{_pct(MAX_LLM_CALL_SHARE)}. "
+            + (passed + " " if passed else "the target quality needs the LLM there. ")
+            + "Per task: "
+            + per_task
+            + "."
         )
     if not checks[f"cost_fraction<={MAX_COST_FRACTION:g}"]:
         out.append(
