@@ -73,3 +73,21 @@ def sse_events(text: str) -> list[Any]:
         for line in text.splitlines()
         if line.startswith("data: ")
     ]
+
+
+def priced_fake_models() -> dict[str, Any]:
+    """A config's `models:` of two scripted models: `slm` local, `llm` remote at GPT-4o-mini's
+    prices (what the loop's fit and the staged rollout bill)."""
+    return {
+        "slm": {"backend": "fake", "script": "x", "card": {"name": "slm"}},
+        "llm": {
+            "backend": "fake",
+            "script": "y",
+            "card": {
+                "name": "llm",
+                "location": "remote",
+                "price_in_per_mtok": 0.15,
+                "price_out_per_mtok": 0.6,
+            },
+        },
+    }

@@ -24,22 +24,11 @@ from duetto.messages import ChatRequest
 from duetto.models.base import ChatModel, ModelCard
 from duetto.testing.scripted import ScriptedModel
 from duetto.testing.server_thread import ServerThread
+from gateway_kit import priced_fake_models
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "staged_rollout.py"
 CFG: dict[str, Any] = {
-    "models": {
-        "slm": {"backend": "fake", "script": "x", "card": {"name": "slm"}},
-        "llm": {
-            "backend": "fake",
-            "script": "y",
-            "card": {
-                "name": "llm",
-                "location": "remote",
-                "price_in_per_mtok": 0.15,
-                "price_out_per_mtok": 0.6,
-            },
-        },
-    },
+    "models": priced_fake_models(),
     "slm": "slm",
     "llm": "llm",
     "target": "quality=0.95",

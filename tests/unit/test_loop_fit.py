@@ -21,21 +21,10 @@ from duetto.fitted import check_fitted, version_of
 from duetto.loop.fit import MIN_ROWS, Row, evidence, fit_cascade
 from duetto.loop.store import Label, LoopStore, Shadow
 from duetto.store import TraceRecord, TraceStore
+from gateway_kit import priced_fake_models
 
 CONFIG = {
-    "models": {
-        "slm": {"backend": "fake", "script": "x", "card": {"name": "slm"}},
-        "llm": {
-            "backend": "fake",
-            "script": "y",
-            "card": {
-                "name": "llm",
-                "location": "remote",
-                "price_in_per_mtok": 0.15,
-                "price_out_per_mtok": 0.6,
-            },
-        },
-    },
+    "models": priced_fake_models(),
     "target": "quality=0.9",
     "strategies": {
         "casc": {"mode": "cascade", "models": ["slm", "llm"], "verifier": {"kind": "logprob"}},
